@@ -1,0 +1,44 @@
+# skiprnn: every target sets up its own virtual environment on first use.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SEEDS  ?= 0,1,2,3
+STEPS  ?=
+EPOCHS ?=
+JOBS   ?= $(shell nproc)
+# Extra Hydra overrides for every reproduction, e.g. ARGS='logger=none'
+ARGS   ?=
+
+train_overrides = $(if $(STEPS),trainer.max_steps=$(STEPS)) $(if $(EPOCHS),trainer.max_epochs=$(EPOCHS)) hydra.launcher.n_jobs=$(JOBS) $(ARGS)
+
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --upgrade pip
+	$(VENV)/bin/pip install -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv and install skiprnn with its test tools
+
+test: venv ## run the test suite
+	$(PY) -m pytest
+
+bench: venv ## time training and skipping inference; writes results/bench.md
+	$(PY) scripts/bench.py
+
+reproduce-table%: venv ## run a table's sweep (SEEDS=0,1 STEPS=2000 for a quick one), then write results/table%.md
+	-$(PY) -m skiprnn.train -m table=table$* seed=$(SEEDS) $(train_overrides)
+	$(PY) -m skiprnn.tables table$*
+
+table%: venv ## rebuild results/table%.md from the runs already in results/ (no training)
+	$(PY) -m skiprnn.tables $@
+
+clean-checkpoints: ## delete every checkpoint under results/ (finished metrics stay)
+	find results -name checkpoint.pt -delete
+
+.PHONY: help venv test bench clean-checkpoints

@@ -1,0 +1,7 @@
+"""Skip RNN: Learning to Skip State Updates in Recurrent Neural Networks (Campos et al., ICLR 2018)."""
+from .cells import GRUCell, LSTMCell
+from .flops import inference_flops
+from .rnn import MODES, SkipRNN, SkipRNNOutput, SkipState, budget_loss
+
+__all__ = ["MODES", "SkipRNN", "SkipRNNOutput", "SkipState", "budget_loss", "inference_flops", "LSTMCell", "GRUCell"]
+__version__ = "0.1.0"

@@ -1,0 +1,126 @@
+"""Inference that really skips: the cell is evaluated only where u_t = 1.
+
+The original code computes every step and masks it, so it saves no time. Here, in eval mode:
+
+* one sequence (B = 1): the ũ recursion runs on host scalars in the model's precision, so a run of
+  skipped steps costs a few scalar operations and no tensor work (the run length is Eq. 6's N_skip,
+  found by the same arithmetic the dense path does);
+* a batch: each step computes only the rows that update.
+
+Both give the outputs and update patterns of the dense masked path (see tests/test_inference.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .cells import accumulate_update_prob
+
+_HOST_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+@torch.no_grad()
+def skip_forward(rnn, x: Tensor, state, valid: Tensor | None, keep: Tensor | None):
+    if not rnn.gated and keep is None and valid is None:
+        return rnn._dense_forward(x, state, None, None)  # nothing to skip
+    if x.shape[1] == 1 and x.dtype in _HOST_DTYPES:
+        return _single_sequence(rnn, x, state, valid, keep)
+    return _row_compacted(rnn, x, state, valid, keep)
+
+
+def _state_lists(rnn, state):
+    h = [s.clone() for s in state.h.unbind(0)]
+    c = [s.clone() for s in state.c.unbind(0)] if rnn.has_cell_state else [None] * rnn.num_layers
+    return h, c
+
+
+def _final_state(rnn, h, c, up: Tensor, cum: Tensor):
+    from .rnn import SkipState
+
+    return SkipState(torch.stack(h), torch.stack(c) if rnn.has_cell_state else None, up, cum)
+
+
+def _single_sequence(rnn, x: Tensor, state, valid, keep):
+    steps = x.shape[0]
+    real = _HOST_DTYPES[x.dtype]
+    one = real(1.0)
+    length = steps if valid is None else int(valid[:, 0, 0].sum().item())
+    kept = None if keep is None else keep[:, 0, 0].cpu().numpy()
+    up, cum = real(state.update_prob.item()), real(state.cum_update_prob.item())
+    h, c = _state_lists(rnn, state)
+    # Hoisting the input projection pays when inputs are narrow; wide inputs (video features)
+    # are projected only on the steps that update.
+    first = rnn.cells[0]
+    x_proj = first.project_input(x[:, 0]) if rnn.input_size <= rnn.hidden_size else None
+
+    tops, update_steps = [h[-1]], []
+    for t in range(length):
+        if rnn.gated:
+            u_tilde = cum + min(up, one - cum)
+            u = np.round(u_tilde)
+        else:
+            u = one
+        if kept is not None:
+            u = u * kept[t]
+        if not u:  # skip: only ũ moves
+            if rnn.gated:
+                cum = u_tilde
+            continue
+        xp = x_proj[t : t + 1] if x_proj is not None else first.project_input(x[t])
+        h, c = rnn.candidate(xp, h, c)
+        if rnn.gated:
+            up = real(torch.sigmoid(rnn.update_gate(rnn.gate_input(h, c))).item())
+            cum = real(0.0)
+        tops.append(h[-1])
+        update_steps.append(t)
+
+    updates = x.new_zeros(steps, 1)
+    if update_steps:
+        updates[update_steps] = 1.0
+    # Step t outputs the state of the last update at or before t.
+    which = updates[:, 0].cumsum(0).long()
+    output = torch.cat(tops)[which].unsqueeze(1)
+    up_t = x.new_tensor([float(up)])
+    cum_t = x.new_tensor([float(cum)])
+    return output, updates, _final_state(rnn, h, c, up_t, cum_t)
+
+
+def _row_compacted(rnn, x: Tensor, state, valid, keep):
+    steps, batch = x.shape[:2]
+    h, c = _state_lists(rnn, state)
+    up, cum = state.update_prob.clone(), state.cum_update_prob.clone()
+    x_proj = rnn.cells[0].project_input(x)
+    output = x.new_empty(steps, batch, rnn.hidden_size)
+    updates = x.new_empty(steps, batch)
+    for t in range(steps):
+        u = x.new_ones(batch)
+        if rnn.gated:
+            u_tilde = accumulate_update_prob(up, cum)
+            u = torch.round(u_tilde)
+        if keep is not None:
+            u = u * keep[t, :, 0]
+        if valid is not None:
+            u = u * valid[t, :, 0]
+        rows = u.nonzero().squeeze(1)
+        if rows.numel() == batch:
+            h, c = rnn.candidate(x_proj[t], h, c)
+            if rnn.gated:
+                up = torch.sigmoid(rnn.update_gate(rnn.gate_input(h, c))).squeeze(1)
+        elif rows.numel():
+            sub_h = [s.index_select(0, rows) for s in h]
+            sub_c = [s.index_select(0, rows) if s is not None else None for s in c]
+            new_h, new_c = rnn.candidate(x_proj[t].index_select(0, rows), sub_h, sub_c)
+            for layer in range(rnn.num_layers):
+                h[layer] = h[layer].index_copy(0, rows, new_h[layer])
+                if rnn.has_cell_state:
+                    c[layer] = c[layer].index_copy(0, rows, new_c[layer])
+            if rnn.gated:
+                delta = torch.sigmoid(rnn.update_gate(rnn.gate_input(new_h, new_c))).squeeze(1)
+                up = up.index_copy(0, rows, delta)
+        if rnn.gated:
+            cum_next = (1.0 - u) * u_tilde
+            cum = cum_next if valid is None else torch.where(valid[t, :, 0] > 0, cum_next, cum)
+        output[t] = h[-1]
+        updates[t] = u
+    return output, updates, _final_state(rnn, h, c, up, cum)

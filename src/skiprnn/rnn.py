@@ -1,0 +1,209 @@
+"""``SkipRNN``: the sequence layer. Plain and Skip LSTM/GRU, single-layer or stacked.
+
+The training path computes every candidate state and masks it with the binary gate u_t, so the
+straight-through gradient (paper Eq. 3, 7) is exact. In eval mode, ``skip_inference=True`` takes
+a path that really skips the cell where u_t = 0 (see :mod:`skiprnn.inference`); both give the same
+outputs.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .cells import CELLS, accumulate_update_prob, round_ste
+
+MODES = ("lstm", "gru", "skip_lstm", "skip_gru")
+
+
+class SkipState(NamedTuple):
+    """Recurrent state, passed back to ``forward`` to continue a sequence.
+
+    h, c: (num_layers, B, H); c is None for GRU modes. update_prob is the last Δũ and
+    cum_update_prob the ũ accumulated since the last update, both (B,).
+    """
+
+    h: Tensor
+    c: Tensor | None
+    update_prob: Tensor
+    cum_update_prob: Tensor
+
+
+class SkipRNNOutput(NamedTuple):
+    output: Tensor  # top layer's h at every step: (T, B, H), or (B, T, H) with batch_first
+    updates: Tensor  # binary u_t with a straight-through gradient: (T, B), or (B, T); 0 on padding
+    state: SkipState
+
+
+class SkipRNN(nn.Module):
+    """A Skip RNN (Campos et al., 2018) or its plain baseline, in the style of ``torch.nn.LSTM``.
+
+    Args:
+        mode: "lstm", "gru", "skip_lstm" or "skip_gru".
+        input_size, hidden_size, num_layers: as in ``torch.nn.LSTM``. A stack shares one gate u_t,
+            computed from the top layer (its c for LSTM, its h for GRU); on a skip every layer keeps its state.
+        p_skip: random-skip baseline. Each step after the first is skipped with this probability,
+            in training and evaluation alike.
+        batch_first: inputs and outputs are (B, T, ...) instead of (T, B, ...).
+        skip_inference: in eval mode, do not evaluate the cell on skipped steps (same results, less work).
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        p_skip: float = 0.0,
+        batch_first: bool = False,
+        skip_inference: bool = True,
+    ):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if not isinstance(p_skip, (int, float)) or not 0.0 <= p_skip < 1.0:
+            raise ValueError(f"p_skip must be a probability in [0, 1); got {p_skip!r}")
+        self.mode, self.input_size, self.hidden_size = mode, input_size, hidden_size
+        self.num_layers, self.p_skip, self.batch_first = num_layers, float(p_skip), batch_first
+        self.skip_inference = skip_inference
+        self.gated = mode.startswith("skip_")
+        cell_type = CELLS[mode.removeprefix("skip_")]
+        self.has_cell_state = cell_type.has_cell_state
+        self.cells = nn.ModuleList(
+            cell_type(input_size if layer == 0 else hidden_size, hidden_size) for layer in range(num_layers)
+        )
+        # Learned initial state, one row broadcast over any batch size (TF code: N(0, 1) init).
+        self.h0 = nn.Parameter(torch.randn(num_layers, 1, hidden_size))
+        self.c0 = nn.Parameter(torch.randn(num_layers, 1, hidden_size)) if self.has_cell_state else None
+        if self.gated:
+            self.update_gate = nn.Linear(hidden_size, 1)
+            with torch.no_grad():  # b_p = 1: every step updates at the start of training
+                self.update_gate.bias.fill_(1.0)
+
+    def extra_repr(self) -> str:
+        s = f"{self.mode}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        return s + (f", p_skip={self.p_skip}" if self.p_skip else "") + (", batch_first=True" if self.batch_first else "")
+
+    # ----------------------------------------------------------------------------------- state
+    def initial_state(self, batch_size: int) -> SkipState:
+        h = self.h0.expand(-1, batch_size, -1)
+        c = self.c0.expand(-1, batch_size, -1) if self.has_cell_state else None
+        # Δũ = 1 and ũ accumulated = 0 give ũ_1 = 1: the first step always updates.
+        up = self.h0.new_ones(batch_size)
+        return SkipState(h, c, up, self.h0.new_zeros(batch_size))
+
+    def _check_state(self, state: SkipState, batch_size: int) -> None:
+        want = (self.num_layers, batch_size, self.hidden_size)
+        if not isinstance(state, SkipState):
+            raise ValueError("state must be the SkipState returned by a previous call")
+        if tuple(state.h.shape) != want or (self.has_cell_state and (state.c is None or tuple(state.c.shape) != want)):
+            raise ValueError(f"state h{' and c' if self.has_cell_state else ''} must have shape {want}")
+
+    # --------------------------------------------------------------------------------- forward
+    def forward(self, x: Tensor, state: SkipState | None = None, lengths: Tensor | None = None) -> SkipRNNOutput:
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+            raise ValueError(f"x must have shape {layout} with input_size={self.input_size}; got {tuple(x.shape)}")
+        if self.batch_first:
+            x = x.transpose(0, 1)
+        steps, batch = x.shape[:2]
+        if state is None:
+            state = self.initial_state(batch)
+        else:
+            self._check_state(state, batch)
+        valid = None if lengths is None else self._valid_mask(lengths, steps, batch, x)
+        keep = self._random_keep(steps, batch, x)
+
+        if not self.training and self.skip_inference and not torch.is_grad_enabled():
+            from .inference import skip_forward
+
+            output, updates, state = skip_forward(self, x, state, valid, keep)
+        else:
+            output, updates, state = self._dense_forward(x, state, valid, keep)
+        if self.batch_first:
+            output, updates = output.transpose(0, 1), updates.transpose(0, 1)
+        return SkipRNNOutput(output, updates, state)
+
+    def _valid_mask(self, lengths: Tensor, steps: int, batch: int, x: Tensor) -> Tensor:
+        lengths = torch.as_tensor(lengths, device=x.device)
+        if lengths.shape != (batch,) or lengths.dtype.is_floating_point:
+            raise ValueError(f"lengths must be an integer tensor of shape ({batch},); got {tuple(lengths.shape)}")
+        if bool((lengths < 1).any() or (lengths > steps).any()):
+            raise ValueError(f"lengths must lie in [1, {steps}]")
+        return (torch.arange(steps, device=x.device)[:, None] < lengths[None, :]).to(x.dtype).unsqueeze(-1)
+
+    def _random_keep(self, steps: int, batch: int, x: Tensor) -> Tensor | None:
+        """Random-skip baseline: a (T, B, 1) mask of kept steps, the first one always kept."""
+        if not self.p_skip:
+            return None
+        keep = (torch.rand(steps, batch, 1, device=x.device) >= self.p_skip).to(x.dtype)
+        keep[0] = 1.0
+        return keep
+
+    def candidate(self, x_proj: Tensor, h: list[Tensor], c: list[Tensor | None]) -> tuple[list[Tensor], list]:
+        """Every layer's new state for one step; x_proj is the bottom layer's projected input."""
+        h_new, c_new = [], []
+        for layer, cell in enumerate(self.cells):
+            inp = x_proj if layer == 0 else cell.project_input(h_new[-1])
+            hl, cl = cell.step(inp, h[layer], c[layer])
+            h_new.append(hl)
+            c_new.append(cl)
+        return h_new, c_new
+
+    def gate_input(self, h_new: list[Tensor], c_new: list) -> Tensor:
+        """The state Δũ is computed from: the top layer's c for LSTM, its h for GRU (original code)."""
+        return c_new[-1] if self.has_cell_state else h_new[-1]
+
+    def _dense_forward(self, x: Tensor, state: SkipState, valid: Tensor | None, keep: Tensor | None):
+        h = list(state.h.unbind(0))
+        c = list(state.c.unbind(0)) if self.has_cell_state else [None] * self.num_layers
+        up, cum = state.update_prob.unsqueeze(1), state.cum_update_prob.unsqueeze(1)
+        # One matmul for all steps; unbind (not x_proj[t]) so backward assembles one gradient, not T.
+        x_proj = self.cells[0].project_input(x).unbind(0)
+        valid = None if valid is None else valid.unbind(0)
+        keep = None if keep is None else keep.unbind(0)
+        outputs, updates = [], []
+        for t in range(x.shape[0]):
+            h_new, c_new = self.candidate(x_proj[t], h, c)
+            u = None  # None: update every row
+            if self.gated:
+                u_tilde = accumulate_update_prob(up, cum)
+                u = round_ste(u_tilde)
+            if keep is not None:
+                u = keep[t] if u is None else u * keep[t]
+            if valid is not None:
+                u = valid[t] if u is None else u * valid[t]
+            if u is None:
+                h, c = h_new, c_new
+            else:
+                h = [torch.lerp(a, b, u) for a, b in zip(h, h_new)]
+                if self.has_cell_state:
+                    c = [torch.lerp(a, b, u) for a, b in zip(c, c_new)]
+            if self.gated:
+                delta = torch.sigmoid(self.update_gate(self.gate_input(h_new, c_new)))
+                up = torch.lerp(up, delta, u)
+                cum_next = (1.0 - u) * u_tilde
+                cum = cum_next if valid is None else torch.lerp(cum, cum_next, valid[t])
+            outputs.append(h[-1])
+            updates.append(x.new_ones(x.shape[1]) if u is None else u.squeeze(1))
+        final = SkipState(
+            torch.stack(h), torch.stack(c) if self.has_cell_state else None, up.squeeze(1), cum.squeeze(1)
+        )
+        return torch.stack(outputs), torch.stack(updates), final
+
+
+def budget_loss(updates: Tensor, lam: float, lengths: Tensor | None = None, batch_first: bool = False) -> Tensor:
+    """λ · Σ_t u_t, averaged over the batch (paper Eq. 8). Padded steps (t >= length) do not count."""
+    if updates.dim() != 2:
+        raise ValueError(f"updates must have shape (T, B) or (B, T); got {tuple(updates.shape)}")
+    if batch_first:
+        updates = updates.t()
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths, device=updates.device)
+        mask = torch.arange(updates.shape[0], device=updates.device)[:, None] < lengths[None, :]
+        updates = updates * mask
+    return lam * updates.sum(0).mean()
