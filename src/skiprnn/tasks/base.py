@@ -1,0 +1,51 @@
+"""What the shared trainer needs from a task."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One row of a paper table: the experiment it comes from and the numbers printed for it."""
+
+    row: str  # experiment name, also the run directory under results/<table>/
+    label: str  # as printed in the paper
+    paper: dict  # column -> printed value (strings, exactly as printed)
+
+
+def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
+    """A generator that is a pure function of (seed, step, stream): resumed runs see the same data."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 4 + stream)
+
+
+class Task:
+    """A supervised sequence task. Subclasses define the data, the loss and the metric."""
+
+    name: str
+    input_size: int
+    output_size: int
+    metric: str  # name of the headline metric, e.g. "mse" or "accuracy"
+    higher_is_better: bool
+    steps_per_epoch: int | None = None  # finite data sets only
+
+    def train_batch(self, step: int, batch_size: int, seed: int) -> tuple[Tensor, Tensor]:
+        """Inputs (T, B, input_size) and targets for a training step; deterministic in (seed, step)."""
+        raise NotImplementedError
+
+    def eval_batches(self, split: str, evaluation: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Held-out batches for a split ("val" or "test"), for the evaluation-th evaluation."""
+        raise NotImplementedError
+
+    def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def score(self, prediction: Tensor, target: Tensor) -> dict[str, float]:
+        """The task metrics over all of an evaluation's predictions."""
+        raise NotImplementedError
+
+    def solved(self, metrics: dict[str, float]) -> bool:
+        raise NotImplementedError

@@ -1,0 +1,37 @@
+"""Hydra entry point: ``python -m skiprnn.train task=adding model=skip_gru lam=1e-5 seed=3`` (``-m`` sweeps)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from .config import register
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+register()
+
+
+def resolved(cfg: DictConfig) -> dict:
+    """The job's config as plain data; raises on a missing mandatory value, naming the key."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True, enum_to_str=True)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> None:
+    import torch
+
+    from .trainer import train
+
+    plain = resolved(cfg)
+    if plain["threads"] > 0:
+        torch.set_num_threads(plain["threads"])
+        os.environ["OMP_NUM_THREADS"] = str(plain["threads"])
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    train(plain, run_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""The shared training loop: Adam, global-norm clipping, periodic evaluation, checkpoints and resume.
+
+A run directory ends with ``metrics.json`` only when training finished. A run that finds one (for the same
+config and at least the same budget) does not train again; a run that finds a checkpoint resumes from it.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from . import tracking
+from .flops import inference_flops
+from .model import SequenceModel
+from .rnn import budget_loss
+from .tasks import build_task
+
+# Keys that may change between a run and its resumption without changing what is trained.
+_NOT_IN_FINGERPRINT = {"trainer": ("max_steps", "max_epochs", "halt_after_steps", "progress", "device"),
+                       "top": ("logger", "force", "threads", "group")}
+
+
+class RunConflict(RuntimeError):
+    pass
+
+
+def fingerprint(cfg: dict) -> dict:
+    fp = {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT["top"]}
+    fp["trainer"] = {k: v for k, v in cfg["trainer"].items() if k not in _NOT_IN_FINGERPRINT["trainer"]}
+    return fp
+
+
+def _diff(a: dict, b: dict, prefix="") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for k in keys:
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            out += _diff(a[k], b[k], f"{prefix}{k}.")
+        elif a.get(k) != b.get(k):
+            out.append(f"{prefix}{k}")
+    return out
+
+
+class Progress:
+    """A tqdm bar on a terminal; one plain line per evaluation otherwise (log files, joblib workers)."""
+
+    def __init__(self, total: int, start: int, name: str, enabled: bool):
+        self.bar = None
+        self.name = name
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, desc=name, dynamic_ncols=True, smoothing=0.05)
+
+    def step(self, postfix: dict | None = None) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if postfix:
+                self.bar.set_postfix(postfix, refresh=False)
+
+    def evaluation(self, row: dict, metric: str, total: int) -> None:
+        text = (f"{self.name} step {row['step']}/{total} loss {row['train_loss']:.4g} val {metric} {row['val_' + metric]:.4g} "
+                f"updates {100 * row['val_update_fraction']:.1f}%")
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@torch.no_grad()
+def evaluate(model: SequenceModel, task, split: str, evaluation: int, seed: int, device) -> dict:
+    model.eval()
+    predictions, targets, counts, lengths = [], [], [], []
+    for x, y in task.eval_batches(split, evaluation, seed):
+        prediction, updates = model(x.to(device))
+        predictions.append(prediction.cpu())
+        targets.append(y)
+        counts.append(updates.sum(0).cpu())
+        lengths.append(x.shape[0])
+    model.train()
+    counts_all = torch.cat(counts)
+    fractions = torch.cat([c / n for c, n in zip(counts, lengths)])
+    scores = task.score(torch.cat(predictions), torch.cat(targets))
+    out = {f"{split}_{k}": v for k, v in scores.items()}
+    out[f"{split}_updates"] = counts_all.mean().item()
+    out[f"{split}_updates_std"] = counts_all.std(unbiased=False).item()
+    out[f"{split}_update_fraction"] = fractions.mean().item()
+    out[f"{split}_update_fraction_std"] = fractions.std(unbiased=False).item()
+    out[f"{split}_solved"] = bool(task.solved(scores))
+    return out
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows)
+
+
+def summarize(curve: list[dict], task, cfg: dict, model_cfg: dict) -> dict:
+    """Final values, and the same averaged over the last evaluations to show how settled they are."""
+    last, window = curve[-1], curve[-cfg["trainer"]["stable_window"]:]
+    metric = task.metric
+    final = {k: v for k, v in last.items()}
+    final["stable_" + metric] = _mean(window, "val_" + metric)
+    final["stable_update_fraction"] = _mean(window, "val_update_fraction")
+    final["stable_solved_fraction"] = sum(r["val_solved"] for r in window) / len(window)
+    final["stable_window"] = len(window)
+    best = (max if task.higher_is_better else min)(curve, key=lambda r: r["val_" + metric])
+    final["best_val_step"] = best["step"]
+    final["best_val_" + metric] = best["val_" + metric]
+    if "test_" + metric in best:
+        final["best_val_test_" + metric] = best["test_" + metric]
+        final["best_val_test_updates"] = best["test_updates"]
+    final["inference_flops"] = inference_flops(
+        model_cfg["mode"], task.input_size, model_cfg["hidden_size"], last["val_updates"], model_cfg["num_layers"])
+    return final
+
+
+def _save_checkpoint(path: Path, model, optimizer, step: int, curve: list, fp: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "curve": curve,
+                "rng": torch.get_rng_state(), "fingerprint": fp}, tmp)
+    tmp.replace(path)
+
+
+def train(cfg: dict, run_dir: Path) -> dict | None:
+    """Train one run described by the resolved config ``cfg`` into ``run_dir``.
+
+    Returns the final metrics, or None when the run halted early (``trainer.halt_after_steps``).
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fp = fingerprint(cfg)
+    metrics_path, ckpt_path = run_dir / tracking.METRICS, run_dir / tracking.CHECKPOINT
+    tcfg, mcfg = cfg["trainer"], cfg["model"]
+    if cfg.get("force"):
+        for name in (tracking.METRICS, tracking.CHECKPOINT, tracking.CURVE, tracking.FAILED):
+            (run_dir / name).unlink(missing_ok=True)
+
+    task = build_task(cfg["task"], tcfg["batch_size"])
+    max_steps, eval_every = tcfg["max_steps"], tcfg["eval_every"]
+    if tcfg.get("max_epochs") and task.steps_per_epoch:
+        max_steps, eval_every = tcfg["max_epochs"] * task.steps_per_epoch, task.steps_per_epoch
+
+    if metrics_path.exists():
+        done = tracking.read_json(metrics_path)
+        if done.get("fingerprint") != fp:
+            raise RunConflict(f"{run_dir} holds a finished run with a different config (differs in: "
+                              f"{', '.join(_diff(done.get('fingerprint', {}), fp))}). Choose another directory or pass force=true.")
+        if done["step"] >= max_steps:
+            print(f"{cfg['row']} seed={cfg['seed']}: finished result found in {run_dir}, not training again", flush=True)
+            return done
+
+    torch.manual_seed(cfg["seed"])
+    device = torch.device(tcfg["device"])
+    model = SequenceModel(mcfg["mode"], task.input_size, task.output_size, mcfg["hidden_size"],
+                          mcfg["num_layers"], mcfg["p_skip"]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], betas=(0.9, 0.999), eps=1e-8)
+    start, curve, resume_id = 0, [], None
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state["fingerprint"] != fp:
+            raise RunConflict(f"{ckpt_path} was written by a different config (differs in: "
+                              f"{', '.join(_diff(state['fingerprint'], fp))}). Choose another directory or pass force=true.")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, curve = state["step"], state["curve"]
+        torch.set_rng_state(state["rng"])
+        print(f"{cfg['row']} seed={cfg['seed']}: resuming from step {start}", flush=True)
+    (run_dir / tracking.FAILED).unlink(missing_ok=True)
+    wandb_id_file = run_dir / "wandb_id.txt"
+    resume_id = wandb_id_file.read_text().strip() if wandb_id_file.exists() else None
+
+    name = f"{cfg['row']}-seed{cfg['seed']}"
+    tracker = tracking.Tracker(cfg["logger"], run_dir, name, cfg["group"], cfg, resume_id)
+    try:
+        with tracker:
+            if tracker.run_id:
+                wandb_id_file.write_text(tracker.run_id)
+            result = _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device)
+    except Exception as error:
+        tracking.write_json(run_dir / tracking.FAILED, {"error": repr(error), "traceback": traceback.format_exc()})
+        raise
+    return result
+
+
+def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device):
+    tcfg, seed, lam = cfg["trainer"], cfg["seed"], cfg["lam"]
+    halt = tcfg.get("halt_after_steps")
+    progress = Progress(max_steps, start, f"{cfg['row']}-seed{seed}", tcfg["progress"])
+    params = list(model.parameters())
+    sums = {"loss": 0.0, "task_loss": 0.0, "updates": 0.0, "n": 0}
+    train_seconds = 0.0
+    step = start
+    try:
+        for step in range(start + 1, max_steps + 1):
+            tick = time.perf_counter()
+            x, y = task.train_batch(step - 1, tcfg["batch_size"], seed)
+            x, y = x.to(device), y.to(device)
+            prediction, updates = model(x)
+            task_loss = task.loss(prediction, y)
+            loss = task_loss + budget_loss(updates, lam) if lam else task_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
+            optimizer.step()
+            train_seconds += time.perf_counter() - tick
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+            fraction = updates.detach().mean().item()
+            sums["loss"] += loss.item(); sums["task_loss"] += task_loss.item(); sums["updates"] += fraction; sums["n"] += 1
+            progress.step({"loss": f"{loss.item():.3g}", "upd": f"{100 * fraction:.0f}%"})
+
+            if step % eval_every == 0 or step == max_steps:
+                n = sums["n"]
+                row = {"step": step, "train_loss": sums["loss"] / n, "train_task_loss": sums["task_loss"] / n,
+                       "train_update_fraction": sums["updates"] / n, "seconds_per_step": train_seconds / n}
+                evaluation = len(curve)
+                row.update(evaluate(model, task, "val", evaluation, seed, device))
+                if hasattr(task, "has_test") and task.has_test:
+                    row.update(evaluate(model, task, "test", evaluation, seed, device))
+                curve.append(row)
+                sums = {k: 0.0 for k in sums}
+                train_seconds = 0.0
+                tracking.write_curve(run_dir, curve)
+                _save_checkpoint(run_dir / tracking.CHECKPOINT, model, optimizer, step, curve, fp)
+                tracker.log({k.replace("_", "/", 1): v for k, v in row.items() if k != "step"}, step)
+                progress.evaluation(row, task.metric, max_steps)
+            if halt and step >= halt and step < max_steps:
+                print(f"halting at step {step} (trainer.halt_after_steps); rerun to resume", flush=True)
+                return None
+    finally:
+        progress.close()
+
+    final = summarize(curve, task, cfg, cfg["model"])
+    metrics = {"status": "completed", "step": max_steps, "row": cfg["row"], "seed": seed, "commit": tracking.git_commit(),
+               "final": final, "fingerprint": fp, "config": cfg}
+    tracker.summary({k: v for k, v in final.items() if isinstance(v, (int, float))})
+    tracking.write_json(run_dir / tracking.METRICS, metrics)
+    return metrics
