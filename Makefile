@@ -32,11 +32,11 @@ bench: venv ## time training and skipping inference; writes results/bench.md
 	$(PY) scripts/bench.py
 
 reproduce-table%: venv ## run a table's sweep (SEEDS=0,1 STEPS=2000 for a quick one), then write results/table%.md
-	-$(PY) -m skiprnn.train -m table=table$* seed=$(SEEDS) $(train_overrides)
-	$(PY) -m skiprnn.tables table$*
+	status=0; $(PY) -m skiprnn.train -m table=table$* seed=$(SEEDS) $(train_overrides) || status=$$?; \
+	$(PY) -m skiprnn.tables table$* --seeds $(SEEDS); exit $$status
 
 table%: venv ## rebuild results/table%.md from the runs already in results/ (no training)
-	$(PY) -m skiprnn.tables $@
+	$(PY) -m skiprnn.tables $@ --seeds $(SEEDS)
 
 clean-checkpoints: ## delete every checkpoint under results/ (finished metrics stay)
 	find results -name checkpoint.pt -delete

@@ -17,6 +17,21 @@ class PaperRow:
     paper: dict  # column -> printed value (strings, exactly as printed)
 
 
+@dataclass(frozen=True)
+class PaperTable:
+    """A paper table to reproduce: its rows and which of our columns stand beside the paper's.
+
+    ``columns`` are (our column key in skiprnn.tables.COLUMNS, paper key in PaperRow.paper or None, header).
+    """
+
+    name: str  # e.g. "table1": results/<name>/<row>/seed=<k>/ and results/<name>.md
+    title: str
+    caption: str  # the paper's caption
+    rows: tuple[PaperRow, ...]
+    columns: tuple[tuple[str, str | None, str], ...]
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
+
+
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
     """A generator that is a pure function of (seed, step, stream): resumed runs see the same data."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 4 + stream)

@@ -1,0 +1,208 @@
+"""Aggregate run directories into a results table beside the paper's numbers.
+
+    python -m skiprnn.tables table1 [--seeds 0,1,2,3] [--results results]
+
+reads results/table1/<row>/seed=<k>/{metrics.json, failed.json, curve.jsonl} and writes results/table1.md
+and results/table1.csv. Missing, failed and unfinished runs are listed as such, never dropped.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import tracking
+from .tasks.base import PaperTable
+
+
+def _load_tables() -> dict[str, PaperTable]:
+    from .tasks import adding
+
+    tables = {adding.TABLE1.name: adding.TABLE1}
+    for module in ("frequency", "mnist"):
+        try:
+            mod = __import__(f"skiprnn.tasks.{module}", fromlist=["TABLES"])
+        except ImportError:
+            continue
+        tables.update({t.name: t for t in getattr(mod, "TABLES", ())})
+    return tables
+
+
+@dataclass
+class Run:
+    seed: int
+    status: str  # completed | failed | unfinished | missing
+    step: int = 0
+    max_steps: int = 0
+    final: dict | None = None  # completed: metrics.json's "final"; unfinished: the last curve row
+    commit: str = ""
+    error: str = ""
+
+
+def load_run(path: Path, seed: int) -> Run:
+    if (path / tracking.METRICS).exists():
+        m = tracking.read_json(path / tracking.METRICS)
+        return Run(seed, "completed", m["step"], m["step"], m["final"], m.get("commit", ""))
+    if (path / tracking.FAILED).exists():
+        return Run(seed, "failed", error=tracking.read_json(path / tracking.FAILED).get("error", ""))
+    if (path / tracking.CURVE).exists():
+        lines = (path / tracking.CURVE).read_text().splitlines()
+        if lines:
+            last = json.loads(lines[-1])
+            max_steps = 0
+            cfg = path / ".hydra" / "config.yaml"
+            if cfg.exists():
+                from omegaconf import OmegaConf
+
+                max_steps = int(OmegaConf.load(cfg).trainer.max_steps)
+            return Run(seed, "unfinished", last["step"], max_steps, last)
+    return Run(seed, "missing")
+
+
+# ---------------------------------------------------------------------------------- our columns
+def _mean_std(values: list[float], fmt: str, scale: float = 1.0, unit: str = "") -> str:
+    if not values:
+        return "–"
+    mean = statistics.fmean(values) * scale
+    std = statistics.pstdev(values) * scale if len(values) > 1 else 0.0
+    return f"{mean:{fmt}}{unit} ± {std:{fmt}}{unit}"
+
+
+def _sci(x: float) -> str:
+    if not math.isfinite(x):
+        return "–"
+    mantissa, exponent = f"{x:.2e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _solved(runs):
+    return f"{sum(bool(r.final['val_solved']) for r in runs)}/{len(runs)}" if runs else "–"
+
+
+COLUMNS = {
+    "solved": _solved,
+    "update_pct": lambda runs: _mean_std([r.final["val_update_fraction"] for r in runs], ".1f", 100, "%"),
+    "updates_steps": lambda runs: _mean_std([r.final["val_updates"] for r in runs], ".1f"),
+    "test_updates_steps": lambda runs: _mean_std([r.final["test_updates"] for r in runs], ".2f"),
+    "flops": lambda runs: _sci(statistics.fmean(r.final["inference_flops"] for r in runs)) if runs else "–",
+    "mse": lambda runs: _mean_std([r.final["val_mse"] for r in runs], ".2e"),
+    "accuracy": lambda runs: _mean_std([r.final["val_accuracy"] for r in runs], ".3f"),
+    "test_accuracy": lambda runs: _mean_std([r.final["test_accuracy"] for r in runs], ".3f"),
+    "test_accuracy_best_val": lambda runs: _mean_std([r.final["best_val_test_accuracy"] for r in runs], ".3f"),
+    "stable": lambda runs: (
+        f"{_mean_std([r.final['stable_mse'] for r in runs], '.2e')} / "
+        f"{_mean_std([r.final['stable_update_fraction'] for r in runs], '.1f', 100, '%')}" if runs else "–"),
+    "stable_accuracy": lambda runs: (
+        f"{_mean_std([r.final['stable_accuracy'] for r in runs], '.3f')} / "
+        f"{_mean_std([r.final['stable_update_fraction'] for r in runs], '.1f', 100, '%')}" if runs else "–"),
+}
+
+
+def _status(runs: list[Run]) -> str:
+    counts = {}
+    for r in runs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    order = ("completed", "unfinished", "failed", "missing")
+    return ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
+
+
+def build(table: PaperTable, results: Path, seeds: list[int]) -> tuple[str, list[dict]]:
+    grid = {row.row: [load_run(results / table.name / row.row / f"seed={s}", s) for s in seeds] for row in table.rows}
+    done = [r for runs in grid.values() for r in runs if r.status == "completed"]
+    commits = sorted({r.commit for r in done}) or ["–"]
+    budgets = sorted({r.max_steps for runs in grid.values() for r in runs if r.max_steps})
+
+    header = ["Model"]
+    for ours, paper, title in table.columns:
+        header += [f"{title} (ours)"] + ([f"{title} (paper)"] if paper else [])
+    header.append("Runs")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    csv_rows = []
+    for row in table.rows:
+        runs = [r for r in grid[row.row] if r.status == "completed"]
+        cells, record = [row.label], {"row": row.row, "model": row.label, "runs": _status(grid[row.row])}
+        for ours, paper, title in table.columns:
+            value = COLUMNS[ours](runs)
+            cells.append(value)
+            record[f"{ours}"] = value
+            if paper:
+                cells.append(row.paper.get(paper, "–"))
+                record[f"paper_{paper}"] = row.paper.get(paper, "")
+        cells.append(record["runs"])
+        lines.append("| " + " | ".join(cells) + " |")
+        csv_rows.append(record)
+
+    detail = ["| Row | Seed | Status | Step | Metric | Updates | Commit / error |", "|---|---|---|---|---|---|---|"]
+    for row in table.rows:
+        for r in grid[row.row]:
+            metric = updates = "–"
+            if r.final:
+                key = next(k for k in ("val_mse", "val_accuracy") if k in r.final)
+                metric = f"{key.removeprefix('val_')} {r.final[key]:.4g}"
+                updates = f"{100 * r.final['val_update_fraction']:.1f}%"
+            detail.append(f"| {row.row} | {r.seed} | {r.status} | {r.step}/{r.max_steps or '?'} | {metric} | {updates} | {r.commit or r.error} |")
+
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    md = [
+        f"# {table.title}",
+        "",
+        f"> Paper caption: {table.caption}",
+        "",
+        f"- **Produced by:** `make reproduce-{table.name}` (sweep: `conf/table/{table.name}.yaml`, one file per row in "
+        f"`conf/experiment/{table.name}/`), aggregated {now} by `python -m skiprnn.tables {table.name}`.",
+        f"- **Code commit(s) of the finished runs:** {', '.join(commits)}",
+        f"- **Seeds:** {', '.join(map(str, seeds))} ({len(seeds)} per row); **training budget:** "
+        f"{', '.join(map(str, budgets)) or '–'} steps. Finished runs: {len(done)} of {len(seeds) * len(table.rows)}.",
+        "- Ours: mean ± std over the finished seeds of the final evaluation; 'Last 5 evals' averages the last five "
+        "evaluations of each run, to show how settled the final numbers are. Only finished runs enter the statistics.",
+        "",
+        *lines,
+        "",
+        "## Every run",
+        "",
+        *detail,
+        "",
+    ]
+    return "\n".join(md), csv_rows
+
+
+def write(table: PaperTable, results: Path, seeds: list[int]) -> Path:
+    text, rows = build(table, results, seeds)
+    out = results / f"{table.name}.md"
+    tracking.atomic_write_text(out, text)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    tracking.atomic_write_text(results / f"{table.name}.csv", buffer.getvalue())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    tables = _load_tables()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("table", help=f"one of {', '.join(tables)}")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds expected per row (default: the paper's four)")
+    parser.add_argument("--results", default="results", type=Path)
+    args = parser.parse_args(argv)
+    if args.table not in tables:
+        parser.error(f"unknown table {args.table!r}; choose one of {', '.join(tables)}")
+    table = tables[args.table]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(table.seeds)
+    except ValueError:
+        parser.error(f"--seeds must be comma-separated integers, e.g. 0,1,2,3; got {args.seeds!r}")
+    out = write(table, args.results, seeds)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
