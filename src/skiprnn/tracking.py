@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ class Tracker:
         if mode == "online" and not os.environ.get("WANDB_API_KEY") and not Path.home().joinpath(".netrc").exists():
             raise RuntimeError("logger.mode=online needs a W&B login (WANDB_API_KEY or `wandb login`); "
                                "use logger.mode=offline and `wandb sync` later")
-        self.run_id = self.run_id or wandb.util.generate_id()
+        self.run_id = self.run_id or uuid.uuid4().hex[:12]
         self._context = wandb.init(
             project=self.cfg["project"], entity=self.cfg.get("entity"), group=self.group, name=self.name,
             tags=[self.group, self.name, *self.cfg.get("tags", [])], config=self.config, dir=str(self.run_dir),

@@ -122,6 +122,12 @@ def summarize(curve: list[dict], task, cfg: dict, model_cfg: dict) -> dict:
     return final
 
 
+def _wandb_key(key: str) -> str:
+    """val_mse -> val/mse, so W&B groups the charts by split."""
+    split, _, rest = key.partition("_")
+    return f"{split}/{rest}" if split in ("train", "val", "test") else key
+
+
 def _save_checkpoint(path: Path, model, optimizer, step: int, curve: list, fp: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "curve": curve,
@@ -229,7 +235,7 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
                 train_seconds = 0.0
                 tracking.write_curve(run_dir, curve)
                 _save_checkpoint(run_dir / tracking.CHECKPOINT, model, optimizer, step, curve, fp)
-                tracker.log({k.replace("_", "/", 1): v for k, v in row.items() if k != "step"}, step)
+                tracker.log({_wandb_key(k): v for k, v in row.items() if k != "step"}, step)
                 progress.evaluation(row, task.metric, max_steps)
             if halt and step >= halt and step < max_steps:
                 print(f"halting at step {step} (trainer.halt_after_steps); rerun to resume", flush=True)
