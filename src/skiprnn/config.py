@@ -124,3 +124,42 @@ def register() -> None:
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
     for name, schema in TASK_SCHEMAS.items():
         cs.store(group="task", name=f"{name}_schema", node=schema)
+
+
+class ConfigError(ValueError):
+    """A config value of the right type but outside its allowed range; the message names the key."""
+
+
+# key -> (test, what is allowed)
+_RULES = {
+    "lam": (lambda v: v >= 0, "a number >= 0"),
+    "threads": (lambda v: v >= 0, "an integer >= 0 (0 keeps torch's default)"),
+    "model.hidden_size": (lambda v: v >= 1, "an integer >= 1"),
+    "model.num_layers": (lambda v: v >= 1, "an integer >= 1"),
+    "model.p_skip": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+    "trainer.max_steps": (lambda v: v >= 1, "an integer >= 1"),
+    "trainer.max_epochs": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "trainer.batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "trainer.lr": (lambda v: v > 0, "a number > 0"),
+    "trainer.grad_clip": (lambda v: v > 0, "a number > 0"),
+    "trainer.eval_every": (lambda v: v >= 1, "an integer >= 1"),
+    "trainer.stable_window": (lambda v: v >= 1, "an integer >= 1"),
+    "trainer.halt_after_steps": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "task.seq_len": (lambda v: v >= 10, "an integer >= 10 (the markers need 10% and 50% of it)"),
+    "task.eval_batches": (lambda v: v >= 1, "an integer >= 1"),
+    "task.sampling_period": (lambda v: v > 0, "a number of milliseconds > 0"),
+    "task.validation_size": (lambda v: v >= 1, "an integer >= 1"),
+}
+
+
+def check_values(cfg: dict) -> None:
+    """Range checks the schema's types cannot express. Raises ConfigError naming the key and the allowed values."""
+    for key, (ok, allowed) in _RULES.items():
+        node, present = cfg, True
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                present = False
+                break
+            node = node[part]
+        if present and not ok(node):
+            raise ConfigError(f"{key}={node!r} is not allowed: {key} must be {allowed}")

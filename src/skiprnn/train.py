@@ -8,7 +8,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from .config import register
+from .config import check_values, register
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 register()
@@ -26,6 +26,7 @@ def main(cfg: DictConfig) -> None:
     from .trainer import train
 
     plain = resolved(cfg)
+    check_values(plain)
     if plain["threads"] > 0:
         torch.set_num_threads(plain["threads"])
         os.environ["OMP_NUM_THREADS"] = str(plain["threads"])

@@ -162,12 +162,23 @@ def train(cfg: dict, run_dir: Path) -> dict | None:
             print(f"{cfg['row']} seed={cfg['seed']}: finished result found in {run_dir}, not training again", flush=True)
             return done
 
+    try:
+        return _run(cfg, run_dir, task, max_steps, eval_every, fp)
+    except Exception as error:
+        # A failed run is recorded as such (the table shows it), and its checkpoint stays for a retry.
+        tracking.write_json(run_dir / tracking.FAILED, {"error": repr(error), "traceback": traceback.format_exc()})
+        raise
+
+
+def _run(cfg, run_dir, task, max_steps, eval_every, fp):
+    tcfg, mcfg = cfg["trainer"], cfg["model"]
+    ckpt_path = run_dir / tracking.CHECKPOINT
     torch.manual_seed(cfg["seed"])
     device = torch.device(tcfg["device"])
     model = SequenceModel(mcfg["mode"], task.input_size, task.output_size, mcfg["hidden_size"],
                           mcfg["num_layers"], mcfg["p_skip"]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], betas=(0.9, 0.999), eps=1e-8)
-    start, curve, resume_id = 0, [], None
+    start, curve = 0, []
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if state["fingerprint"] != fp:
@@ -181,18 +192,11 @@ def train(cfg: dict, run_dir: Path) -> dict | None:
     (run_dir / tracking.FAILED).unlink(missing_ok=True)
     wandb_id_file = run_dir / "wandb_id.txt"
     resume_id = wandb_id_file.read_text().strip() if wandb_id_file.exists() else None
-
-    name = f"{cfg['row']}-seed{cfg['seed']}"
-    tracker = tracking.Tracker(cfg["logger"], run_dir, name, cfg["group"], cfg, resume_id)
-    try:
-        with tracker:
-            if tracker.run_id:
-                wandb_id_file.write_text(tracker.run_id)
-            result = _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device)
-    except Exception as error:
-        tracking.write_json(run_dir / tracking.FAILED, {"error": repr(error), "traceback": traceback.format_exc()})
-        raise
-    return result
+    tracker = tracking.Tracker(cfg["logger"], run_dir, f"{cfg['row']}-seed{cfg['seed']}", cfg["group"], cfg, resume_id)
+    with tracker:
+        if tracker.run_id:
+            wandb_id_file.write_text(tracker.run_id)
+        return _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device)
 
 
 def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device):

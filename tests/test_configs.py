@@ -1,0 +1,105 @@
+"""Every config composes and resolves; bad overrides fail at startup with the key and the allowed values."""
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
+
+import skiprnn.train  # noqa: F401  (registers the schema)
+from skiprnn.config import ConfigError, check_values
+from skiprnn.train import resolved
+
+from conftest import CONF
+
+EXPERIMENTS = sorted(p.relative_to(CONF / "experiment").with_suffix("").as_posix() for p in (CONF / "experiment").rglob("*.yaml"))
+TABLES = sorted(p.stem for p in (CONF / "table").glob("*.yaml"))
+
+
+@pytest.fixture
+def compose_cfg():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        yield lambda *overrides: compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    GlobalHydra.instance().clear()
+
+
+def job_part(cfg):
+    return resolved(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+
+
+@pytest.mark.parametrize("group", ["task", "model", "trainer", "logger"])
+def test_every_group_option_composes(compose_cfg, group):
+    for path in sorted((CONF / group).glob("*.yaml")):
+        cfg = job_part(compose_cfg(f"{group}={path.stem}"))
+        check_values(cfg)
+        assert cfg[group] is not None
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_names_its_row(compose_cfg, experiment):
+    cfg = job_part(compose_cfg(f"experiment={experiment}"))
+    check_values(cfg)
+    assert cfg["row"] == experiment.split("/")[-1]
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_every_table_sweeps_existing_experiments_and_uses_all_of_them(compose_cfg, table):
+    cfg = compose_cfg(f"table={table}")
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    swept = cfg.hydra.sweeper.params.experiment.split(",")
+    own = [e for e in EXPERIMENTS if e.startswith(f"{table}/")]
+    assert sorted(swept) == own, "every experiment file of the table is in its sweep, and only those"
+    assert cfg.hydra.sweep.dir == f"results/{table}"
+
+
+def test_table1_rows_match_the_paper_table(compose_cfg):
+    from skiprnn.tasks.adding import TABLE1
+
+    rows = {r.row for r in TABLE1.rows}
+    assert rows == {e.split("/")[1] for e in EXPERIMENTS if e.startswith("table1/")}
+    expected = {"lstm_pskip0.2": ("lstm", 0.2, 0.0), "skip_gru_lam1e-5": ("skip_gru", 0.0, 1e-5), "gru": ("gru", 0.0, 0.0)}
+    for row, (mode, p_skip, lam) in expected.items():
+        cfg = job_part(compose_cfg(f"experiment=table1/{row}"))
+        assert (cfg["model"]["mode"], cfg["model"]["p_skip"], cfg["lam"]) == (mode, p_skip, lam)
+        assert cfg["task"]["name"] == "adding" and cfg["model"]["hidden_size"] == 110
+
+
+def test_paper_hyperparameters_are_the_defaults(compose_cfg):
+    cfg = job_part(compose_cfg())
+    assert cfg["trainer"]["lr"] == 1e-4 and cfg["trainer"]["batch_size"] == 256 and cfg["trainer"]["grad_clip"] == 1.0
+    assert cfg["trainer"]["eval_every"] == 300 and cfg["task"]["eval_batches"] == 15
+    assert cfg["logger"]["mode"] == "offline"
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("lam=abc", ["lam", "Float"]),
+        ("model.mode=rnn", ["model.mode", "lstm, gru, skip_lstm, skip_gru"]),
+        ("logger.mode=maybe", ["offline, online, disabled"]),
+        ("trainer.lrr=1", ["lrr"]),
+        ("model=rnn", ["model/rnn", "skip_gru"]),
+    ],
+)
+def test_bad_overrides_fail_at_composition(compose_cfg, override, words):
+    with pytest.raises((ConfigCompositionException, ValidationError)) as info:
+        compose_cfg(override)
+    text = str(info.value) + str(info.value.__cause__ or "")
+    for word in words:
+        assert word in text
+
+
+@pytest.mark.parametrize("override, key", [("model.p_skip=1.5", "model.p_skip"), ("lam=-1", "lam"),
+                                           ("trainer.max_steps=0", "trainer.max_steps")])
+def test_out_of_range_values_name_the_key(compose_cfg, override, key):
+    with pytest.raises(ConfigError, match=rf"{key}=.* must be"):
+        check_values(job_part(compose_cfg(override)))
+
+
+def test_cli_reports_a_bad_value_clearly(cli):
+    proc = cli("lam=abc", "logger=none", check=False)
+    assert proc.returncode != 0
+    assert "full_key: lam" in proc.stderr and "could not be converted to Float" in proc.stderr

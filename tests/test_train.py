@@ -1,0 +1,123 @@
+"""End-to-end runs through the real CLI: metrics, curves, W&B offline files, sweeps with failures, resume."""
+import json
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from skiprnn.tasks.adding import AddingTask
+
+TINY = ["trainer.batch_size=16", "task.eval_batches=1", "model.hidden_size=8", "trainer.progress=false", "threads=1"]
+
+
+def read_curve(run_dir):
+    return [json.loads(line) for line in (run_dir / "curve.jsonl").read_text().splitlines()]
+
+
+def test_tiny_run_writes_metrics_curve_and_offline_wandb_run(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    cli("task=adding", "model=skip_gru", "lam=1e-5", "seed=3", "trainer.max_steps=6", "trainer.eval_every=3",
+        f"hydra.run.dir={run_dir}", *TINY)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["step"] == 6 and metrics["seed"] == 3
+    assert metrics["config"]["model"]["mode"] == "skip_gru" and metrics["config"]["lam"] == 1e-5
+    final = metrics["final"]
+    assert 0 < final["val_mse"] < 1 and 0 < final["val_update_fraction"] <= 1
+    assert final["val_solved"] is False and final["stable_window"] == 2
+    curve = read_curve(run_dir)
+    assert [row["step"] for row in curve] == [3, 6]
+    assert curve[-1]["val_mse"] == final["val_mse"]
+    assert not list(run_dir.glob("*.tmp"))  # atomic writes leave nothing behind
+
+    wandb_runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 1
+    wandb_exe = shutil.which("wandb") or str(__import__("pathlib").Path(__import__("sys").executable).with_name("wandb"))
+    inspect = subprocess.run([wandb_exe, "leet", "inspect", "--summary", "--json", str(wandb_runs[0])],
+                             capture_output=True, text=True, timeout=120)
+    assert inspect.returncode == 0, inspect.stderr
+    record = json.loads(inspect.stdout)
+    assert record["state"] == "finished" and record["name"] == "skip_gru-seed3"
+    assert record["config"]["model"]["mode"] == "skip_gru"
+    assert record["summary"]["val/mse"] == pytest.approx(final["val_mse"])
+
+
+def test_finished_run_is_not_trained_again_and_conflicts_are_refused(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["trainer.max_steps=2", "trainer.eval_every=2", f"hydra.run.dir={run_dir}", "logger=none", *TINY]
+    cli(*args)
+    before = (run_dir / "metrics.json").read_text()
+    again = cli(*args)
+    assert "not training again" in again.stdout
+    assert (run_dir / "metrics.json").read_text() == before
+    clash = cli(*args, "lam=0.1", check=False)
+    assert clash.returncode != 0 and "differs in: lam" in clash.stderr
+    assert (run_dir / "metrics.json").read_text() == before  # a finished result is never overwritten
+
+
+def test_resumed_run_ends_like_an_uninterrupted_one(cli, tmp_path):
+    common = ["model=skip_lstm", "lam=1e-3", "model.p_skip=0.3", "trainer.max_steps=8", "trainer.eval_every=2",
+              "logger=none", *TINY]
+    cli(*common, f"hydra.run.dir={tmp_path / 'whole'}")
+    halted = cli(*common, "trainer.halt_after_steps=4", f"hydra.run.dir={tmp_path / 'split'}")
+    assert "halting at step 4" in halted.stdout
+    assert not (tmp_path / "split" / "metrics.json").exists()
+    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["step"] == 4
+    resumed = cli(*common, f"hydra.run.dir={tmp_path / 'split'}")
+    assert "resuming from step 4" in resumed.stdout
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "seconds_per_step"} for r in rows]
+
+    assert strip(read_curve(tmp_path / "split")) == strip(read_curve(tmp_path / "whole"))
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())["final"]
+    split = json.loads((tmp_path / "split" / "metrics.json").read_text())["final"]
+    whole.pop("seconds_per_step"), split.pop("seconds_per_step")
+    assert split == whole
+
+
+def test_sweep_with_a_failed_job_exits_nonzero_and_the_table_shows_it(cli, tmp_path):
+    sweep = tmp_path / "table1"
+    broken = sweep / "skip_gru_lam1e-5" / "seed=0"
+    broken.mkdir(parents=True)
+    (broken / "checkpoint.pt").write_bytes(b"not a checkpoint")  # this job fails when it tries to resume
+    proc = cli("-m", "table=table1", "seed=0", f"hydra.sweep.dir={sweep}",
+               "experiment=table1/lstm,table1/skip_gru_lam1e-5", "hydra.launcher.n_jobs=2",
+               "trainer.max_steps=2", "trainer.eval_every=2", "logger=none", *TINY, check=False)
+    assert proc.returncode != 0
+    assert (sweep / "lstm" / "seed=0" / "metrics.json").exists()
+    assert (broken / "failed.json").exists()
+
+    cli("table1", "--seeds", "0", "--results", str(tmp_path), module="skiprnn.tables")
+    table = (tmp_path / "table1.md").read_text()
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert "1 completed" in lines["LSTM"]
+    assert "1 failed" in lines["Skip GRU, λ = 1e-5"]
+    assert "1 missing" in lines["GRU"]
+    assert "| 2.46e6 |" in lines["LSTM"]  # the paper column stands beside ours
+    assert "seeds" in table.lower() and "training budget:** 2 steps" in table
+    csv_text = (tmp_path / "table1.csv").read_text()
+    assert csv_text.count("\n") == 11  # header + 10 rows, none dropped
+
+
+def test_adding_task_markers_and_targets():
+    task = AddingTask()
+    x, y = task.train_batch(step=0, batch_size=4096, seed=0)
+    assert x.shape == (50, 4096, 2) and y.shape == (4096, 1)
+    values, markers = x[..., 0], x[..., 1]
+    assert torch.all(markers.sum(0) == 2)
+    first = markers[:5].argmax(0)
+    second = markers[25:].argmax(0) + 25
+    assert torch.all(markers[5:25] == 0)  # nothing between the first 10% and the second half
+    assert set(first.tolist()) == set(range(5)) and set(second.tolist()) == set(range(25, 50))
+    cols = torch.arange(4096)
+    torch.testing.assert_close(y[:, 0], values[first, cols] + values[second, cols])
+    assert values.min() >= -0.5 and values.max() < 0.5
+    assert abs(y.var().item() - 1 / 6) < 0.01  # the sum of two U(-0.5, 0.5)
+    again, _ = task.train_batch(step=0, batch_size=4096, seed=0)
+    other, _ = task.train_batch(step=1, batch_size=4096, seed=0)
+    assert torch.equal(again, x) and not torch.equal(other, x)
+    val = list(task.eval_batches("val", 0, seed=0))
+    assert len(val) == 15 and not torch.equal(val[0][0][:, :16], x[:, :16])
+    assert task.loss(torch.zeros(2, 1), torch.tensor([[1.0], [3.0]])).item() == pytest.approx(0.5 * (1 + 9) / 2)
+    assert task.solved({"mse": 1 / 600}) and not task.solved({"mse": 0.002})
