@@ -4,6 +4,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -25,3 +27,14 @@ def cli(tmp_path):
         return proc
 
     return run
+
+
+@pytest.fixture
+def compose_cfg():
+    """Compose the project's config with overrides, as the CLI would (schema registered by skiprnn.train)."""
+    import skiprnn.train  # noqa: F401
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        yield lambda *overrides: compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    GlobalHydra.instance().clear()

@@ -1,14 +1,9 @@
 """Every config composes and resolves; bad overrides fail at startup with the key and the allowed values."""
-from pathlib import Path
-
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-import skiprnn.train  # noqa: F401  (registers the schema)
 from skiprnn.config import ConfigError, check_values
 from skiprnn.train import resolved
 
@@ -16,14 +11,6 @@ from conftest import CONF
 
 EXPERIMENTS = sorted(p.relative_to(CONF / "experiment").with_suffix("").as_posix() for p in (CONF / "experiment").rglob("*.yaml"))
 TABLES = sorted(p.stem for p in (CONF / "table").glob("*.yaml"))
-
-
-@pytest.fixture
-def compose_cfg():
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        yield lambda *overrides: compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
-    GlobalHydra.instance().clear()
 
 
 def job_part(cfg):

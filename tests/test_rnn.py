@@ -327,3 +327,22 @@ def test_bad_shapes_raise_clear_errors():
         model(torch.randn(5, 2, 3), lengths=torch.tensor([6, 1]))
     with pytest.raises(ValueError, match="shape"):
         model(torch.randn(5, 2, 3), state=model.initial_state(3))
+
+
+def test_original_stack_bug_switch_feeds_the_network_input_to_upper_candidates():
+    model = make("skip_gru", layers=2, hidden=5, dtype=torch.float64, original_stack_bug=True)
+    constant_gate(model, 2.0)  # always update: isolates the candidate maths
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    out = model(x)
+    bottom, top = model.cells
+    h1, h2 = model.h0[0].expand(2, -1), model.h0[1].expand(2, -1)
+    w, b, hs = top.weight_hh.detach(), top.bias.detach(), 5
+    for t in range(6):
+        h1, _ = bottom.step(bottom.project_input(x[t]), h1)
+        gates = torch.sigmoid(h1 @ top.weight_ih[: 2 * hs].T + h2 @ w[: 2 * hs].T + b[: 2 * hs])
+        r, z = gates[:, :hs], gates[:, hs:]
+        n = torch.tanh(x[t] @ model.cells[1].weight_in_raw.T + b[2 * hs :] + (r * h2) @ w[2 * hs :].T)
+        h2 = z * h2 + (1 - z) * n
+        torch.testing.assert_close(out.output[t], h2)
+    with pytest.raises(ValueError, match="skip_gru"):
+        SkipRNN("skip_lstm", 3, 5, num_layers=2, original_stack_bug=True)

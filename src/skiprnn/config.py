@@ -47,6 +47,7 @@ class ModelConfig:
     hidden_size: int = 110
     num_layers: int = 1
     p_skip: float = 0.0
+    original_stack_bug: bool = False  # skip_gru stacks: reproduce the original code's upper-layer candidate input
 
 
 @dataclass
@@ -97,6 +98,8 @@ class MnistTaskConfig:
     download: bool = True
     validation_size: int = 5000
     report: MnistReport = MnistReport.last
+    train_limit: Optional[int] = None  # quick runs only: train on the first N of the 55k images per epoch
+    solved_accuracy: float = 0.9  # val_solved flag only; Table 2 has no "solved" column
 
 
 @dataclass

@@ -1,7 +1,6 @@
 """A SkipRNN with a linear read-out of its last output: the model of every classification/regression task."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from .rnn import SkipRNN
@@ -9,9 +8,10 @@ from .rnn import SkipRNN
 
 class SequenceModel(nn.Module):
     def __init__(self, mode: str, input_size: int, output_size: int, hidden_size: int = 110,
-                 num_layers: int = 1, p_skip: float = 0.0):
+                 num_layers: int = 1, p_skip: float = 0.0, original_stack_bug: bool = False):
         super().__init__()
-        self.rnn = SkipRNN(mode, input_size, hidden_size, num_layers=num_layers, p_skip=p_skip)
+        self.rnn = SkipRNN(mode, input_size, hidden_size, num_layers=num_layers, p_skip=p_skip,
+                           original_stack_bug=original_stack_bug)
         self.head = nn.Linear(hidden_size, output_size)
         nn.init.xavier_uniform_(self.head.weight)  # tf.contrib.layers.linear: Xavier weights, zero bias
         nn.init.zeros_(self.head.bias)

@@ -47,6 +47,11 @@ class SkipRNN(nn.Module):
             in training and evaluation alike.
         batch_first: inputs and outputs are (B, T, ...) instead of (T, B, ...).
         skip_inference: in eval mode, do not evaluate the cell on skipped steps (same results, less work).
+        original_stack_bug: reproduce the original MultiSkipGRUCell, whose layers >= 2 compute their candidate
+            from the network input instead of the layer below (skip_gru stacks only; off by default).
+        fused: with one layer, run the dense (training) path as one ``torch.autograd.Function`` with a
+            hand-written backward through time (:mod:`skiprnn.fused`; the same results up to rounding, faster).
+            False keeps the per-step autograd loop, the reference the fused path is tested against.
     """
 
     def __init__(
@@ -58,6 +63,8 @@ class SkipRNN(nn.Module):
         p_skip: float = 0.0,
         batch_first: bool = False,
         skip_inference: bool = True,
+        original_stack_bug: bool = False,
+        fused: bool = True,
     ):
         super().__init__()
         if mode not in MODES:
@@ -70,6 +77,10 @@ class SkipRNN(nn.Module):
         self.mode, self.input_size, self.hidden_size = mode, input_size, hidden_size
         self.num_layers, self.p_skip, self.batch_first = num_layers, float(p_skip), batch_first
         self.skip_inference = skip_inference
+        if original_stack_bug and (mode != "skip_gru" or num_layers < 2):
+            raise ValueError("original_stack_bug applies only to mode='skip_gru' with num_layers >= 2")
+        self.original_stack_bug = original_stack_bug
+        self.fused = fused
         self.gated = mode.startswith("skip_")
         cell_type = CELLS[mode.removeprefix("skip_")]
         self.has_cell_state = cell_type.has_cell_state
@@ -83,6 +94,12 @@ class SkipRNN(nn.Module):
             self.update_gate = nn.Linear(hidden_size, 1)
             with torch.no_grad():  # b_p = 1: every step updates at the start of training
                 self.update_gate.bias.fill_(1.0)
+        if original_stack_bug:
+            # The buggy candidate reads the network input: its kernel has input_size rows (TF [in, r*h] kernel).
+            for cell in self.cells[1:]:
+                cell.weight_in_raw = nn.Parameter(torch.empty(hidden_size, input_size))
+                bound = (6.0 / (input_size + hidden_size + hidden_size)) ** 0.5
+                nn.init.uniform_(cell.weight_in_raw, -bound, bound)
 
     def extra_repr(self) -> str:
         s = f"{self.mode}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
@@ -118,7 +135,7 @@ class SkipRNN(nn.Module):
         valid = None if lengths is None else self._valid_mask(lengths, steps, batch, x)
         keep = self._random_keep(steps, batch, x)
 
-        if not self.training and self.skip_inference and not torch.is_grad_enabled():
+        if not self.training and self.skip_inference and not self.original_stack_bug and not torch.is_grad_enabled():
             from .inference import skip_forward
 
             output, updates, state = skip_forward(self, x, state, valid, keep)
@@ -144,11 +161,15 @@ class SkipRNN(nn.Module):
         keep[0] = 1.0
         return keep
 
-    def candidate(self, x_proj: Tensor, h: list[Tensor], c: list[Tensor | None]) -> tuple[list[Tensor], list]:
-        """Every layer's new state for one step; x_proj is the bottom layer's projected input."""
+    def candidate(self, x_proj: Tensor, h: list[Tensor], c: list[Tensor | None], x: Tensor | None = None):
+        """Every layer's new state for one step; x_proj is the bottom layer's projected input, x the raw one."""
         h_new, c_new = [], []
         for layer, cell in enumerate(self.cells):
             inp = x_proj if layer == 0 else cell.project_input(h_new[-1])
+            if layer and self.original_stack_bug:
+                hs = self.hidden_size
+                raw = torch.nn.functional.linear(x, cell.weight_in_raw, cell.bias[2 * hs :])
+                inp = torch.cat([inp[:, : 2 * hs], raw], 1)
             hl, cl = cell.step(inp, h[layer], c[layer])
             h_new.append(hl)
             c_new.append(cl)
@@ -159,6 +180,10 @@ class SkipRNN(nn.Module):
         return c_new[-1] if self.has_cell_state else h_new[-1]
 
     def _dense_forward(self, x: Tensor, state: SkipState, valid: Tensor | None, keep: Tensor | None):
+        if self.num_layers == 1 and getattr(self, "fused", True):
+            from .fused import fused_forward
+
+            return fused_forward(self, x, state, valid, keep)
         h = list(state.h.unbind(0))
         c = list(state.c.unbind(0)) if self.has_cell_state else [None] * self.num_layers
         up, cum = state.update_prob.unsqueeze(1), state.cum_update_prob.unsqueeze(1)
@@ -168,7 +193,7 @@ class SkipRNN(nn.Module):
         keep = None if keep is None else keep.unbind(0)
         outputs, updates = [], []
         for t in range(x.shape[0]):
-            h_new, c_new = self.candidate(x_proj[t], h, c)
+            h_new, c_new = self.candidate(x_proj[t], h, c, x[t])
             u = None  # None: update every row
             if self.gated:
                 u_tilde = accumulate_update_prob(up, cum)

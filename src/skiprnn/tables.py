@@ -49,24 +49,36 @@ class Run:
 def load_run(path: Path, seed: int) -> Run:
     if (path / tracking.METRICS).exists():
         m = tracking.read_json(path / tracking.METRICS)
-        return Run(seed, "completed", m["step"], m["step"], m["final"], m.get("commit", ""))
+        final = m["final"]
+        if "stable_updates" not in final and (path / tracking.CURVE).exists():  # runs made before it was recorded
+            window = [json.loads(x) for x in (path / tracking.CURVE).read_text().splitlines()][-final["stable_window"]:]
+            final["stable_updates"] = statistics.fmean(r["val_updates"] for r in window)
+        return Run(seed, "completed", m["step"], m["step"], final, m.get("commit", ""))
     if (path / tracking.FAILED).exists():
         return Run(seed, "failed", error=tracking.read_json(path / tracking.FAILED).get("error", ""))
     if (path / tracking.CURVE).exists():
         lines = (path / tracking.CURVE).read_text().splitlines()
         if lines:
             last = json.loads(lines[-1])
-            max_steps = 0
-            cfg = path / ".hydra" / "config.yaml"
-            if cfg.exists():
-                from omegaconf import OmegaConf
-
-                max_steps = int(OmegaConf.load(cfg).trainer.max_steps)
-            return Run(seed, "unfinished", last["step"], max_steps, last)
+            return Run(seed, "unfinished", last["step"], last.get("max_steps", 0), last)
     return Run(seed, "missing")
 
 
 # ---------------------------------------------------------------------------------- our columns
+# Overrides that say nothing about what was trained.
+_PLUMBING = ("experiment=", "seed=", "table=", "hydra.", "trainer.progress=", "threads=", "logger", "trainer.halt_after_steps=")
+
+
+def run_overrides(path: Path) -> list[str]:
+    """The command-line overrides a run was made with (from Hydra's record), minus plumbing."""
+    record = path / ".hydra" / "overrides.yaml"
+    if not record.exists():
+        return []
+    from omegaconf import OmegaConf
+
+    return [o for o in OmegaConf.load(record) if not o.startswith(_PLUMBING)]
+
+
 def _mean_std(values: list[float], fmt: str, scale: float = 1.0, unit: str = "") -> str:
     if not values:
         return "–"
@@ -92,6 +104,9 @@ COLUMNS = {
     "updates_steps": lambda runs: _mean_std([r.final["val_updates"] for r in runs], ".1f"),
     "test_updates_steps": lambda runs: _mean_std([r.final["test_updates"] for r in runs], ".2f"),
     "flops": lambda runs: _sci(statistics.fmean(r.final["inference_flops"] for r in runs)) if runs else "–",
+    # FLOPs at the test set's mean update count (Table 2); inference_flops is linear in the val updates it used.
+    "test_flops": lambda runs: _sci(statistics.fmean(
+        r.final["inference_flops"] * r.final["test_updates"] / r.final["val_updates"] for r in runs)) if runs else "–",
     "mse": lambda runs: _mean_std([r.final["val_mse"] for r in runs], ".2e"),
     "accuracy": lambda runs: _mean_std([r.final["val_accuracy"] for r in runs], ".3f"),
     "test_accuracy": lambda runs: _mean_std([r.final["test_accuracy"] for r in runs], ".3f"),
@@ -101,7 +116,7 @@ COLUMNS = {
         f"{_mean_std([r.final['stable_update_fraction'] for r in runs], '.1f', 100, '%')}" if runs else "–"),
     "stable_accuracy": lambda runs: (
         f"{_mean_std([r.final['stable_accuracy'] for r in runs], '.3f')} / "
-        f"{_mean_std([r.final['stable_update_fraction'] for r in runs], '.1f', 100, '%')}" if runs else "–"),
+        f"{_mean_std([r.final.get('stable_updates', float('nan')) for r in runs], '.1f')}" if runs else "–"),
 }
 
 
@@ -113,11 +128,13 @@ def _status(runs: list[Run]) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
 
 
-def build(table: PaperTable, results: Path, seeds: list[int]) -> tuple[str, list[dict]]:
+def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") -> tuple[str, list[dict]]:
     grid = {row.row: [load_run(results / table.name / row.row / f"seed={s}", s) for s in seeds] for row in table.rows}
     done = [r for runs in grid.values() for r in runs if r.status == "completed"]
     commits = sorted({r.commit for r in done}) or ["–"]
     budgets = sorted({r.max_steps for runs in grid.values() for r in runs if r.max_steps})
+    overrides = sorted({o for row in table.rows for s in seeds
+                        for o in run_overrides(results / table.name / row.row / f"seed={s}")})
 
     header = ["Model"]
     for ours, paper, title in table.columns:
@@ -160,6 +177,8 @@ def build(table: PaperTable, results: Path, seeds: list[int]) -> tuple[str, list
         f"- **Code commit(s) of the finished runs:** {', '.join(commits)}",
         f"- **Seeds:** {', '.join(map(str, seeds))} ({len(seeds)} per row); **training budget:** "
         f"{', '.join(map(str, budgets)) or '–'} steps. Finished runs: {len(done)} of {len(seeds) * len(table.rows)}.",
+        f"- **Overrides on top of the table config:** {' '.join(f'`{o}`' for o in overrides) if overrides else 'none'}",
+        *([f"- **Note:** {note}"] if note else []),
         "- Ours: mean ± std over the finished seeds of the final evaluation; 'Last 5 evals' averages the last five "
         "evaluations of each run, to show how settled the final numbers are. Only finished runs enter the statistics.",
         "",
@@ -173,8 +192,9 @@ def build(table: PaperTable, results: Path, seeds: list[int]) -> tuple[str, list
     return "\n".join(md), csv_rows
 
 
-def write(table: PaperTable, results: Path, seeds: list[int]) -> Path:
-    text, rows = build(table, results, seeds)
+def write(table: PaperTable, results: Path, seeds: list[int], note: str = "") -> Path:
+    text, rows = build(table, results, seeds, note)
+    results.mkdir(parents=True, exist_ok=True)
     out = results / f"{table.name}.md"
     tracking.atomic_write_text(out, text)
     buffer = io.StringIO()
@@ -191,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("table", help=f"one of {', '.join(tables)}")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds expected per row (default: the paper's four)")
     parser.add_argument("--results", default="results", type=Path)
+    parser.add_argument("--note", default="", help="a sentence for the table's header, e.g. why the run is reduced")
     args = parser.parse_args(argv)
     if args.table not in tables:
         parser.error(f"unknown table {args.table!r}; choose one of {', '.join(tables)}")
@@ -199,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(table.seeds)
     except ValueError:
         parser.error(f"--seeds must be comma-separated integers, e.g. 0,1,2,3; got {args.seeds!r}")
-    out = write(table, args.results, seeds)
+    out = write(table, args.results, seeds, args.note)
     print(f"wrote {out}")
     return 0
 

@@ -21,6 +21,7 @@ from .tasks import build_task
 
 # Keys that may change between a run and its resumption without changing what is trained.
 _NOT_IN_FINGERPRINT = {"trainer": ("max_steps", "max_epochs", "halt_after_steps", "progress", "device"),
+                       "task": ("data_root", "download"),
                        "top": ("logger", "force", "threads", "group")}
 
 
@@ -30,7 +31,8 @@ class RunConflict(RuntimeError):
 
 def fingerprint(cfg: dict) -> dict:
     fp = {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT["top"]}
-    fp["trainer"] = {k: v for k, v in cfg["trainer"].items() if k not in _NOT_IN_FINGERPRINT["trainer"]}
+    for group in ("trainer", "task"):
+        fp[group] = {k: v for k, v in cfg[group].items() if k not in _NOT_IN_FINGERPRINT[group]}
     return fp
 
 
@@ -109,6 +111,7 @@ def summarize(curve: list[dict], task, cfg: dict, model_cfg: dict) -> dict:
     final = {k: v for k, v in last.items()}
     final["stable_" + metric] = _mean(window, "val_" + metric)
     final["stable_update_fraction"] = _mean(window, "val_update_fraction")
+    final["stable_updates"] = _mean(window, "val_updates")
     final["stable_solved_fraction"] = sum(r["val_solved"] for r in window) / len(window)
     final["stable_window"] = len(window)
     best = (max if task.higher_is_better else min)(curve, key=lambda r: r["val_" + metric])
@@ -142,8 +145,8 @@ def train(cfg: dict, run_dir: Path) -> dict | None:
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     fp = fingerprint(cfg)
-    metrics_path, ckpt_path = run_dir / tracking.METRICS, run_dir / tracking.CHECKPOINT
-    tcfg, mcfg = cfg["trainer"], cfg["model"]
+    metrics_path = run_dir / tracking.METRICS
+    tcfg = cfg["trainer"]
     if cfg.get("force"):
         for name in (tracking.METRICS, tracking.CHECKPOINT, tracking.CURVE, tracking.FAILED):
             (run_dir / name).unlink(missing_ok=True)
@@ -176,7 +179,7 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp):
     torch.manual_seed(cfg["seed"])
     device = torch.device(tcfg["device"])
     model = SequenceModel(mcfg["mode"], task.input_size, task.output_size, mcfg["hidden_size"],
-                          mcfg["num_layers"], mcfg["p_skip"]).to(device)
+                          mcfg["num_layers"], mcfg["p_skip"], mcfg.get("original_stack_bug", False)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], betas=(0.9, 0.999), eps=1e-8)
     start, curve = 0, []
     if ckpt_path.exists():
@@ -228,7 +231,7 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
 
             if step % eval_every == 0 or step == max_steps:
                 n = sums["n"]
-                row = {"step": step, "train_loss": sums["loss"] / n, "train_task_loss": sums["task_loss"] / n,
+                row = {"step": step, "max_steps": max_steps, "train_loss": sums["loss"] / n, "train_task_loss": sums["task_loss"] / n,
                        "train_update_fraction": sums["updates"] / n, "seconds_per_step": train_seconds / n}
                 evaluation = len(curve)
                 row.update(evaluate(model, task, "val", evaluation, seed, device))

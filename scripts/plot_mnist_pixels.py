@@ -1,0 +1,103 @@
+#!/usr/bin/env python
+"""Figure 3 of the paper: which pixels a trained model on sequential MNIST updates its state on.
+
+    python scripts/plot_mnist_pixels.py results/table2/skip_lstm_lam1e-4/seed=0 [--n 8] \
+        [--out results/figure3_mnist_pixels.png] [--data-root /path/holding/MNIST]
+
+Reads the run directory the trainer wrote (``.hydra/config.yaml`` and ``checkpoint.pt``), runs the model
+on the first ``--n`` test digits in evaluation mode (the same deterministic u_t = round(ũ_t) as the test
+metrics) and saves a grid: each digit in grey with the pixels whose step updated the state (u_t = 1) in
+red, titled with the label, the prediction and the number of updates out of 784.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from skiprnn.model import SequenceModel  # noqa: E402
+from skiprnn.tasks import build_task  # noqa: E402
+from skiprnn.tasks.mnist import SIDE, STEPS, to_sequence  # noqa: E402
+
+
+def load(run_dir: Path, data_root: str | None):
+    """The run's resolved config, its model (from checkpoint.pt) and its MNIST task."""
+    cfg_path, ckpt_path = run_dir / ".hydra" / "config.yaml", run_dir / "checkpoint.pt"
+    for path in (cfg_path, ckpt_path):
+        if not path.is_file():
+            raise SystemExit(f"{path} not found: pass a run directory written by `python -m skiprnn.train` "
+                             f"(its checkpoint.pt is kept unless `make clean-checkpoints` removed it)")
+    cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True, enum_to_str=True)
+    if cfg["task"]["name"] != "mnist":
+        raise SystemExit(f"{run_dir} is a {cfg['task']['name']!r} run, not an MNIST one")
+    if data_root is not None:
+        cfg["task"]["data_root"] = data_root
+    task = build_task(cfg["task"], cfg["trainer"]["batch_size"])
+    m = cfg["model"]
+    model = SequenceModel(m["mode"], task.input_size, task.output_size, m["hidden_size"], m["num_layers"], m["p_skip"])
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    return cfg, model.eval(), task, state["step"]
+
+
+def plot(run_dir: Path, out: Path, n: int, data_root: str | None) -> Path:
+    cfg, model, task, step = load(run_dir, data_root)
+    images, labels = task.splits["test"]
+    images, labels = images[:n], labels[:n]
+    torch.manual_seed(0)  # the p_skip baselines draw their random skips from the global generator
+    with torch.no_grad():
+        prediction, updates = model(to_sequence(images))
+    used = updates.t().reshape(-1, SIDE, SIDE).numpy() > 0.5  # (n, 28, 28): step 28·r + c is pixel (r, c)
+    predicted = prediction.argmax(-1)
+
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows + 0.6), squeeze=False)
+    red = np.zeros((SIDE, SIDE, 4))
+    red[..., 0] = 1.0
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i >= len(images):
+            continue
+        ax.imshow(images[i].numpy(), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        overlay = red.copy()
+        overlay[..., 3] = 0.6 * used[i]
+        ax.imshow(overlay, interpolation="nearest")
+        count = int(used[i].sum())
+        ax.set_title(f"label {int(labels[i])}, pred {int(predicted[i])}\n{count}/{STEPS} updates ({count / STEPS:.0%})",
+                     fontsize=9)
+    lam = cfg.get("lam", 0.0)
+    fig.suptitle(f"{cfg['row']} (seed {cfg['seed']}, λ = {lam:g}, step {step}): red: pixels where the state "
+                 f"is updated (u_t = 1); unmarked: skipped", fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="a run directory, e.g. results/table2/skip_lstm_lam1e-4/seed=0")
+    parser.add_argument("--n", type=int, default=8, help="number of test digits (default 8)")
+    parser.add_argument("--out", type=Path, default=Path("results/figure3_mnist_pixels.png"))
+    parser.add_argument("--data-root", default=None,
+                        help="directory holding MNIST/raw (default: the run's task.data_root)")
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        parser.error("--n must be at least 1")
+    print(f"wrote {plot(args.run_dir, args.out, args.n, args.data_root)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

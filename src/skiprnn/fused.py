@@ -1,0 +1,601 @@
+"""A fused single-layer SkipRNN: the whole sequence in one ``torch.autograd.Function``.
+
+The reference path (``SkipRNN._dense_forward`` with ``fused=False``) is a per-step Python loop that
+autograd records op by op. Here, as in cuDNN, the forward pass runs without autograd into preallocated
+(T, B, ...) buffers with in-place ops, and the backward pass is written by hand: one reverse loop over
+time computes the gate pre-activation gradients of every step; the weight gradients come after the loop
+from one large matmul over all steps (dW = dgates_allᵀ @ [x, 1, h_prev]_all).
+
+It reproduces ``_dense_forward`` for ``num_layers == 1`` in every mode, including the gradients:
+
+* u_t = round_STE(ũ_t) · keep_t · valid_t, ũ_t = cum + min(Δũ, 1 − cum) (torch.minimum's backward
+  gives each side half the gradient on a tie, which happens at the first step: Δũ = 1, cum = 0),
+* h, c = lerp(prev, candidate, u_t); Δũ = lerp(Δũ, σ(w·s + b), u_t), s = c̃ (LSTM) or h̃ (GRU);
+  cum = (1 − u_t) ũ_t, and with a ``valid`` mask cum = lerp(cum, that, valid_t),
+* outputs h_t, updates u_t (their gradient reaches ũ through the STE: the budget loss) and the final
+  state (h, c, Δũ, cum) are all differentiable.
+
+Implementation choices (timings: ``scripts/bench.py``, and one-thread CPU times on a 2-core AMD EPYC):
+
+* The input projection is done inside, TF-style, in the same matmul as the recurrent one:
+  gates_t = [x_t, 1, h_{t-1}] @ [W_ih, b, W_hh]ᵀ, so the (T, B, G) projection is never materialised.
+  Projecting outside with ``cell.project_input`` and letting autograd differentiate it took 10.4 ms
+  (forward + backward) at T=50, B=256, I=2 on one thread, against ~54 ms for the whole fused LSTM step
+  now (autograd computes the weight gradient as (T·B, G)ᵀ @ (T·B, I), a slow matmul orientation for a
+  tiny I: 6.6 ms, against 1.7 ms for the other orientation).
+  The bias b is ``cell.project_input(0)`` (the cell's own bias, with the LSTM's forget offset), so its
+  gradient still flows through the cell by ordinary autograd; the weight and the input gradients come
+  from the dgates matmuls. This assumes ``project_input(x) = x @ weight_ihᵀ + project_input(0)``, true
+  for both cells and checked by the tests against the reference path.
+* The LSTM j rows (and the GRU candidate rows) of the weights are scaled by 2, so that one sigmoid over
+  the contiguous gate block gives every activation, with tanh(j) = 2σ(2j) − 1. tanh(c) is computed the
+  same way: torch's CPU tanh took ~60 µs for a (256, 110) block, its sigmoid ~7 µs. Results agree with
+  ``torch.tanh`` to a few ulps.
+* Large buffers are reused across calls (see ``_empty``).
+* The matmuls (forward, dh per step, one dW) are the same as cuDNN's and torch's; what remains is ~25
+  small elementwise ops per step, whose Python/dispatch overhead (~1-3 µs each) dominates at batch 1.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+
+import torch
+from torch import Tensor
+
+# ------------------------------------------------------------------------------------------ workspace
+# A fresh multi-megabyte CPU allocation is mmap-ed and page-faulted in on first touch, which can cost
+# as much as the recurrence itself (about 0.35 ms per MB here, against a few µs for the maths of a step).
+# Large (T, B, ...) buffers are kept in a small pool and reused once nothing refers to them any more
+# (no tensor, view, saved tensor or gradient shares their storage), as a caching allocator would.
+_POOL: OrderedDict = OrderedDict()  # (numel, dtype) -> [flat buffers], least recently used first
+_POOL_KEYS, _POOL_PER_KEY, _POOL_MIN_BYTES, _POOL_MAX_BYTES = 16, 8, 1 << 20, 4 << 30
+_POOL_LOCK = threading.Lock()
+_CAN_POOL = hasattr(torch._C, "_storage_Use_Count") and hasattr(torch.Tensor, "_use_count")
+
+
+def _unused(buf: Tensor) -> bool:
+    # 2 = the pool's own tensor + the temporary storage object of this very call.
+    return buf._use_count() == 1 and torch._C._storage_Use_Count(buf.untyped_storage()._cdata) <= 2
+
+
+def _pool_bytes() -> int:
+    return sum(b.numel() * b.element_size() for bufs in _POOL.values() for b in bufs)
+
+
+def _empty(like: Tensor, *shape: int) -> Tensor:
+    """An uninitialised tensor of ``shape``; on CPU, large ones are taken from the pool when one is free."""
+    numel = math.prod(shape)
+    if not _CAN_POOL or like.device.type != "cpu" or numel * like.element_size() < _POOL_MIN_BYTES:
+        return like.new_empty(shape)
+    key = (numel, like.dtype)
+    with _POOL_LOCK:
+        bufs = _POOL.pop(key, [])
+        _POOL[key] = bufs
+        buf = next((b for b in bufs if _unused(b)), None)
+        if buf is None:
+            buf = like.new_empty(numel)
+            if len(bufs) < _POOL_PER_KEY:
+                bufs.append(buf)
+            while len(_POOL) > 1 and (len(_POOL) > _POOL_KEYS or _pool_bytes() > _POOL_MAX_BYTES):
+                _POOL.popitem(last=False)
+        # A separate tensor on the same storage, not a view: callers return some of these as outputs.
+        return like.new_empty(0).set_(buf.untyped_storage(), 0, shape)
+
+
+def empty_cache() -> None:
+    """Release the buffers the fused path keeps for reuse (up to 4 GiB, the last 16 sizes used)."""
+    with _POOL_LOCK:
+        _POOL.clear()
+
+
+# ------------------------------------------------------------------------------------------- Function
+class FusedSkipRNN(torch.autograd.Function):
+    """Inputs: x (T, B, I), w_ih (G, I), bias (G,), w_hh (G, H), h0 (B, H), c0 (B, H) or None,
+    up0, cum0 (B,), gate_w (1, H), gate_b (1,) (these four used only when ``gated``), mask (T, B, 1) =
+    keep·valid or None, valid (T, B, 1) or None, cell ("lstm" | "gru"), gated, need_grad (keep what the
+    backward pass needs).
+
+    Outputs: output (T, B, H), h_T (B, H), then c_T (B, H) for LSTM, then updates (T, B), Δũ_T, cum_T (B,)
+    when gated.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, valid, cell, gated, need_grad):
+        ctx.set_materialize_grads(False)
+        ctx.cell, ctx.gated = cell, gated
+        ctx.has_mask, ctx.has_valid = mask is not None, valid is not None
+        run = _lstm_forward if cell == "lstm" else _gru_forward
+        outputs, saved = run(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, valid, gated, need_grad)
+        if need_grad:
+            ctx.save_for_backward(*saved)
+        return outputs
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        run = _lstm_backward if ctx.cell == "lstm" else _gru_backward
+        return run(ctx, ctx.saved_tensors, grads) + (None,) * 5
+
+
+def _none_if_empty(t: Tensor, present: bool) -> Tensor | None:
+    return t if present else None
+
+
+def _input_buffer(x: Tensor, h0: Tensor, new) -> Tensor:
+    """(T, B, I + 1 + H): [x_t, 1, h_{t-1}] for every step; the h part is filled during the loop."""
+    steps, batch, inp = x.shape
+    xh = new(steps, batch, inp + 1 + h0.shape[1])
+    xh[:, :, :inp] = x
+    xh[:, :, inp] = 1.0
+    xh[0, :, inp + 1 :] = h0
+    return xh
+
+
+# ------------------------------------------------------------------------------------------- ũ logic
+def _round(u_tilde: Tensor, out: Tensor, t: int) -> Tensor:
+    """The forward value of u_t = round_STE(ũ_t) (the backward pass uses du/dũ = 1). A module-level hook
+    so that tests can substitute a relaxed rounding whose exact derivative is the STE's."""
+    return torch.round(u_tilde, out=out)
+
+
+class _GateForward:
+    """The (Δũ, cum) recursion of the forward pass, on (B, 1) columns of (T, B) buffers."""
+
+    def __init__(self, x: Tensor, steps: int, batch: int, up0: Tensor, cum0: Tensor, mask, valid):
+        new = x.new_empty
+        self.ut, self.us, self.dl = new(steps, batch), new(steps, batch), new(steps, batch)
+        self.ups, self.cums = new(steps + 1, batch), new(steps + 1, batch)
+        self.ups[0].copy_(up0)
+        self.cums[0].copy_(cum0)
+        cols = lambda buf: buf.unsqueeze(2).unbind(0)  # noqa: E731
+        self.ut_c, self.us_c, self.dl_c = cols(self.ut), cols(self.us), cols(self.dl)
+        self.ups_c, self.cums_c = cols(self.ups), cols(self.cums)
+        self.mask = None if mask is None else mask.unbind(0)
+        self.valid = None if valid is None else valid.unbind(0)
+        self.one = x.new_ones(batch, 1)
+        self.scratch = x.new_empty(batch, 1)
+
+    def update(self, t: int) -> Tensor:
+        """ũ_t = cum + min(Δũ, 1 − cum); u_t = round(ũ_t)·mask_t (the STE's value: ũ + (round(ũ) − ũ)
+        equals round(ũ) exactly for ũ in [0, 2])."""
+        cum, scratch = self.cums_c[t], self.scratch
+        torch.sub(self.one, cum, out=scratch)
+        torch.minimum(self.ups_c[t], scratch, out=scratch)
+        torch.add(cum, scratch, out=self.ut_c[t])
+        u = _round(self.ut_c[t], self.us_c[t], t)
+        if self.mask is not None:
+            u.mul_(self.mask[t])
+        return u
+
+    def advance(self, t: int, u: Tensor) -> None:
+        """Δũ = lerp(Δũ, δ, u); cum = (1 − u) ũ (written ũ − u ũ: the same value for u in {0, 1}),
+        or lerp(cum, that, valid) with lengths."""
+        torch.lerp(self.ups_c[t], self.dl_c[t], u, out=self.ups_c[t + 1])
+        u_tilde = self.ut_c[t]
+        if self.valid is None:
+            torch.addcmul(u_tilde, u, u_tilde, value=-1.0, out=self.cums_c[t + 1])
+        else:
+            torch.addcmul(u_tilde, u, u_tilde, value=-1.0, out=self.scratch)
+            torch.lerp(self.cums_c[t], self.scratch, self.valid[t], out=self.cums_c[t + 1])
+
+    def saved(self):
+        return [self.ups, self.cums, self.ut, self.us, self.dl]
+
+
+class _GateBackward:
+    """The backward recursion of the (Δũ, cum) gradients, linear with per-step coefficients (T, B, 1).
+
+    With w1 = <h̃ − h_prev, dh> + <c̃ − c_prev, dc> and the carried gradients dup, dcum of the state:
+        du  = w1 + dupd + (δ − Δũ_prev)·dup − ũ·v·dcum        (lerps of h, c, Δũ; cum_next = (1 − u) ũ)
+        dũ  = m·du + (1 − u)·v·dcum                           (STE through u = round(ũ)·m)
+        dz  = u·δ(1 − δ)·dup                                   (the update gate's pre-activation)
+        dup_prev  = (1 − u)·dup + α·dũ,  dcum_prev = (1 − v)·dcum + (1 − β)·dũ
+    where α, β split min(Δũ_prev, 1 − cum_prev)'s gradient as torch.minimum does (halves on a tie).
+    """
+
+    def __init__(self, saved, mask, valid, grads, batch: int, like: Tensor):
+        ups, cums, ut, us, dl = saved
+        dupd, dup_t, dcum_t = grads
+        upp, cump = ups[:-1].unsqueeze(2), cums[:-1].unsqueeze(2)
+        u_tilde, u, delta = ut.unsqueeze(2), us.unsqueeze(2), dl.unsqueeze(2)
+        one_minus_cum = 1.0 - cump  # as in the forward pass, so that ties are the same
+        tie = (upp == one_minus_cum).to(u.dtype) * 0.5
+        alpha = (upp < one_minus_cum).to(u.dtype) + tie
+        one_minus_beta = 1.0 - ((upp > one_minus_cum).to(u.dtype) + tie)
+        m = torch.ones_like(u) if mask is None else mask
+        v = torch.ones_like(u) if valid is None else valid
+        one_minus_u = 1.0 - u
+        # dũ = m·w1 + b0 + b1·dup + b2·dcum;  [dup, dcum] <- [1 − u, 1 − v]·[dup, dcum] + [α, 1 − β]·dũ
+        keep = torch.cat([one_minus_u, 1.0 - v], 2)
+        spread = torch.cat([alpha, one_minus_beta], 2)
+        self.m = None if mask is None else m.unbind(0)
+        self.b0 = None if dupd is None else (m * dupd.unsqueeze(2)).unbind(0)
+        self.b1 = (m * (delta - upp)).unbind(0)
+        self.b2 = (one_minus_u * v - m * u_tilde * v).unbind(0)
+        self.keep, self.spread = keep.unbind(0), spread.unbind(0)
+        self.cz = (u * delta * (1.0 - delta)).unbind(0)
+        self.one_minus_u = one_minus_u.unbind(0)
+        self.u = u.unbind(0)
+        self.state = like.new_zeros(batch, 2)  # [dL/dΔũ, dL/dcum] of the state after the current step
+        if dup_t is not None:
+            self.state[:, 0] = dup_t
+        if dcum_t is not None:
+            self.state[:, 1] = dcum_t
+        self.dz_all = like.new_empty(len(self.u), batch, 1)
+        self.dz = self.dz_all.unbind(0)
+        self.dup, self.dcum = self.state[:, :1], self.state[:, 1:]
+        self.d_tilde = like.new_empty(batch, 1)
+
+    def step(self, t: int, w1: Tensor) -> Tensor:
+        """One step back; returns dz_t (B, 1), the gradient of the update gate's pre-activation."""
+        d_tilde, dup, dcum = self.d_tilde, self.dup, self.dcum
+        dz = torch.mul(self.cz[t], dup, out=self.dz[t])
+        w1 = w1.unsqueeze(1)
+        if self.m is None:
+            torch.add(w1, self.b0[t], out=d_tilde) if self.b0 is not None else d_tilde.copy_(w1)
+        elif self.b0 is not None:
+            torch.addcmul(self.b0[t], self.m[t], w1, out=d_tilde)
+        else:
+            torch.mul(self.m[t], w1, out=d_tilde)
+        d_tilde.addcmul_(self.b1[t], dup).addcmul_(self.b2[t], dcum)
+        self.state.mul_(self.keep[t]).addcmul_(self.spread[t], d_tilde)
+        return dz
+
+    def input_grads(self):
+        return self.state[:, 0].clone(), self.state[:, 1].clone()
+
+
+def _input_grads(ctx, dgates, xh, w_cat, inp, dz_all, gate_in, blocks=None):
+    """Gradients of x, w_ih, bias, w_hh and of the update gate (weight, bias), after the loop.
+
+    ``w_cat`` = the unscaled [w_ih, b, w_hh] rows matching the columns of ``dgates``; ``blocks`` =
+    (column slice of dgates, its matmul input buffer) pairs, default all columns with ``xh``.
+    """
+    steps, batch, g = dgates.shape
+    need = ctx.needs_input_grad
+    flat = dgates.view(steps * batch, g)
+    dx = dw_ih = db = dw_hh = None
+    if need[1] or need[2] or need[3]:
+        dw = w_cat.new_empty(g, xh.shape[2])
+        for cols, buf in blocks or [(slice(0, g), xh)]:
+            torch.mm(flat[:, cols].t(), buf.view(steps * batch, -1), out=dw[cols])
+        dw_ih, db, dw_hh = dw[:, :inp], dw[:, inp], dw[:, inp + 1 :]
+    if need[0]:
+        dx = torch.mm(flat, w_cat[:, :inp]).view(steps, batch, inp)
+    dgw = dgb = None
+    if dz_all is not None:
+        dz_flat = dz_all.view(steps * batch, 1)
+        dgw = torch.mm(dz_flat.t(), gate_in.reshape(steps * batch, -1)) if need[8] else None
+        dgb = dz_flat.sum(0) if need[9] else None
+    return dx, dw_ih if need[1] else None, db if need[2] else None, dw_hh if need[3] else None, dgw, dgb
+
+
+# ------------------------------------------------------------------------------------------------ LSTM
+def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, valid, gated, need_grad):
+    steps, batch, inp = x.shape
+    hs = w_hh.shape[1]
+    g = 4 * hs
+    new = lambda *shape: _empty(x, *shape)  # noqa: E731
+    w_cat = torch.cat([w_ih, bias.unsqueeze(1), w_hh], 1)  # (4H, I + 1 + H), rows i, j, f, o
+    w_cat[hs : 2 * hs] *= 2.0  # tanh(j) = 2σ(2j) − 1: one sigmoid over all four gates
+    w_cat_t = w_cat.t()
+    xh = _input_buffer(x, h0, new)
+    acts = new(steps, batch, g)  # σ(i), tanh(j), σ(f), σ(o)
+    cand_c = new(steps, batch, hs)  # c̃_t
+    tanh_c = new(steps, batch, hs)  # tanh(c̃_t)
+    out = new(steps, batch, hs)  # h_t
+    masked = gated or mask is not None
+    cs = new(steps, batch, hs) if masked else cand_c  # c_t (= c̃_t when every step updates)
+    hn = x.new_empty(batch, hs)
+    xh_t, xh_h = xh.unbind(0), xh[:, :, inp + 1 :].unbind(0)
+    acts_t, cand_t, tanh_t, out_t, cs_t = (b.unbind(0) for b in (acts, cand_c, tanh_c, out, cs))
+    mask_t = None if mask is None else mask.unbind(0)
+    if gated:
+        gate = _GateForward(x, steps, batch, up0, cum0, mask, valid)
+        gw_t = gate_w.t()
+    h, c = h0, c0
+    for t in range(steps):
+        gt = torch.mm(xh_t[t], w_cat_t, out=acts_t[t]).sigmoid_()
+        si, tj, sf, so = gt[:, :hs], gt[:, hs : 2 * hs], gt[:, 2 * hs : 3 * hs], gt[:, 3 * hs :]
+        tj.mul_(2.0).sub_(1.0)
+        ct, tc = cand_t[t], tanh_t[t]
+        torch.mul(c, sf, out=ct).addcmul_(si, tj)
+        torch.mul(ct, 2.0, out=tc).sigmoid_().mul_(2.0).sub_(1.0)
+        if not masked:
+            h = torch.mul(tc, so, out=out_t[t])
+            c = ct
+        else:
+            torch.mul(tc, so, out=hn)
+            if gated:
+                u = gate.update(t)
+                torch.addmm(gate_b, ct, gw_t, out=gate.dl_c[t]).sigmoid_()
+            else:
+                u = mask_t[t]
+            h = torch.lerp(h, hn, u, out=out_t[t])
+            c = torch.lerp(c, ct, u, out=cs_t[t])
+            if gated:
+                gate.advance(t, u)
+        if t + 1 < steps:
+            xh_h[t + 1].copy_(h)
+
+    outputs = (out, out[-1].clone(), cs[-1].clone())
+    if gated:
+        outputs += (gate.us, gate.ups[-1].clone(), gate.cums[-1].clone())
+    if not need_grad:
+        return outputs, ()
+    empty = x.new_empty(0)
+    saved = [w_cat, xh, c0, acts, tanh_c, out, cs] + [empty if t is None else t for t in (mask, valid)]
+    if gated:
+        saved += [gate_w, cand_c] + gate.saved()
+    return outputs, saved
+
+
+def _lstm_backward(ctx, saved, grads):
+    w_cat, xh, c0, acts, tanh_c, out, cs, mask, valid = saved[:9]
+    gated = ctx.gated
+    mask, valid = _none_if_empty(mask, ctx.has_mask), _none_if_empty(valid, ctx.has_valid)
+    steps, batch, g = acts.shape
+    hs = g // 4
+    inp = xh.shape[2] - 1 - hs
+    dout, dh_t, dc_t = grads[:3]
+    w_cat = w_cat.clone()
+    w_cat[hs : 2 * hs] *= 0.5  # unscaled: dgates are taken w.r.t. the true pre-activations
+    w_hh = w_cat[:, inp + 1 :].contiguous()
+
+    # dL/dh_t, dL/dc_t, carried backwards; side by side when gated, for one vecdot with [h̃ − h, c̃ − c]
+    gd = acts.new_zeros(batch, 2 * hs) if ctx.gated else None
+    dh, dc = (gd[:, :hs], gd[:, hs:]) if ctx.gated else (acts.new_zeros(batch, hs), acts.new_zeros(batch, hs))
+    if dh_t is not None:
+        dh.copy_(dh_t)
+    if dc_t is not None:
+        dc.copy_(dc_t)
+    dgates = _empty(acts, steps, batch, g)
+    dcn = acts.new_empty(batch, hs)
+    tmp = acts.new_empty(batch, hs)
+    ones = acts.new_ones(batch, hs)
+    acts_t, tanh_t, cs_t, dg_t = (b.unbind(0) for b in (acts, tanh_c, cs, dgates))
+    dout_t = None if dout is None else dout.unbind(0)
+    if gated:
+        gate_w, cand_c = saved[9:11]
+        gate = _GateBackward(saved[11:], mask, valid, grads[3:], batch, acts)
+        u_t, one_minus_u = gate.u, gate.one_minus_u
+        cand_t, out_t = cand_c.unbind(0), out.unbind(0)
+        diff = acts.new_empty(batch, 2 * hs)  # [h̃ − h_prev, c̃ − c_prev], recomputed (cheaper than saved)
+        h_prev0 = xh[0, :, inp + 1 :]
+    elif mask is not None:
+        u_t, one_minus_u = mask.unbind(0), (1.0 - mask).unbind(0)
+    masked = gated or mask is not None
+    if dout_t is not None:
+        dh.add_(dout_t[-1])
+
+    for t in range(steps - 1, -1, -1):
+        at = acts_t[t]
+        si, tj, sf, so = at[:, :hs], at[:, hs : 2 * hs], at[:, 2 * hs : 3 * hs], at[:, 3 * hs :]
+        tc = tanh_t[t]
+        if gated:
+            torch.mul(tc, so, out=diff[:, :hs]).sub_(h_prev0 if t == 0 else out_t[t - 1])
+            torch.sub(cand_t[t], c0 if t == 0 else cs_t[t - 1], out=diff[:, hs:])
+            dz = gate.step(t, torch.linalg.vecdot(diff, gd))
+        # dc̃ = u·(dc + dh·σ(o)·(1 − tanh²c̃)) + dz·w
+        torch.mul(tc, tc, out=tmp)
+        torch.addcmul(so, so, tmp, value=-1.0, out=tmp)
+        torch.addcmul(dc, dh, tmp, out=dcn)
+        if masked:
+            dcn.mul_(u_t[t])
+        if gated:
+            dcn.addcmul_(dz, gate_w)
+        # gate pre-activation gradients, rows i, j, f, o
+        dg = dg_t[t]
+        torch.addcmul(at, at, at, value=-1.0, out=dg)  # σ(1 − σ)
+        d_i, d_j, d_f, d_o = dg[:, :hs], dg[:, hs : 2 * hs], dg[:, 2 * hs : 3 * hs], dg[:, 3 * hs :]
+        torch.addcmul(ones, tj, tj, value=-1.0, out=d_j)  # 1 − tanh²
+        dg.view(batch, 4, hs)[:, :3].mul_(dcn.unsqueeze(1))
+        d_i.mul_(tj)
+        d_j.mul_(si)
+        d_f.mul_(c0 if t == 0 else cs_t[t - 1])
+        d_o.mul_(tc).mul_(dh)
+        if masked:
+            d_o.mul_(u_t[t])
+        # carried gradients of h_{t-1} (+ the output gradient at t − 1), c_{t-1}
+        more = dout_t is not None and t > 0
+        if not masked:
+            torch.mul(dcn, sf, out=dc)
+            if more:
+                torch.addmm(dout_t[t - 1], dg, w_hh, out=dh)
+            else:
+                torch.mm(dg, w_hh, out=dh)
+        else:
+            omu = one_minus_u[t]
+            dc.mul_(omu).addcmul_(dcn, sf)
+            if more:
+                torch.addcmul(dout_t[t - 1], dh, omu, out=dh)
+            else:
+                dh.mul_(omu)
+            dh.addmm_(dg, w_hh)
+
+    dx, dw_ih, db, dw_hh, dgw, dgb = _input_grads(
+        ctx, dgates, xh, w_cat, inp, gate.dz_all if gated else None, cand_c if gated else None
+    )
+    need = ctx.needs_input_grad
+    dh0 = dh.clone() if need[4] else None
+    dc0 = dc.clone() if need[5] else None
+    dup0 = dcum0 = None
+    if gated:
+        dup0, dcum0 = gate.input_grads()
+    return dx, dw_ih, db, dw_hh, dh0, dc0, dup0 if need[6] else None, dcum0 if need[7] else None, dgw, dgb
+
+
+# ------------------------------------------------------------------------------------------------- GRU
+def _gru_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, valid, gated, need_grad):
+    steps, batch, inp = x.shape
+    hs = w_hh.shape[1]
+    two = 2 * hs
+    new = lambda *shape: _empty(x, *shape)  # noqa: E731
+    w_cat = torch.cat([w_ih, bias.unsqueeze(1), w_hh], 1)  # (3H, I + 1 + H), rows r, z, n
+    w_rz_t = w_cat[:two].t()
+    w_n_t = (w_cat[two:] * 2.0).t()  # tanh(n) = 2σ(2n) − 1
+    xh = _input_buffer(x, h0, new)  # [x_t, 1, h_{t-1}]
+    xrh = new(steps, batch, inp + 1 + hs)  # [x_t, 1, r_t ⊙ h_{t-1}]: the candidate's matmul input
+    xrh[:, :, : inp + 1] = xh[:, :, : inp + 1]
+    rz = new(steps, batch, two)  # σ(r), σ(z)
+    cand = new(steps, batch, hs)  # tanh(n)
+    out = new(steps, batch, hs)
+    masked = gated or mask is not None
+    if masked:
+        cand_h = new(steps, batch, hs) if need_grad and gated else x.new_empty(1, batch, hs).expand(steps, -1, -1)
+        cand_h_t = cand_h.unbind(0)
+    xh_t, xh_h = xh.unbind(0), xh[:, :, inp + 1 :].unbind(0)
+    xrh_t, xrh_h = xrh.unbind(0), xrh[:, :, inp + 1 :].unbind(0)
+    rz_t, cand_t, out_t = rz.unbind(0), cand.unbind(0), out.unbind(0)
+    mask_t = None if mask is None else mask.unbind(0)
+    if gated:
+        gate = _GateForward(x, steps, batch, up0, cum0, mask, valid)
+        gw_t = gate_w.t()
+    h = h0
+    for t in range(steps):
+        rzt = torch.mm(xh_t[t], w_rz_t, out=rz_t[t]).sigmoid_()
+        r, z = rzt[:, :hs], rzt[:, hs:]
+        torch.mul(r, h, out=xrh_h[t])
+        n = torch.mm(xrh_t[t], w_n_t, out=cand_t[t]).sigmoid_().mul_(2.0).sub_(1.0)
+        if not masked:
+            h = torch.lerp(n, h, z, out=out_t[t])
+        else:
+            hn = torch.lerp(n, h, z, out=cand_h_t[t])
+            if gated:
+                u = gate.update(t)
+                torch.addmm(gate_b, hn, gw_t, out=gate.dl_c[t]).sigmoid_()
+            else:
+                u = mask_t[t]
+            h = torch.lerp(h, hn, u, out=out_t[t])
+            if gated:
+                gate.advance(t, u)
+        if t + 1 < steps:
+            xh_h[t + 1].copy_(h)
+
+    outputs = (out, out[-1].clone())
+    if gated:
+        outputs += (gate.us, gate.ups[-1].clone(), gate.cums[-1].clone())
+    if not need_grad:
+        return outputs, ()
+    empty = x.new_empty(0)
+    saved = [w_cat, xh, xrh, rz, cand] + [empty if t is None else t for t in (mask, valid)]
+    if gated:
+        saved += [gate_w, cand_h] + gate.saved()
+    return outputs, saved
+
+
+def _gru_backward(ctx, saved, grads):
+    w_cat, xh, xrh, rz, cand, mask, valid = saved[:7]
+    gated = ctx.gated
+    mask, valid = _none_if_empty(mask, ctx.has_mask), _none_if_empty(valid, ctx.has_valid)
+    steps, batch, hs = cand.shape
+    two = 2 * hs
+    inp = xh.shape[2] - 1 - hs
+    w_rz, w_n = w_cat[:two, inp + 1 :].contiguous(), w_cat[two:, inp + 1 :].contiguous()
+    dout, dh_t = grads[:2]
+
+    dh = cand.new_zeros(batch, hs)  # dL/dh_t, carried backwards
+    if dh_t is not None:
+        dh.copy_(dh_t)
+    dgates = _empty(cand, steps, batch, 3 * hs)
+    dhn = cand.new_empty(batch, hs)
+    drh = cand.new_empty(batch, hs)
+    tmp = cand.new_empty(batch, hs)
+    ones = cand.new_ones(batch, hs)
+    rz_t, cand_t, dg_t, h_prev_t = rz.unbind(0), cand.unbind(0), dgates.unbind(0), xh[:, :, inp + 1 :].unbind(0)
+    dout_t = None if dout is None else dout.unbind(0)
+    if gated:
+        gate_w, cand_h = saved[7:9]
+        gate = _GateBackward(saved[9:], mask, valid, grads[2:], batch, cand)
+        u_t, one_minus_u = gate.u, gate.one_minus_u
+        cand_h_t = cand_h.unbind(0)
+    elif mask is not None:
+        u_t, one_minus_u = mask.unbind(0), (1.0 - mask).unbind(0)
+    masked = gated or mask is not None
+    if dout_t is not None:
+        dh.add_(dout_t[-1])
+
+    for t in range(steps - 1, -1, -1):
+        rzt, n, h_prev = rz_t[t], cand_t[t], h_prev_t[t]
+        r, z = rzt[:, :hs], rzt[:, hs:]
+        if gated:
+            torch.sub(cand_h_t[t], h_prev, out=tmp)
+            dz = gate.step(t, torch.linalg.vecdot(tmp, dh))
+        # dh̃ = u·dh + dz·w
+        if not masked:
+            dhn.copy_(dh)
+        else:
+            torch.mul(dh, u_t[t], out=dhn)
+        if gated:
+            dhn.addcmul_(dz, gate_w)
+        dg = dg_t[t]
+        d_r, d_z, d_n = dg[:, :hs], dg[:, hs:two], dg[:, two:]
+        # h̃ = n + z (h_prev − n):  dn_pre = (1 − n²)(1 − z) dh̃
+        torch.addcmul(ones, n, n, value=-1.0, out=d_n)
+        torch.addcmul(dhn, z, dhn, value=-1.0, out=tmp)
+        d_n.mul_(tmp)
+        # dz_pre = z (1 − z)(h_prev − n) dh̃;  dr_pre = r (1 − r) h_prev d(r ⊙ h_prev), d(rh) = dn_pre W_n
+        torch.sub(h_prev, n, out=tmp)
+        torch.addcmul(rzt, rzt, rzt, value=-1.0, out=dg[:, :two])
+        d_z.mul_(tmp).mul_(dhn)
+        torch.mm(d_n, w_n, out=drh)
+        d_r.mul_(h_prev).mul_(drh)
+        # dh_prev = (1 − u) dh + z dh̃ + r d(rh) + [dr_pre, dz_pre] W_rz (+ the output gradient at t − 1)
+        more = dout_t is not None and t > 0
+        if not masked:
+            torch.mul(z, dhn, out=dh)
+            if more:
+                dh.add_(dout_t[t - 1])
+        else:
+            if more:
+                torch.addcmul(dout_t[t - 1], dh, one_minus_u[t], out=dh)
+            else:
+                dh.mul_(one_minus_u[t])
+            dh.addcmul_(z, dhn)
+        dh.addcmul_(r, drh).addmm_(dg[:, :two], w_rz)
+
+    blocks = [(slice(0, two), xh), (slice(two, 3 * hs), xrh)]
+    dx, dw_ih, db, dw_hh, dgw, dgb = _input_grads(
+        ctx, dgates, xh, w_cat, inp, gate.dz_all if gated else None, cand_h if gated else None, blocks
+    )
+    need = ctx.needs_input_grad
+    dh0 = dh.clone() if need[4] else None
+    dup0 = dcum0 = None
+    if gated:
+        dup0, dcum0 = gate.input_grads()
+    return dx, dw_ih, db, dw_hh, dh0, None, dup0 if need[6] else None, dcum0 if need[7] else None, dgw, dgb
+
+
+# --------------------------------------------------------------------------------------------- wrapper
+def fused_forward(rnn, x: Tensor, state, valid: Tensor | None, keep: Tensor | None):
+    """``SkipRNN._dense_forward`` for one layer, through :class:`FusedSkipRNN`."""
+    from .rnn import SkipState
+
+    cell = rnn.cells[0]
+    # The effective input bias, by the cell's own code (LSTM: bias + forget offset): project_input(0).
+    bias = cell.project_input(x.new_zeros(1, rnn.input_size))[0]
+    mask = keep if valid is None else (valid if keep is None else keep * valid)
+    kind = "lstm" if rnn.has_cell_state else "gru"
+    h0 = state.h[0]
+    c0 = state.c[0] if rnn.has_cell_state else None
+    gated = rnn.gated
+    gate_w = rnn.update_gate.weight if gated else None
+    gate_b = rnn.update_gate.bias if gated else None
+    up0, cum0 = state.update_prob, state.cum_update_prob
+    inputs = (x, cell.weight_ih, bias, cell.weight_hh, h0, c0, up0, cum0, gate_w, gate_b)
+    need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    outs = FusedSkipRNN.apply(*inputs, mask, valid, kind, gated, need_grad)
+    output, h_t = outs[0], outs[1]
+    rest = outs[2:]
+    c_t = None
+    if rnn.has_cell_state:
+        c_t, rest = rest[0], rest[1:]
+    if gated:
+        updates, up, cum = rest
+    else:
+        updates = x.new_ones(x.shape[:2]) if mask is None else mask.squeeze(2)
+        up, cum = state.update_prob, state.cum_update_prob
+    final = SkipState(h_t.unsqueeze(0), None if c_t is None else c_t.unsqueeze(0), up, cum)
+    return output, updates, final

@@ -1,0 +1,168 @@
+"""The frequency discrimination task (Table 4): the generator against its own description, loss/score/solved,
+a tiny real run through the CLI, and the Table 4 sweep and experiment configs."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from skiprnn.tasks.base import step_generator
+from skiprnn.tasks.frequency import TABLE4, TABLES, FrequencyTask, alias_in_target_band
+
+from conftest import CONF
+
+VARIANTS = ("original", "paper")
+TABLE4_EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment" / "table4").glob("*.yaml"))
+
+
+def big_batch(variant, sampling_period=1.0, n=4000, seed=0):
+    task = FrequencyTask(sampling_period=sampling_period, variant=variant)
+    return task, task.sample(n, torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("sampling_period, length", [(1.0, 100), (0.5, 200)])
+def test_shapes_times_and_stratified_labels(variant, sampling_period, length):
+    task, b = big_batch(variant, sampling_period, n=256)
+    assert task.seq_len == length
+    assert b.x.shape == (length, 256, 1) and b.x.dtype == torch.float32
+    assert b.y.shape == (256,) and b.y.dtype == torch.int64
+    assert torch.equal(b.y[:128], torch.zeros(128, dtype=torch.long)) and torch.equal(b.y[128:], torch.ones(128, dtype=torch.long))
+    assert torch.allclose(b.t, torch.arange(length, dtype=torch.float64) * sampling_period)  # t = k·T_s
+    assert torch.isfinite(b.x).all() and b.x.abs().max() <= 1
+    # odd batch: the first floor(B/2) are targets, as the original's range(int(B/2))
+    assert task.sample(7, torch.Generator().manual_seed(1)).y.tolist() == [0, 0, 0, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("variant, low", [("original", 0.0), ("paper", 1.0)])
+def test_periods_and_phases_lie_in_their_ranges(variant, low):
+    _, b = big_batch(variant)
+    target, distractor = b.periods[b.y == 0], b.periods[b.y == 1]
+    assert ((target > 5) & (target < 6.0 + 1e-12)).all()
+    assert ((distractor > low) & (distractor <= 100) & ((distractor <= 5) | (distractor > 6))).all()
+    assert (b.phases > 0).all() and (b.phases <= b.periods).all()  # φ (or τ) ~ U(0, T)
+    # roughly uniform over the allowed set: [low, 5] holds (5 - low) / (99 - low) of the distractors
+    below = (distractor <= 5).float().mean().item()
+    assert below == pytest.approx((5 - low) / (99 - low), abs=0.015)
+    assert target.mean().item() == pytest.approx(5.5, abs=0.03)
+    assert (b.phases / b.periods).mean().item() == pytest.approx(0.5, abs=0.02)
+    if variant == "original":
+        assert (distractor < 1).any()  # the original code's distractors start at 0 ms, not 1
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("sampling_period", [1.0, 0.5])
+def test_signal_is_the_formula_for_its_periods_and_phases(variant, sampling_period):
+    _, b = big_batch(variant, sampling_period, n=64)
+    t = np.arange(b.x.shape[0]) * sampling_period
+    periods, phases = b.periods.numpy(), b.phases.numpy()
+    for j in range(64):
+        if variant == "original":  # generate_example(t, 1/period, phase) = cos(2π f t + φ), φ in radians
+            expected = np.cos(2 * np.pi * (1.0 / periods[j]) * t + phases[j])
+        else:  # sine with a time shift τ ~ U(0, T) ms
+            expected = np.sin(2 * np.pi * (t + phases[j]) / periods[j])
+        np.testing.assert_allclose(b.x[:, j, 0].numpy(), expected, atol=1e-5)
+
+
+def test_tiny_periods_stay_finite():
+    task = FrequencyTask(variant="original")
+    b = task.sample(200_000, torch.Generator().manual_seed(2))
+    assert b.periods.min() > 0 and torch.isfinite(b.x).all()
+
+
+def test_only_a_sliver_of_distractors_alias_into_the_target_band():
+    _, b = big_batch("original", n=200_000)
+    aliased = alias_in_target_band(b.periods[b.y == 1], 1.0).float().mean().item()
+    assert 0 < aliased < 0.005  # the best possible accuracy stays far above the 99% "solved" bar
+    assert not alias_in_target_band(torch.tensor([4.0, 3.0, 7.0, 50.0], dtype=torch.float64), 1.0).any()
+    assert alias_in_target_band(torch.tensor([1.22], dtype=torch.float64), 1.0).all()  # f = 0.82 -> 0.18 /ms
+
+
+def test_batches_are_a_function_of_seed_and_step_and_eval_is_a_separate_stream():
+    task = FrequencyTask(sampling_period=0.5)
+    x1, y1 = task.train_batch(17, 32, seed=3)
+    x2, y2 = task.train_batch(17, 32, seed=3)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert not torch.equal(task.train_batch(18, 32, seed=3)[0], x1)
+    assert not torch.equal(task.train_batch(17, 32, seed=4)[0], x1)
+    assert torch.equal(x1, task.generate(32, step_generator(3, 17))[0])  # step_generator(seed, step), as resume needs
+    val = list(task.eval_batches("val", 0, seed=3))
+    assert len(val) == 15 and all(x.shape == (200, 256, 1) for x, _ in val)
+    assert torch.equal(val[0][0], next(iter(task.eval_batches("val", 0, seed=3)))[0])
+    assert not torch.equal(val[0][0], next(iter(task.eval_batches("val", 1, seed=3)))[0])  # fresh each evaluation
+    assert not torch.equal(val[0][0][:, :32], task.train_batch(0, 256, seed=3)[0][:, :32])
+
+
+def test_bad_variant_is_refused():
+    with pytest.raises(ValueError, match="variant"):
+        FrequencyTask(variant="sine")
+
+
+def test_loss_score_and_solved():
+    task = FrequencyTask()
+    target = torch.tensor([0, 0, 1, 1])
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
+    expected = -np.mean([math.log(math.exp(2) / (math.exp(2) + 1)), math.log(1 / (1 + math.e)),
+                         math.log(math.exp(3) / (math.exp(3) + 1)), math.log(1 / (1 + math.e))])
+    assert task.loss(logits, target).item() == pytest.approx(expected, rel=1e-6)
+    assert task.score(logits, target) == {"accuracy": 0.5}
+    assert task.metric == "accuracy" and task.higher_is_better
+    assert task.solved({"accuracy": 0.995}) and not task.solved({"accuracy": 0.99}) and not task.solved({"accuracy": 0.5})
+
+
+def test_tiny_run_through_the_cli(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    cli("task=frequency", "model=skip_gru", "trainer.max_steps=6", "trainer.eval_every=3", "task.eval_batches=1",
+        "trainer.batch_size=8", "logger=none", "threads=1", "trainer.progress=false", f"hydra.run.dir={run_dir}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["step"] == 6
+    assert metrics["config"]["task"] == {"name": "frequency", "sampling_period": 1.0, "duration": 100.0,
+                                         "variant": "original", "eval_batches": 1, "solved_accuracy": 0.99}
+    final = metrics["final"]
+    assert 0 <= final["val_accuracy"] <= 1 and final["val_accuracy"] * 8 == round(final["val_accuracy"] * 8)
+    assert 0 < final["val_updates"] <= 100 and final["val_solved"] is (final["val_accuracy"] > 0.99)
+    assert [json.loads(line)["step"] for line in (run_dir / "curve.jsonl").read_text().splitlines()] == [3, 6]
+
+
+# ------------------------------------------------------------------------------------------------ Table 4
+def test_table4_sweep_composes_and_lists_every_row(compose_cfg):
+    cfg = compose_cfg("table=table4")
+    assert cfg.hydra.mode.name == "MULTIRUN" and cfg.hydra.sweep.dir == "results/table4"
+    assert OmegaConf.to_container(cfg.hydra.sweep)["subdir"] == "${row}/seed=${seed}"
+    swept = cfg.hydra.sweeper.params.experiment.split(",")
+    assert sorted(swept) == [f"table4/{row}" for row in TABLE4_EXPERIMENTS]
+    assert len(swept) == 16 and cfg.hydra.sweeper.params.seed == "0,1,2,3"
+    assert cfg.group == "table4" and cfg.threads == 1 and cfg.trainer.max_steps > 0
+    assert {row.row for row in TABLE4.rows} == set(TABLE4_EXPERIMENTS)
+    assert TABLES == (TABLE4,)
+
+
+def test_every_table4_experiment_is_its_row(compose_cfg):
+    models = {"lstm": ("lstm", 0.0), "gru": ("gru", 0.0)}
+    for cell in ("lstm", "gru"):
+        for lam in ("0", "1e-5", "1e-4"):
+            models[f"skip_{cell}_lam{lam}"] = (f"skip_{cell}", float(lam))
+    seen = set()
+    for row in TABLE4_EXPERIMENTS:
+        prefix, ts = row.rsplit("_ts", 1)
+        cfg = OmegaConf.to_container(compose_cfg(f"experiment=table4/{row}"), resolve=False, enum_to_str=True)
+        mode, lam = models[prefix]
+        assert cfg["row"] == row and cfg["model"]["mode"] == mode and cfg["lam"] == lam, row
+        assert cfg["model"]["p_skip"] == 0.0 and cfg["model"]["hidden_size"] == 110 and cfg["model"]["num_layers"] == 1
+        assert cfg["task"]["name"] == "frequency" and cfg["task"]["sampling_period"] == float(ts)
+        assert cfg["task"]["variant"] == "original" and cfg["task"]["eval_batches"] == 15
+        seen.add((prefix, ts))
+    assert seen == {(p, ts) for p in models for ts in ("1", "0.5")}
+
+
+def test_table4_paper_values_as_printed():
+    rows = {r.row: r for r in TABLE4.rows}
+    assert len(rows) == 16 and all(r.paper["solved"] == "Yes" for r in rows.values())
+    assert rows["lstm_ts1"].paper["updates"] == "100.0 ± 0.00" and rows["gru_ts0.5"].paper["updates"] == "200.0 ± 0.00"
+    assert rows["skip_lstm_lam1e-5_ts1"].paper["updates"] == "47.4 ± 14.1"
+    assert rows["skip_lstm_lam1e-4_ts0.5"].paper["updates"] == "19.9 ± 1.5"
+    assert rows["skip_gru_lam0_ts0.5"].paper["updates"] == "167.0 ± 18.3"
+    assert rows["skip_gru_lam1e-4_ts1"].paper["updates"] == "23.5 ± 6.2"
+    assert "T_s = 0.5 ms" in rows["skip_gru_lam1e-5_ts0.5"].label
