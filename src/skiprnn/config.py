@@ -112,7 +112,7 @@ class Config:
     seed: int = 0
     row: str = MISSING  # the run's name: a table row, or the model's mode
     group: str = MISSING  # W&B group: the table or sweep
-    threads: int = 0  # torch threads; 0 keeps torch's default
+    threads: int = 1  # torch threads per run; 0 keeps torch's default
     force: bool = False  # train again even if the run directory holds a finished result
 
 

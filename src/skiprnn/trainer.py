@@ -53,20 +53,21 @@ class Progress:
     def __init__(self, total: int, start: int, name: str, enabled: bool):
         self.bar = None
         self.name = name
+        self.last_eval: dict = {}  # the latest validation metric, shown beside the live loss
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=start, desc=name, dynamic_ncols=True, smoothing=0.05)
 
-    def step(self, postfix: dict | None = None) -> None:
+    def step(self, postfix: dict) -> None:
         if self.bar is not None:
             self.bar.update(1)
-            if postfix:
-                self.bar.set_postfix(postfix, refresh=False)
+            self.bar.set_postfix({**postfix, **self.last_eval}, refresh=False)
 
     def evaluation(self, row: dict, metric: str, total: int) -> None:
         text = (f"{self.name} step {row['step']}/{total} loss {row['train_loss']:.4g} val {metric} {row['val_' + metric]:.4g} "
                 f"updates {100 * row['val_update_fraction']:.1f}%")
+        self.last_eval = {f"val_{metric}": f"{row['val_' + metric]:.3g}"}
         if self.bar is not None:
             self.bar.write(text)
         else:
