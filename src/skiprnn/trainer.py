@@ -236,7 +236,7 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
                        "train_update_fraction": sums["updates"] / n, "seconds_per_step": train_seconds / n}
                 evaluation = len(curve)
                 row.update(evaluate(model, task, "val", evaluation, seed, device))
-                if hasattr(task, "has_test") and task.has_test:
+                if task.has_test:
                     row.update(evaluate(model, task, "test", evaluation, seed, device))
                 curve.append(row)
                 sums = {k: 0.0 for k in sums}

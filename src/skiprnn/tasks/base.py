@@ -46,6 +46,7 @@ class Task:
     metric: str  # name of the headline metric, e.g. "mse" or "accuracy"
     higher_is_better: bool
     steps_per_epoch: int | None = None  # finite data sets only
+    has_test = False  # a test split, scored at every evaluation beside validation
 
     def train_batch(self, step: int, batch_size: int, seed: int) -> tuple[Tensor, Tensor]:
         """Inputs (T, B, input_size) and targets for a training step; deterministic in (seed, step)."""
