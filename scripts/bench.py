@@ -188,7 +188,7 @@ def main(argv=None) -> None:
                 variants = [("fused", True, True), ("reference", False, True)]
                 if not training:
                     variants = [("fused dense", True, False), ("reference dense", False, False),
-                                ("skipping (default)", True, True)]
+                                ("skipping (skip_inference=True)", True, True)]
                 for mode in (cell, "skip_" + cell):
                     for label, fused, skip_inf in variants:
                         model = our_model(mode, size, fused=fused, skip_inference=skip_inf)

@@ -346,3 +346,23 @@ def test_original_stack_bug_switch_feeds_the_network_input_to_upper_candidates()
         torch.testing.assert_close(out.output[t], h2)
     with pytest.raises(ValueError, match="skip_gru"):
         SkipRNN("skip_lstm", 3, 5, num_layers=2, original_stack_bug=True)
+
+
+def test_skip_inference_setting_chooses_the_path(monkeypatch):
+    import skiprnn.inference as inference
+
+    batches, real = [], inference.skip_forward
+    monkeypatch.setattr(inference, "skip_forward", lambda rnn, x, *rest: batches.append(x.shape[1]) or real(rnn, x, *rest))
+    model = make("skip_gru").eval()
+    with torch.no_grad():
+        model(torch.randn(5, 1, 3))  # "auto": a single sequence skips for real
+        model(torch.randn(5, 4, 3))  # "auto": a batch takes the dense path
+        model.skip_inference = True
+        model(torch.randn(5, 4, 3))
+        model.skip_inference = False
+        model(torch.randn(5, 1, 3))
+    model.train()
+    model(torch.randn(5, 1, 3))  # training never skips computation
+    assert batches == [1, 4]
+    with pytest.raises(ValueError, match="'auto'"):
+        SkipRNN("skip_gru", 3, 8, skip_inference="yes")

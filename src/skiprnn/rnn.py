@@ -46,7 +46,9 @@ class SkipRNN(nn.Module):
         p_skip: random-skip baseline. Each step after the first is skipped with this probability,
             in training and evaluation alike.
         batch_first: inputs and outputs are (B, T, ...) instead of (T, B, ...).
-        skip_inference: in eval mode, do not evaluate the cell on skipped steps (same results, less work).
+        skip_inference: in eval mode under no_grad, do not evaluate the cell on skipped steps (same results).
+            "auto" (default) does so for a single sequence, where it saves the most; True also for batches
+            (only the updating rows are computed, which pays when few rows update); False never.
         original_stack_bug: reproduce the original MultiSkipGRUCell, whose layers >= 2 compute their candidate
             from the network input instead of the layer below (skip_gru stacks only; off by default).
         fused: with one layer, run the dense (training) path as one ``torch.autograd.Function`` with a
@@ -62,7 +64,7 @@ class SkipRNN(nn.Module):
         num_layers: int = 1,
         p_skip: float = 0.0,
         batch_first: bool = False,
-        skip_inference: bool = True,
+        skip_inference: bool | str = "auto",
         original_stack_bug: bool = False,
         fused: bool = True,
     ):
@@ -76,6 +78,8 @@ class SkipRNN(nn.Module):
             raise ValueError(f"p_skip must be a probability in [0, 1); got {p_skip!r}")
         self.mode, self.input_size, self.hidden_size = mode, input_size, hidden_size
         self.num_layers, self.p_skip, self.batch_first = num_layers, float(p_skip), batch_first
+        if skip_inference not in (True, False, "auto"):
+            raise ValueError(f"skip_inference must be True, False or 'auto'; got {skip_inference!r}")
         self.skip_inference = skip_inference
         if original_stack_bug and (mode != "skip_gru" or num_layers < 2):
             raise ValueError("original_stack_bug applies only to mode='skip_gru' with num_layers >= 2")
@@ -135,7 +139,8 @@ class SkipRNN(nn.Module):
         valid = None if lengths is None else self._valid_mask(lengths, steps, batch, x)
         keep = self._random_keep(steps, batch, x)
 
-        if not self.training and self.skip_inference and not self.original_stack_bug and not torch.is_grad_enabled():
+        skipping = self.skip_inference is True or (self.skip_inference == "auto" and batch == 1)
+        if skipping and not self.training and not self.original_stack_bug and not torch.is_grad_enabled():
             from .inference import skip_forward
 
             output, updates, state = skip_forward(self, x, state, valid, keep)
