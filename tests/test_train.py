@@ -121,3 +121,15 @@ def test_adding_task_markers_and_targets():
     assert len(val) == 15 and not torch.equal(val[0][0][:, :16], x[:, :16])
     assert task.loss(torch.zeros(2, 1), torch.tensor([[1.0], [3.0]])).item() == pytest.approx(0.5 * (1 + 9) / 2)
     assert task.solved({"mse": 1 / 600}) and not task.solved({"mse": 0.002})
+
+
+def test_fingerprint_tolerates_options_added_later_at_their_neutral_default():
+    from skiprnn.trainer import differences, fingerprint
+
+    current = {"lam": 0.0, "seed": 0, "row": "r", "model": {"mode": "gru", "original_stack_bug": False},
+               "trainer": {"lr": 1e-4, "max_steps": 10}, "task": {"name": "adding", "data_root": "x"}, "threads": 1}
+    stored = fingerprint({**current, "model": {"mode": "gru"}, "task": {"name": "adding"}})
+    assert differences(stored, fingerprint(current)) == []
+    assert differences(stored, fingerprint({**current, "lam": 1e-5})) == ["lam"]
+    stacked = {**current, "model": {"mode": "gru", "original_stack_bug": True}}
+    assert differences(stored, fingerprint(stacked)) == ["model.original_stack_bug"]

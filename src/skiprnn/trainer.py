@@ -36,6 +36,25 @@ def fingerprint(cfg: dict) -> dict:
     return fp
 
 
+def _lookup(d: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return KeyError
+        d = d[part]
+    return d
+
+
+def differences(stored: dict, current: dict) -> list[str]:
+    """Keys in which a stored run's fingerprint and the current config differ.
+
+    Options added after the run was made are absent from its record; they do not count while they keep
+    their neutral default (False or None), which reproduces the old behaviour.
+    """
+    stored = fingerprint(stored)  # drop keys excluded since
+    return [k for k in _diff(stored, current)
+            if not (_lookup(stored, k) is KeyError and _lookup(current, k) in (False, None))]
+
+
 def _diff(a: dict, b: dict, prefix="") -> list[str]:
     keys = sorted(set(a) | set(b))
     out = []
@@ -159,9 +178,9 @@ def train(cfg: dict, run_dir: Path) -> dict | None:
 
     if metrics_path.exists():
         done = tracking.read_json(metrics_path)
-        if done.get("fingerprint") != fp:
+        if differences(done["fingerprint"], fp):
             raise RunConflict(f"{run_dir} holds a finished run with a different config (differs in: "
-                              f"{', '.join(_diff(done.get('fingerprint', {}), fp))}). Choose another directory or pass force=true.")
+                              f"{', '.join(differences(done['fingerprint'], fp))}). Choose another directory or pass force=true.")
         if done["step"] >= max_steps:
             print(f"{cfg['row']} seed={cfg['seed']}: finished result found in {run_dir}, not training again", flush=True)
             return done
@@ -185,9 +204,9 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp):
     start, curve = 0, []
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["fingerprint"] != fp:
+        if differences(state["fingerprint"], fp):
             raise RunConflict(f"{ckpt_path} was written by a different config (differs in: "
-                              f"{', '.join(_diff(state['fingerprint'], fp))}). Choose another directory or pass force=true.")
+                              f"{', '.join(differences(state['fingerprint'], fp))}). Choose another directory or pass force=true.")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, curve = state["step"], state["curve"]
