@@ -8,10 +8,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import PaperRow, PaperTable, Task, step_generator
+from .base import PaperRow, PaperTable, SyntheticTask
 
 
-class AddingTask(Task):
+class AddingTask(SyntheticTask):
     input_size, output_size = 2, 1
     metric, higher_is_better = "mse", False
 
@@ -31,14 +31,6 @@ class AddingTask(Task):
         target = values[rows, first] + values[rows, second]
         x = torch.stack([values, markers], dim=-1).transpose(0, 1).contiguous()  # (T, B, 2)
         return x, target.unsqueeze(1)
-
-    def train_batch(self, step, batch_size, seed):
-        return self.generate(batch_size, step_generator(seed, step))
-
-    def eval_batches(self, split, evaluation, seed):
-        # Fresh batches at each evaluation, from a stream apart from training.
-        for i in range(self.n_eval_batches):
-            yield self.generate(self.batch_size, step_generator(seed, evaluation * 1000 + i, stream=1 if split == "val" else 2))
 
     def loss(self, prediction, target):
         return 0.5 * torch.mean((prediction - target) ** 2)  # tf.nn.l2_loss / batch: ½·MSE, as the original

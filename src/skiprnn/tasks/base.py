@@ -65,3 +65,25 @@ class Task:
 
     def solved(self, metrics: dict[str, float]) -> bool:
         raise NotImplementedError
+
+
+class SyntheticTask(Task):
+    """A task whose data is generated on the fly: ``generate(batch_size, generator)`` is all it defines.
+
+    Training batches are a pure function of (seed, step); each evaluation draws fresh batches from a
+    stream apart from training, as the original code did.
+    """
+
+    n_eval_batches: int
+    batch_size: int
+
+    def generate(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def train_batch(self, step, batch_size, seed):
+        return self.generate(batch_size, step_generator(seed, step))
+
+    def eval_batches(self, split, evaluation, seed):
+        stream = 1 if split == "val" else 2
+        for i in range(self.n_eval_batches):
+            yield self.generate(self.batch_size, step_generator(seed, evaluation * 1000 + i, stream=stream))

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .base import PaperRow, PaperTable, Task, step_generator
+from .base import PaperRow, PaperTable, SyntheticTask
 
 TARGET_BAND = (5.0, 6.0)  # ms, class 0
 PERIOD_RANGE = {"original": (0.0, 100.0), "paper": (1.0, 100.0)}  # ms, where distractor periods are drawn from
@@ -79,7 +79,7 @@ def alias_in_target_band(periods: Tensor, sampling_period: float) -> Tensor:
     return (f > 1.0 / TARGET_BAND[1]) & (f < 1.0 / TARGET_BAND[0])
 
 
-class FrequencyTask(Task):
+class FrequencyTask(SyntheticTask):
     input_size, output_size = 1, 2
     metric, higher_is_better = "accuracy", True
 
@@ -112,14 +112,6 @@ class FrequencyTask(Task):
     def generate(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         batch = self.sample(batch_size, generator)
         return batch.x, batch.y
-
-    def train_batch(self, step, batch_size, seed):
-        return self.generate(batch_size, step_generator(seed, step))
-
-    def eval_batches(self, split, evaluation, seed):
-        # Fresh batches at each evaluation, from a stream apart from training (as the adding task).
-        for i in range(self.n_eval_batches):
-            yield self.generate(self.batch_size, step_generator(seed, evaluation * 1000 + i, stream=1 if split == "val" else 2))
 
     def loss(self, prediction, target):
         return F.cross_entropy(prediction, target)  # mean sparse softmax cross-entropy, as the original
