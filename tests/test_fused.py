@@ -4,6 +4,7 @@ Values and gradients must agree to 1e-10 in float64 in every mode, with lengths,
 state passed in; a gradcheck verifies the hand-written backward pass on its own.
 """
 import itertools
+import math
 
 import pytest
 import torch
@@ -224,3 +225,33 @@ def test_gradcheck(mode, monkeypatch):
     if gated:  # the check exercised both updates and skips
         updates = run_fn(*inputs)[-3]
         assert 0 < updates.round().sum() < updates.numel()
+
+
+@pytest.mark.skipif(fused_module._ONEDNN is None, reason="this torch build has no oneDNN")
+@pytest.mark.parametrize("mode", MODES)
+def test_onednn_matmuls_agree_with_torch_mm(mode, monkeypatch):
+    """float32 on CPU with >= 32 rows takes oneDNN's matmul; it must agree with torch.mm to float rounding."""
+    torch.manual_seed(0)
+    model = SkipRNN(mode, 3, 16)
+    if model.gated:  # a constant Δũ = 0.375 (update every other step): no ũ near a rounding tie
+        with torch.no_grad():
+            model.update_gate.weight.zero_()
+            model.update_gate.bias.fill_(math.log(0.375 / 0.625))
+    x = torch.randn(9, 40, 3)
+    calls, onednn = [], fused_module._ONEDNN
+    monkeypatch.setattr(fused_module, "_ONEDNN", lambda *args: calls.append(1) or onednn(*args))
+    results = []
+    for use in (True, False):
+        calls.clear()
+        monkeypatch.setattr(fused_module, "use_onednn", use)
+        model.zero_grad(set_to_none=True)
+        out = model(x)
+        (out.output.square().sum() + out.updates.sum()).backward()
+        results.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+        assert bool(calls) == use
+    (a, grads_a), (b, grads_b) = results
+    assert torch.equal(a.updates, b.updates)
+    torch.testing.assert_close(a.output, b.output, rtol=1e-5, atol=1e-6)
+    assert grads_a.keys() == grads_b.keys()
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-4, atol=1e-5, msg=name)

@@ -32,7 +32,8 @@ Implementation choices (timings: ``scripts/bench.py``, and one-thread CPU times 
   same way: torch's CPU tanh took ~60 µs for a (256, 110) block, its sigmoid ~7 µs. Results agree with
   ``torch.tanh`` to a few ulps.
 * Large buffers are reused across calls (see ``_empty``).
-* The matmuls (forward, dh per step, one dW) are the same as cuDNN's and torch's; what remains is ~25
+* The matmuls (forward, dh per step, one dW) are the same as cuDNN's and torch's, through oneDNN on CPU
+  in float32 (see ``_mm``); what remains is ~25
   small elementwise ops per step, whose Python/dispatch overhead (~1-3 µs each) dominates at batch 1.
 """
 from __future__ import annotations
@@ -88,6 +89,25 @@ def empty_cache() -> None:
     """Release the buffers the fused path keeps for reuse (up to 4 GiB, the last 16 sizes used)."""
     with _POOL_LOCK:
         _POOL.clear()
+
+
+# --------------------------------------------------------------------------------------------- matmul
+# torch.mm goes to the BLAS torch was built with (MKL on x86). On the AMD EPYC CPUs measured here,
+# oneDNN's float32 kernel (the one nn.LSTM uses) is 1.5-2x faster at these shapes, e.g. 115 µs against
+# 227 µs for (256, 113) @ (113, 440) on one thread; below ~32 rows its call overhead loses.
+try:
+    _ONEDNN = torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
+except (AttributeError, RuntimeError):  # a build without oneDNN
+    _ONEDNN = None
+use_onednn = _ONEDNN is not None  # set False to use torch.mm everywhere (results agree to float rounding)
+_ONEDNN_MIN_ROWS = 32
+
+
+def _mm(a: Tensor, w: Tensor) -> Tensor:
+    """a @ w.T for a (M, K) and a contiguous w (N, K)."""
+    if use_onednn and a.dtype == torch.float32 and a.device.type == "cpu" and a.shape[0] >= _ONEDNN_MIN_ROWS:
+        return _ONEDNN(a, w, None, "none", [], "")
+    return torch.mm(a, w.t())
 
 
 # ------------------------------------------------------------------------------------------- Function
@@ -247,23 +267,24 @@ class _GateBackward:
         return self.state[:, 0].clone(), self.state[:, 1].clone()
 
 
-def _input_grads(ctx, dgates, xh, w_cat, inp, dz_all, gate_in, blocks=None):
+def _input_grads(ctx, blocks, w_cat, inp, dz_all, gate_in):
     """Gradients of x, w_ih, bias, w_hh and of the update gate (weight, bias), after the loop.
 
-    ``w_cat`` = the unscaled [w_ih, b, w_hh] rows matching the columns of ``dgates``; ``blocks`` =
-    (column slice of dgates, its matmul input buffer) pairs, default all columns with ``xh``.
+    ``blocks``: (dgates (T, B, n), the rows of ``w_cat`` they belong to, their matmul input (T, B, K))
+    triples, each dgates buffer contiguous (oneDNN is slow on column slices); ``w_cat`` = the unscaled
+    [w_ih, b, w_hh].
     """
-    steps, batch, g = dgates.shape
+    steps, batch = blocks[0][0].shape[:2]
     need = ctx.needs_input_grad
-    flat = dgates.view(steps * batch, g)
+    flat = [(dg.view(steps * batch, -1), rows, buf.view(steps * batch, -1)) for dg, rows, buf in blocks]
     dx = dw_ih = db = dw_hh = None
     if need[1] or need[2] or need[3]:
-        dw = w_cat.new_empty(g, xh.shape[2])
-        for cols, buf in blocks or [(slice(0, g), xh)]:
-            torch.mm(flat[:, cols].t(), buf.view(steps * batch, -1), out=dw[cols])
+        dw = w_cat.new_empty(w_cat.shape)
+        for dg, rows, buf in flat:  # dWᵀ = bufᵀ @ dgates: the faster orientation for this long reduction
+            dw[rows] = _mm(buf.t(), dg.t()).t()
         dw_ih, db, dw_hh = dw[:, :inp], dw[:, inp], dw[:, inp + 1 :]
     if need[0]:
-        dx = torch.mm(flat, w_cat[:, :inp]).view(steps, batch, inp)
+        dx = sum(torch.mm(dg, w_cat[rows, :inp]) for dg, rows, _ in flat).view(steps, batch, inp)
     dgw = dgb = None
     if dz_all is not None:
         dz_flat = dz_all.view(steps * batch, 1)
@@ -280,7 +301,6 @@ def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, 
     new = lambda *shape: _empty(x, *shape)  # noqa: E731
     w_cat = torch.cat([w_ih, bias.unsqueeze(1), w_hh], 1)  # (4H, I + 1 + H), rows i, j, f, o
     w_cat[hs : 2 * hs] *= 2.0  # tanh(j) = 2σ(2j) − 1: one sigmoid over all four gates
-    w_cat_t = w_cat.t()
     xh = _input_buffer(x, h0, new)
     acts = new(steps, batch, g)  # σ(i), tanh(j), σ(f), σ(o)
     cand_c = new(steps, batch, hs)  # c̃_t
@@ -297,7 +317,7 @@ def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, 
         gw_t = gate_w.t()
     h, c = h0, c0
     for t in range(steps):
-        gt = torch.mm(xh_t[t], w_cat_t, out=acts_t[t]).sigmoid_()
+        gt = torch.sigmoid(_mm(xh_t[t], w_cat), out=acts_t[t])
         si, tj, sf, so = gt[:, :hs], gt[:, hs : 2 * hs], gt[:, 2 * hs : 3 * hs], gt[:, 3 * hs :]
         tj.mul_(2.0).sub_(1.0)
         ct, tc = cand_t[t], tanh_t[t]
@@ -342,7 +362,7 @@ def _lstm_backward(ctx, saved, grads):
     dout, dh_t, dc_t = grads[:3]
     w_cat = w_cat.clone()
     w_cat[hs : 2 * hs] *= 0.5  # unscaled: dgates are taken w.r.t. the true pre-activations
-    w_hh = w_cat[:, inp + 1 :].contiguous()
+    w_hh_t = w_cat[:, inp + 1 :].t().contiguous()  # dh = dgates @ w_hh = _mm(dgates, w_hh_t)
 
     # dL/dh_t, dL/dc_t, carried backwards; side by side when gated, for one vecdot with [h̃ − h, c̃ − c]
     gd = acts.new_zeros(batch, 2 * hs) if ctx.gated else None
@@ -403,9 +423,9 @@ def _lstm_backward(ctx, saved, grads):
         if not masked:
             torch.mul(dcn, sf, out=dc)
             if more:
-                torch.addmm(dout_t[t - 1], dg, w_hh, out=dh)
+                torch.add(dout_t[t - 1], _mm(dg, w_hh_t), out=dh)
             else:
-                torch.mm(dg, w_hh, out=dh)
+                dh.copy_(_mm(dg, w_hh_t))
         else:
             omu = one_minus_u[t]
             dc.mul_(omu).addcmul_(dcn, sf)
@@ -413,10 +433,10 @@ def _lstm_backward(ctx, saved, grads):
                 torch.addcmul(dout_t[t - 1], dh, omu, out=dh)
             else:
                 dh.mul_(omu)
-            dh.addmm_(dg, w_hh)
+            dh.add_(_mm(dg, w_hh_t))
 
     dx, dw_ih, db, dw_hh, dgw, dgb = _input_grads(
-        ctx, dgates, xh, w_cat, inp, gate.dz_all if gated else None, cand_c if gated else None
+        ctx, [(dgates, slice(None), xh)], w_cat, inp, gate.dz_all if gated else None, cand_c if gated else None
     )
     need = ctx.needs_input_grad
     dh0 = dh.clone() if need[4] else None
@@ -434,8 +454,8 @@ def _gru_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, v
     two = 2 * hs
     new = lambda *shape: _empty(x, *shape)  # noqa: E731
     w_cat = torch.cat([w_ih, bias.unsqueeze(1), w_hh], 1)  # (3H, I + 1 + H), rows r, z, n
-    w_rz_t = w_cat[:two].t()
-    w_n_t = (w_cat[two:] * 2.0).t()  # tanh(n) = 2σ(2n) − 1
+    w_rz = w_cat[:two]
+    w_n = w_cat[two:] * 2.0  # tanh(n) = 2σ(2n) − 1
     xh = _input_buffer(x, h0, new)  # [x_t, 1, h_{t-1}]
     xrh = new(steps, batch, inp + 1 + hs)  # [x_t, 1, r_t ⊙ h_{t-1}]: the candidate's matmul input
     xrh[:, :, : inp + 1] = xh[:, :, : inp + 1]
@@ -455,10 +475,10 @@ def _gru_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, v
         gw_t = gate_w.t()
     h = h0
     for t in range(steps):
-        rzt = torch.mm(xh_t[t], w_rz_t, out=rz_t[t]).sigmoid_()
+        rzt = torch.sigmoid(_mm(xh_t[t], w_rz), out=rz_t[t])
         r, z = rzt[:, :hs], rzt[:, hs:]
         torch.mul(r, h, out=xrh_h[t])
-        n = torch.mm(xrh_t[t], w_n_t, out=cand_t[t]).sigmoid_().mul_(2.0).sub_(1.0)
+        n = torch.sigmoid(_mm(xrh_t[t], w_n), out=cand_t[t]).mul_(2.0).sub_(1.0)
         if not masked:
             h = torch.lerp(n, h, z, out=out_t[t])
         else:
@@ -493,18 +513,18 @@ def _gru_backward(ctx, saved, grads):
     steps, batch, hs = cand.shape
     two = 2 * hs
     inp = xh.shape[2] - 1 - hs
-    w_rz, w_n = w_cat[:two, inp + 1 :].contiguous(), w_cat[two:, inp + 1 :].contiguous()
+    w_rz_t, w_n_t = w_cat[:two, inp + 1 :].t().contiguous(), w_cat[two:, inp + 1 :].t().contiguous()
     dout, dh_t = grads[:2]
 
     dh = cand.new_zeros(batch, hs)  # dL/dh_t, carried backwards
     if dh_t is not None:
         dh.copy_(dh_t)
-    dgates = _empty(cand, steps, batch, 3 * hs)
+    dg_rz, dg_n = _empty(cand, steps, batch, two), _empty(cand, steps, batch, hs)  # rows r, z | n
     dhn = cand.new_empty(batch, hs)
-    drh = cand.new_empty(batch, hs)
     tmp = cand.new_empty(batch, hs)
     ones = cand.new_ones(batch, hs)
-    rz_t, cand_t, dg_t, h_prev_t = rz.unbind(0), cand.unbind(0), dgates.unbind(0), xh[:, :, inp + 1 :].unbind(0)
+    rz_t, cand_t, h_prev_t = rz.unbind(0), cand.unbind(0), xh[:, :, inp + 1 :].unbind(0)
+    dg_rz_t, dg_n_t = dg_rz.unbind(0), dg_n.unbind(0)
     dout_t = None if dout is None else dout.unbind(0)
     if gated:
         gate_w, cand_h = saved[7:9]
@@ -530,17 +550,17 @@ def _gru_backward(ctx, saved, grads):
             torch.mul(dh, u_t[t], out=dhn)
         if gated:
             dhn.addcmul_(dz, gate_w)
-        dg = dg_t[t]
-        d_r, d_z, d_n = dg[:, :hs], dg[:, hs:two], dg[:, two:]
+        drz, d_n = dg_rz_t[t], dg_n_t[t]
+        d_r, d_z = drz[:, :hs], drz[:, hs:]
         # h̃ = n + z (h_prev − n):  dn_pre = (1 − n²)(1 − z) dh̃
         torch.addcmul(ones, n, n, value=-1.0, out=d_n)
         torch.addcmul(dhn, z, dhn, value=-1.0, out=tmp)
         d_n.mul_(tmp)
         # dz_pre = z (1 − z)(h_prev − n) dh̃;  dr_pre = r (1 − r) h_prev d(r ⊙ h_prev), d(rh) = dn_pre W_n
         torch.sub(h_prev, n, out=tmp)
-        torch.addcmul(rzt, rzt, rzt, value=-1.0, out=dg[:, :two])
+        torch.addcmul(rzt, rzt, rzt, value=-1.0, out=drz)
         d_z.mul_(tmp).mul_(dhn)
-        torch.mm(d_n, w_n, out=drh)
+        drh = _mm(d_n, w_n_t)
         d_r.mul_(h_prev).mul_(drh)
         # dh_prev = (1 − u) dh + z dh̃ + r d(rh) + [dr_pre, dz_pre] W_rz (+ the output gradient at t − 1)
         more = dout_t is not None and t > 0
@@ -554,11 +574,11 @@ def _gru_backward(ctx, saved, grads):
             else:
                 dh.mul_(one_minus_u[t])
             dh.addcmul_(z, dhn)
-        dh.addcmul_(r, drh).addmm_(dg[:, :two], w_rz)
+        dh.addcmul_(r, drh).add_(_mm(drz, w_rz_t))
 
-    blocks = [(slice(0, two), xh), (slice(two, 3 * hs), xrh)]
+    blocks = [(dg_rz, slice(0, two), xh), (dg_n, slice(two, 3 * hs), xrh)]
     dx, dw_ih, db, dw_hh, dgw, dgb = _input_grads(
-        ctx, dgates, xh, w_cat, inp, gate.dz_all if gated else None, cand_h if gated else None, blocks
+        ctx, blocks, w_cat, inp, gate.dz_all if gated else None, cand_h if gated else None
     )
     need = ctx.needs_input_grad
     dh0 = dh.clone() if need[4] else None

@@ -54,6 +54,7 @@ def _single_sequence(rnn, x: Tensor, state, valid, keep):
     first = rnn.cells[0]
     x_proj = first.project_input(x[:, 0]) if rnn.input_size <= rnn.hidden_size else None
 
+    update = _updater(rnn)
     tops, update_steps = [h[-1]], []
     for t in range(length):
         if rnn.gated:
@@ -68,10 +69,9 @@ def _single_sequence(rnn, x: Tensor, state, valid, keep):
                 cum = u_tilde
             continue
         xp = x_proj[t : t + 1] if x_proj is not None else first.project_input(x[t])
-        h, c = rnn.candidate(xp, h, c)
+        h, c, delta = update(xp, h, c, x[t])
         if rnn.gated:
-            up = real(torch.sigmoid(rnn.update_gate(rnn.gate_input(h, c))).item())
-            cum = real(0.0)
+            up, cum = real(delta.item()), real(0.0)
         tops.append(h[-1])
         update_steps.append(t)
 
@@ -86,6 +86,33 @@ def _single_sequence(rnn, x: Tensor, state, valid, keep):
     return output, updates, _final_state(rnn, h, c, up_t, cum_t)
 
 
+def _updater(rnn):
+    """One updating step, (x_proj, h, c, x) -> (h, c, Δũ or None), with h and c lists over layers.
+
+    Single-layer models call the cell directly and the update gate as one addmm (no module calls):
+    at batch 1 this per-step overhead is a large part of the cost of an update.
+    """
+    gated, has_c = rnn.gated, rnn.has_cell_state
+    gate_w_t = rnn.update_gate.weight.t() if gated else None
+    gate_b = rnn.update_gate.bias if gated else None
+    if rnn.num_layers == 1:
+        cell = rnn.cells[0]
+
+        def update(x_proj, h, c, x):
+            h_new, c_new = cell.step(x_proj, h[0], c[0])
+            delta = torch.addmm(gate_b, c_new if has_c else h_new, gate_w_t).sigmoid_() if gated else None
+            return [h_new], [c_new], delta
+
+        return update
+
+    def update(x_proj, h, c, x):
+        h, c = rnn.candidate(x_proj, h, c, x)
+        delta = torch.sigmoid(rnn.update_gate(rnn.gate_input(h, c))) if gated else None
+        return h, c, delta
+
+    return update
+
+
 def _row_compacted(rnn, x: Tensor, state, valid, keep):
     steps, batch = x.shape[:2]
     h, c = _state_lists(rnn, state)
@@ -93,6 +120,7 @@ def _row_compacted(rnn, x: Tensor, state, valid, keep):
     # The input is projected step by step, for the updating rows only: projecting the whole (T, B, 4H)
     # sequence up front cost more than the skipped work saves (a fresh 350 MB at T=784, B=256, H=110).
     project = rnn.cells[0].project_input
+    update = _updater(rnn)
     output = x.new_empty(steps, batch, rnn.hidden_size)
     updates = x.new_empty(steps, batch)
     for t in range(steps):
@@ -106,20 +134,20 @@ def _row_compacted(rnn, x: Tensor, state, valid, keep):
             u = u * valid[t, :, 0]
         rows = u.nonzero().squeeze(1)
         if rows.numel() == batch:
-            h, c = rnn.candidate(project(x[t]), h, c)
+            h, c, delta = update(project(x[t]), h, c, x[t])
             if rnn.gated:
-                up = torch.sigmoid(rnn.update_gate(rnn.gate_input(h, c))).squeeze(1)
+                up = delta.squeeze(1)
         elif rows.numel():
             sub_h = [s.index_select(0, rows) for s in h]
             sub_c = [s.index_select(0, rows) if s is not None else None for s in c]
-            new_h, new_c = rnn.candidate(project(x[t].index_select(0, rows)), sub_h, sub_c)
+            sub_x = x[t].index_select(0, rows)
+            new_h, new_c, delta = update(project(sub_x), sub_h, sub_c, sub_x)
             for layer in range(rnn.num_layers):
                 h[layer] = h[layer].index_copy(0, rows, new_h[layer])
                 if rnn.has_cell_state:
                     c[layer] = c[layer].index_copy(0, rows, new_c[layer])
             if rnn.gated:
-                delta = torch.sigmoid(rnn.update_gate(rnn.gate_input(new_h, new_c))).squeeze(1)
-                up = up.index_copy(0, rows, delta)
+                up = up.index_copy(0, rows, delta.squeeze(1))
         if rnn.gated:
             cum_next = (1.0 - u) * u_tilde
             cum = cum_next if valid is None else torch.where(valid[t, :, 0] > 0, cum_next, cum)
