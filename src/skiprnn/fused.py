@@ -143,6 +143,13 @@ def _none_if_empty(t: Tensor, present: bool) -> Tensor | None:
     return t if present else None
 
 
+def _per_step(buf: Tensor, blocks: int) -> list:
+    """Per-step views of ``blocks`` equal column blocks of a (T, B, blocks·n) buffer: [block][t] -> (B, n),
+    made once per call (slicing inside the time loop costs a dispatch per block and step)."""
+    n = buf.shape[2] // blocks
+    return [buf[:, :, k * n : (k + 1) * n].unbind(0) for k in range(blocks)]
+
+
 def _input_buffer(x: Tensor, h0: Tensor, new) -> Tensor:
     """(T, B, I + 1 + H): [x_t, 1, h_{t-1}] for every step; the h part is filled during the loop."""
     steps, batch, inp = x.shape
@@ -253,13 +260,17 @@ class _GateBackward:
         d_tilde, dup, dcum = self.d_tilde, self.dup, self.dcum
         dz = torch.mul(self.cz[t], dup, out=self.dz[t])
         w1 = w1.unsqueeze(1)
-        if self.m is None:
-            torch.add(w1, self.b0[t], out=d_tilde) if self.b0 is not None else d_tilde.copy_(w1)
-        elif self.b0 is not None:
-            torch.addcmul(self.b0[t], self.m[t], w1, out=d_tilde)
+        if self.m is None and self.b0 is None:  # the usual case: one op fewer
+            torch.addcmul(w1, self.b1[t], dup, out=d_tilde)
         else:
-            torch.mul(self.m[t], w1, out=d_tilde)
-        d_tilde.addcmul_(self.b1[t], dup).addcmul_(self.b2[t], dcum)
+            if self.m is None:
+                torch.add(w1, self.b0[t], out=d_tilde)
+            elif self.b0 is not None:
+                torch.addcmul(self.b0[t], self.m[t], w1, out=d_tilde)
+            else:
+                torch.mul(self.m[t], w1, out=d_tilde)
+            d_tilde.addcmul_(self.b1[t], dup)
+        d_tilde.addcmul_(self.b2[t], dcum)
         self.state.mul_(self.keep[t]).addcmul_(self.spread[t], d_tilde)
         return dz
 
@@ -308,17 +319,20 @@ def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, 
     out = new(steps, batch, hs)  # h_t
     masked = gated or mask is not None
     cs = new(steps, batch, hs) if masked else cand_c  # c_t (= c̃_t when every step updates)
-    hn = x.new_empty(batch, hs)
+    # h̃_t (gated: kept for the backward pass, which needs h̃_t − h_{t−1})
+    cand_h = new(steps, batch, hs) if gated and need_grad else x.new_empty(1, batch, hs).expand(steps, -1, -1)
+    hn = cand_h.unbind(0)
     xh_t, xh_h = xh.unbind(0), xh[:, :, inp + 1 :].unbind(0)
     acts_t, cand_t, tanh_t, out_t, cs_t = (b.unbind(0) for b in (acts, cand_c, tanh_c, out, cs))
+    si_t, tj_t, sf_t, so_t = _per_step(acts, 4)
     mask_t = None if mask is None else mask.unbind(0)
     if gated:
         gate = _GateForward(x, steps, batch, up0, cum0, mask, valid)
         gw_t = gate_w.t()
     h, c = h0, c0
     for t in range(steps):
-        gt = torch.sigmoid(_mm(xh_t[t], w_cat), out=acts_t[t])
-        si, tj, sf, so = gt[:, :hs], gt[:, hs : 2 * hs], gt[:, 2 * hs : 3 * hs], gt[:, 3 * hs :]
+        torch.sigmoid(_mm(xh_t[t], w_cat), out=acts_t[t])
+        si, tj, sf, so = si_t[t], tj_t[t], sf_t[t], so_t[t]
         tj.mul_(2.0).sub_(1.0)
         ct, tc = cand_t[t], tanh_t[t]
         torch.mul(c, sf, out=ct).addcmul_(si, tj)
@@ -327,13 +341,13 @@ def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, 
             h = torch.mul(tc, so, out=out_t[t])
             c = ct
         else:
-            torch.mul(tc, so, out=hn)
+            torch.mul(tc, so, out=hn[t])
             if gated:
                 u = gate.update(t)
                 torch.addmm(gate_b, ct, gw_t, out=gate.dl_c[t]).sigmoid_()
             else:
                 u = mask_t[t]
-            h = torch.lerp(h, hn, u, out=out_t[t])
+            h = torch.lerp(h, hn[t], u, out=out_t[t])
             c = torch.lerp(c, ct, u, out=cs_t[t])
             if gated:
                 gate.advance(t, u)
@@ -348,7 +362,7 @@ def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, 
     empty = x.new_empty(0)
     saved = [w_cat, xh, c0, acts, tanh_c, out, cs] + [empty if t is None else t for t in (mask, valid)]
     if gated:
-        saved += [gate_w, cand_c] + gate.saved()
+        saved += [gate_w, cand_c, cand_h] + gate.saved()
     return outputs, saved
 
 
@@ -364,7 +378,7 @@ def _lstm_backward(ctx, saved, grads):
     w_cat[hs : 2 * hs] *= 0.5  # unscaled: dgates are taken w.r.t. the true pre-activations
     w_hh_t = w_cat[:, inp + 1 :].t().contiguous()  # dh = dgates @ w_hh = _mm(dgates, w_hh_t)
 
-    # dL/dh_t, dL/dc_t, carried backwards; side by side when gated, for one vecdot with [h̃ − h, c̃ − c]
+    # dL/dh_t, dL/dc_t, carried backwards; side by side when gated, for one row-wise dot with [h̃ − h, c̃ − c]
     gd = acts.new_zeros(batch, 2 * hs) if ctx.gated else None
     dh, dc = (gd[:, :hs], gd[:, hs:]) if ctx.gated else (acts.new_zeros(batch, hs), acts.new_zeros(batch, hs))
     if dh_t is not None:
@@ -375,15 +389,18 @@ def _lstm_backward(ctx, saved, grads):
     dcn = acts.new_empty(batch, hs)
     tmp = acts.new_empty(batch, hs)
     ones = acts.new_ones(batch, hs)
-    acts_t, tanh_t, cs_t, dg_t = (b.unbind(0) for b in (acts, tanh_c, cs, dgates))
+    tanh_t, cs_t, dg_t = (b.unbind(0) for b in (tanh_c, cs, dgates))
+    si_t, tj_t, sf_t, so_t = _per_step(acts, 4)
+    di_t, dj_t, df_t, do_t = _per_step(dgates, 4)
+    acts_t = acts.unbind(0)
     dout_t = None if dout is None else dout.unbind(0)
     if gated:
-        gate_w, cand_c = saved[9:11]
-        gate = _GateBackward(saved[11:], mask, valid, grads[3:], batch, acts)
+        gate_w, cand_c, cand_h = saved[9:12]
+        gate = _GateBackward(saved[12:], mask, valid, grads[3:], batch, acts)
         u_t, one_minus_u = gate.u, gate.one_minus_u
-        cand_t, out_t = cand_c.unbind(0), out.unbind(0)
-        diff = acts.new_empty(batch, 2 * hs)  # [h̃ − h_prev, c̃ − c_prev], recomputed (cheaper than saved)
-        h_prev0 = xh[0, :, inp + 1 :]
+        cand_t, cand_h_t, h_prev_t = cand_c.unbind(0), cand_h.unbind(0), xh[:, :, inp + 1 :].unbind(0)
+        diff = acts.new_empty(batch, 2 * hs)  # [h̃ − h_prev, c̃ − c_prev]
+        w1 = acts.new_empty(batch)
     elif mask is not None:
         u_t, one_minus_u = mask.unbind(0), (1.0 - mask).unbind(0)
     masked = gated or mask is not None
@@ -391,13 +408,12 @@ def _lstm_backward(ctx, saved, grads):
         dh.add_(dout_t[-1])
 
     for t in range(steps - 1, -1, -1):
-        at = acts_t[t]
-        si, tj, sf, so = at[:, :hs], at[:, hs : 2 * hs], at[:, 2 * hs : 3 * hs], at[:, 3 * hs :]
+        at, si, tj, sf, so = acts_t[t], si_t[t], tj_t[t], sf_t[t], so_t[t]
         tc = tanh_t[t]
         if gated:
-            torch.mul(tc, so, out=diff[:, :hs]).sub_(h_prev0 if t == 0 else out_t[t - 1])
+            torch.sub(cand_h_t[t], h_prev_t[t], out=diff[:, :hs])
             torch.sub(cand_t[t], c0 if t == 0 else cs_t[t - 1], out=diff[:, hs:])
-            dz = gate.step(t, torch.linalg.vecdot(diff, gd))
+            dz = gate.step(t, torch.sum(diff.mul_(gd), 1, out=w1))  # in place: no (B, 2H) allocation per step
         # dc̃ = u·(dc + dh·σ(o)·(1 − tanh²c̃)) + dz·w
         torch.mul(tc, tc, out=tmp)
         torch.addcmul(so, so, tmp, value=-1.0, out=tmp)
@@ -409,7 +425,7 @@ def _lstm_backward(ctx, saved, grads):
         # gate pre-activation gradients, rows i, j, f, o
         dg = dg_t[t]
         torch.addcmul(at, at, at, value=-1.0, out=dg)  # σ(1 − σ)
-        d_i, d_j, d_f, d_o = dg[:, :hs], dg[:, hs : 2 * hs], dg[:, 2 * hs : 3 * hs], dg[:, 3 * hs :]
+        d_i, d_j, d_f, d_o = di_t[t], dj_t[t], df_t[t], do_t[t]
         torch.addcmul(ones, tj, tj, value=-1.0, out=d_j)  # 1 − tanh²
         dg.view(batch, 4, hs)[:, :3].mul_(dcn.unsqueeze(1))
         d_i.mul_(tj)
@@ -428,11 +444,17 @@ def _lstm_backward(ctx, saved, grads):
                 dh.copy_(_mm(dg, w_hh_t))
         else:
             omu = one_minus_u[t]
-            dc.mul_(omu).addcmul_(dcn, sf)
-            if more:
-                torch.addcmul(dout_t[t - 1], dh, omu, out=dh)
+            if gated:  # dh, dc side by side: one op
+                gd.mul_(omu)
+                dc.addcmul_(dcn, sf)
+                if more:
+                    dh.add_(dout_t[t - 1])
             else:
-                dh.mul_(omu)
+                dc.mul_(omu).addcmul_(dcn, sf)
+                if more:
+                    torch.addcmul(dout_t[t - 1], dh, omu, out=dh)
+                else:
+                    dh.mul_(omu)
             dh.add_(_mm(dg, w_hh_t))
 
     dx, dw_ih, db, dw_hh, dgw, dgb = _input_grads(
@@ -469,14 +491,15 @@ def _gru_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, v
     xh_t, xh_h = xh.unbind(0), xh[:, :, inp + 1 :].unbind(0)
     xrh_t, xrh_h = xrh.unbind(0), xrh[:, :, inp + 1 :].unbind(0)
     rz_t, cand_t, out_t = rz.unbind(0), cand.unbind(0), out.unbind(0)
+    r_t, z_t = _per_step(rz, 2)
     mask_t = None if mask is None else mask.unbind(0)
     if gated:
         gate = _GateForward(x, steps, batch, up0, cum0, mask, valid)
         gw_t = gate_w.t()
     h = h0
     for t in range(steps):
-        rzt = torch.sigmoid(_mm(xh_t[t], w_rz), out=rz_t[t])
-        r, z = rzt[:, :hs], rzt[:, hs:]
+        torch.sigmoid(_mm(xh_t[t], w_rz), out=rz_t[t])
+        r, z = r_t[t], z_t[t]
         torch.mul(r, h, out=xrh_h[t])
         n = torch.sigmoid(_mm(xrh_t[t], w_n), out=cand_t[t]).mul_(2.0).sub_(1.0)
         if not masked:
@@ -525,12 +548,15 @@ def _gru_backward(ctx, saved, grads):
     ones = cand.new_ones(batch, hs)
     rz_t, cand_t, h_prev_t = rz.unbind(0), cand.unbind(0), xh[:, :, inp + 1 :].unbind(0)
     dg_rz_t, dg_n_t = dg_rz.unbind(0), dg_n.unbind(0)
+    r_t, z_t = _per_step(rz, 2)
+    dr_t, dz_t = _per_step(dg_rz, 2)
     dout_t = None if dout is None else dout.unbind(0)
     if gated:
         gate_w, cand_h = saved[7:9]
         gate = _GateBackward(saved[9:], mask, valid, grads[2:], batch, cand)
         u_t, one_minus_u = gate.u, gate.one_minus_u
         cand_h_t = cand_h.unbind(0)
+        w1 = cand.new_empty(batch)
     elif mask is not None:
         u_t, one_minus_u = mask.unbind(0), (1.0 - mask).unbind(0)
     masked = gated or mask is not None
@@ -539,10 +565,10 @@ def _gru_backward(ctx, saved, grads):
 
     for t in range(steps - 1, -1, -1):
         rzt, n, h_prev = rz_t[t], cand_t[t], h_prev_t[t]
-        r, z = rzt[:, :hs], rzt[:, hs:]
+        r, z = r_t[t], z_t[t]
         if gated:
             torch.sub(cand_h_t[t], h_prev, out=tmp)
-            dz = gate.step(t, torch.linalg.vecdot(tmp, dh))
+            dz = gate.step(t, torch.sum(tmp.mul_(dh), 1, out=w1))
         # dh̃ = u·dh + dz·w
         if not masked:
             dhn.copy_(dh)
@@ -550,8 +576,7 @@ def _gru_backward(ctx, saved, grads):
             torch.mul(dh, u_t[t], out=dhn)
         if gated:
             dhn.addcmul_(dz, gate_w)
-        drz, d_n = dg_rz_t[t], dg_n_t[t]
-        d_r, d_z = drz[:, :hs], drz[:, hs:]
+        drz, d_n, d_r, d_z = dg_rz_t[t], dg_n_t[t], dr_t[t], dz_t[t]
         # h̃ = n + z (h_prev − n):  dn_pre = (1 − n²)(1 − z) dh̃
         torch.addcmul(ones, n, n, value=-1.0, out=d_n)
         torch.addcmul(dhn, z, dhn, value=-1.0, out=tmp)
