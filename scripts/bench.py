@@ -110,6 +110,23 @@ def machine() -> str:
     return f"{name}, {os.cpu_count()} logical CPUs"
 
 
+def busy_cpus(seconds: float = 1.0) -> float | None:
+    """How many CPUs other processes keep busy now, from /proc/stat over ``seconds`` (Linux; else None).
+    The load average lags by minutes, so it misjudges a machine whose jobs just stopped or started."""
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (os.cpu_count() or 1) * (1.0 - (idle1 - idle0) / max(total1 - total0, 1.0))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
@@ -124,11 +141,12 @@ def main(argv=None) -> None:
     # On a loaded machine, spinning OpenMP threads wait for each other's time slices at every barrier
     # (seen here: 100x slower small matmuls with 2 threads). Must be set before torch loads OpenMP.
     load_before = os.getloadavg()
+    busy = busy_cpus()
     policy = os.environ.get("OMP_WAIT_POLICY")
     auto_note = ""
     if args.omp_wait_policy != "auto":
         policy = args.omp_wait_policy.upper()
-    elif policy is None and load_before[0] > (os.cpu_count() or 1) - args.threads + 1:
+    elif policy is None and (load_before[0] if busy is None else busy) > (os.cpu_count() or 1) - args.threads + 0.5:
         policy = "PASSIVE"
         auto_note = " (set by --omp-wait-policy auto: other processes were already loading the CPUs)"
     if policy:
@@ -153,7 +171,8 @@ def main(argv=None) -> None:
     say(f"- machine: {machine()}; Python {platform.python_version()}; torch {torch.__version__}")
     say(f"- threads: torch.get_num_threads() = {torch.get_num_threads()}")
     say(f"- repeats: median of {repeats} after {warmup} warm-up runs (fewer for the slowest cases, as marked)")
-    say(f"- load average before the run (1, 5, 15 min): {', '.join(f'{v:.2f}' for v in load_before)}")
+    say(f"- load average before the run (1, 5, 15 min): {', '.join(f'{v:.2f}' for v in load_before)}"
+        + ("" if busy is None else f"; CPUs busy with other work just before: {busy:.2f}"))
     say(f"- OMP_WAIT_POLICY: {policy or 'unset (OpenMP default)'}{auto_note}")
     if args.quick:
         say("- **--quick: tiny sizes and repeats, a smoke test; these numbers mean nothing**")
