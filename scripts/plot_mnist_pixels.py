@@ -7,7 +7,9 @@
 Reads the run directory the trainer wrote (``.hydra/config.yaml`` and ``checkpoint.pt``), runs the model
 on the first ``--n`` test digits in evaluation mode (the same deterministic u_t = round(ũ_t) as the test
 metrics) and saves a grid: each digit in grey with the pixels whose step updated the state (u_t = 1) in
-red, titled with the label, the prediction and the number of updates out of 784.
+red, titled with the label, the prediction and the number of updates out of 784. It also measures, over the
+first ``--stats`` test digits, how often the state is updated on ink (pixel >= 128) and on blank pixels (0):
+the paper's Figure 3 shows a trained Skip LSTM reading the strokes and skipping the empty border.
 """
 from __future__ import annotations
 
@@ -49,11 +51,24 @@ def load(run_dir: Path, data_root: str | None):
     return cfg, model.eval(), task, state["step"]
 
 
-def plot(run_dir: Path, out: Path, n: int, data_root: str | None) -> Path:
+def update_rates(model, images: torch.Tensor, chunk: int = 500) -> dict:
+    """Fraction of ink pixels (>= 128) and of blank pixels (0) on which the state is updated."""
+    used = []
+    with torch.no_grad():
+        for start in range(0, len(images), chunk):
+            _, updates = model(to_sequence(images[start : start + chunk]))
+            used.append(updates.t().reshape(-1, SIDE, SIDE) > 0.5)
+    used = torch.cat(used)
+    ink, blank = images >= 128, images == 0
+    return {"ink": used[ink].float().mean().item(), "blank": used[blank].float().mean().item(), "digits": len(images)}
+
+
+def plot(run_dir: Path, out: Path, n: int, data_root: str | None, stats: int = 1000) -> tuple[Path, dict]:
     cfg, model, task, step = load(run_dir, data_root)
     images, labels = task.splits["test"]
-    images, labels = images[:n], labels[:n]
     torch.manual_seed(0)  # the p_skip baselines draw their random skips from the global generator
+    rates = update_rates(model, images[:stats])
+    images, labels = images[:n], labels[:n]
     with torch.no_grad():
         prediction, updates = model(to_sequence(images))
     used = updates.t().reshape(-1, SIDE, SIDE).numpy() > 0.5  # (n, 28, 28): step 28·r + c is pixel (r, c)
@@ -77,12 +92,14 @@ def plot(run_dir: Path, out: Path, n: int, data_root: str | None) -> Path:
                      fontsize=9)
     lam = cfg.get("lam", 0.0)
     fig.suptitle(f"{cfg['row']} (seed {cfg['seed']}, λ = {lam:g}, step {step}): red: pixels where the state "
-                 f"is updated (u_t = 1); unmarked: skipped", fontsize=10)
+                 f"is updated (u_t = 1); unmarked: skipped\nover the first {rates['digits']} test digits the state "
+                 f"is updated on {rates['ink']:.0%} of ink pixels (>= 128) and {rates['blank']:.0%} of blank ones",
+                 fontsize=10)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
-    return out
+    return out, rates
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,12 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path, help="a run directory, e.g. results/table2/skip_lstm_lam1e-4/seed=0")
     parser.add_argument("--n", type=int, default=8, help="number of test digits (default 8)")
     parser.add_argument("--out", type=Path, default=Path("results/figure3_mnist_pixels.png"))
+    parser.add_argument("--stats", type=int, default=1000,
+                        help="test digits over which the ink/blank update rates are measured (default 1000)")
     parser.add_argument("--data-root", default=None,
                         help="directory holding MNIST/raw (default: the run's task.data_root)")
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error("--n must be at least 1")
-    print(f"wrote {plot(args.run_dir, args.out, args.n, args.data_root)}")
+    if args.stats < 1:
+        parser.error("--stats must be at least 1")
+    out, rates = plot(args.run_dir, args.out, args.n, args.data_root, args.stats)
+    print(f"wrote {out}; updates on {rates['ink']:.1%} of ink pixels and {rates['blank']:.1%} of blank pixels "
+          f"(first {rates['digits']} test digits)")
     return 0
 
 

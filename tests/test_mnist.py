@@ -3,6 +3,7 @@
 Image i of the tiny training set has pixel (0, 0) = i (its identity) and one bright pixel (255) at a
 known (row, col); test images are numbered from 100. Labels are i % 10.
 """
+import importlib.util
 import json
 import os
 import struct
@@ -177,6 +178,27 @@ def test_tiny_training_run_and_figure(tiny_root, tmp_path):
                            "--data-root", str(tiny_root)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure_update_rates_on_ink_and_blank_pixels():
+    """The figure's statistic against a hand count: a model that updates on the first 14 rows only."""
+    spec = importlib.util.spec_from_file_location("plot_mnist_pixels", ROOT / "scripts" / "plot_mnist_pixels.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    images = torch.zeros(3, 28, 28, dtype=torch.uint8)
+    images[:, 10, 5:9] = 255  # 4 ink pixels in the top half of each digit
+    images[:, 20, 5:7] = 200  # 2 in the bottom half
+    images[:, 21, 5] = 100  # neither ink (< 128) nor blank
+
+    def top_half_model(x):
+        updates = (torch.arange(784) < 14 * 28).float()[:, None].expand(784, x.shape[1])
+        return None, updates
+
+    rates = script.update_rates(top_half_model, images, chunk=2)
+    assert rates["digits"] == 3
+    assert rates["ink"] == pytest.approx(4 / 6)
+    blank_top, blank_all = 14 * 28 - 4, 784 - 7
+    assert rates["blank"] == pytest.approx(blank_top / blank_all)
 
 
 @pytest.mark.skipif(not (REAL_DATA / "MNIST" / "raw").is_dir(), reason="the real MNIST files are not on this machine")
