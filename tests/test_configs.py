@@ -90,3 +90,11 @@ def test_cli_reports_a_bad_value_clearly(cli):
     proc = cli("lam=abc", "logger=none", check=False)
     assert proc.returncode != 0
     assert "full_key: lam" in proc.stderr and "could not be converted to Float" in proc.stderr
+
+
+def test_help_lists_only_real_choices(cli):
+    """Schemas are registered in their own group, so each user-facing group offers exactly its YAML files."""
+    lines = cli("--help").stdout.splitlines()
+    for group in ("task", "model", "trainer", "logger"):
+        files = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+        assert f"{group}: {', '.join(files)}" in lines, group

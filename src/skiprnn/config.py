@@ -120,13 +120,15 @@ TASK_SCHEMAS = {"adding": AddingTaskConfig, "frequency": FrequencyTaskConfig, "m
 
 
 def register() -> None:
+    # Schemas live in their own group, so that `--help` lists only real choices under task/, model/, ...;
+    # each YAML file pulls its schema in with `- /schema/<name>@_here_` in its defaults list.
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    cs.store(group="model", name="model_schema", node=ModelConfig)
-    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
-    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    cs.store(group="schema", name="model", node=ModelConfig)
+    cs.store(group="schema", name="trainer", node=TrainerConfig)
+    cs.store(group="schema", name="logger", node=LoggerConfig)
     for name, schema in TASK_SCHEMAS.items():
-        cs.store(group="task", name=f"{name}_schema", node=schema)
+        cs.store(group="schema", name=f"task_{name}", node=schema)
 
 
 class ConfigError(ValueError):
