@@ -100,6 +100,23 @@ def test_sweep_with_a_failed_job_exits_nonzero_and_the_table_shows_it(cli, tmp_p
     assert csv_text.count("\n") == 11  # header + 10 rows, none dropped
 
 
+def test_table_counts_a_run_resumed_with_a_larger_budget_as_unfinished(tmp_path):
+    """metrics.json of an earlier, smaller budget must not pass for the result of the run now going further."""
+    from skiprnn import tables, tracking
+
+    run = tmp_path / "run"
+    run.mkdir()
+    tracking.write_json(run / tracking.METRICS, {"step": 300, "commit": "abc", "final": {"val_mse": 0.5, "stable_window": 1,
+                                                                                     "stable_updates": 50.0}})
+    rows = [{"step": s, "max_steps": 300 if s <= 300 else 900, "val_mse": 1.0 / s, "val_updates": 50.0} for s in (300, 600)]
+    (run / tracking.CURVE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    resumed = tables.load_run(run, 0)
+    assert (resumed.status, resumed.step, resumed.max_steps) == ("unfinished", 600, 900)
+    assert resumed.final["val_mse"] == 1.0 / 600
+    (run / tracking.CURVE).write_text(json.dumps(rows[0]) + "\n")  # the curve ends where metrics.json does
+    assert tables.load_run(run, 0).status == "completed"
+
+
 def test_adding_task_markers_and_targets():
     task = AddingTask()
     x, y = task.train_batch(step=0, batch_size=4096, seed=0)

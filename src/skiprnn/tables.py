@@ -47,20 +47,21 @@ class Run:
 
 
 def load_run(path: Path, seed: int) -> Run:
+    curve = [json.loads(x) for x in (path / tracking.CURVE).read_text().splitlines()] if (path / tracking.CURVE).exists() else []
+    last = curve[-1] if curve else None
     if (path / tracking.METRICS).exists():
         m = tracking.read_json(path / tracking.METRICS)
-        final = m["final"]
-        if "stable_updates" not in final and (path / tracking.CURVE).exists():  # runs made before it was recorded
-            window = [json.loads(x) for x in (path / tracking.CURVE).read_text().splitlines()][-final["stable_window"]:]
-            final["stable_updates"] = statistics.fmean(r["val_updates"] for r in window)
-        return Run(seed, "completed", m["step"], m["step"], final, m.get("commit", ""))
+        # A finished run resumed with a larger budget keeps its old metrics.json until it finishes again;
+        # until then its newest evaluation is what it has reached.
+        if last is None or last["step"] <= m["step"]:
+            final = m["final"]
+            if "stable_updates" not in final and curve:  # runs made before it was recorded
+                final["stable_updates"] = statistics.fmean(r["val_updates"] for r in curve[-final["stable_window"]:])
+            return Run(seed, "completed", m["step"], m["step"], final, m.get("commit", ""))
     if (path / tracking.FAILED).exists():
         return Run(seed, "failed", error=tracking.read_json(path / tracking.FAILED).get("error", ""))
-    if (path / tracking.CURVE).exists():
-        lines = (path / tracking.CURVE).read_text().splitlines()
-        if lines:
-            last = json.loads(lines[-1])
-            return Run(seed, "unfinished", last["step"], last.get("max_steps", 0), last)
+    if last is not None:
+        return Run(seed, "unfinished", last["step"], last.get("max_steps", 0), last)
     return Run(seed, "missing")
 
 
