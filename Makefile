@@ -15,7 +15,7 @@ ARGS   ?=
 train_overrides = $(if $(STEPS),trainer.max_steps=$(STEPS)) $(if $(EPOCHS),trainer.max_epochs=$(EPOCHS)) hydra.launcher.n_jobs=$(JOBS) $(ARGS)
 
 help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+	@grep -E '^[a-z0-9%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)

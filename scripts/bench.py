@@ -77,6 +77,27 @@ def train_step(model, x, ours: bool):
     return step
 
 
+def forward_only(model, x):
+    """The forward pass of a training step alone (grad enabled, the backward pass's buffers saved)."""
+    def step():
+        model.zero_grad(set_to_none=True)
+        out = model(x)
+        return out.output[-1].sum() + out.updates.sum()
+
+    return step
+
+
+def commit() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+
+
 def infer(model, x):
     model.eval()
 
@@ -168,6 +189,8 @@ def main(argv=None) -> None:
     say("# SkipRNN benchmark")
     say()
     say(f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}")
+    say(f"- commit: {commit()}; command: `python scripts/bench.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
+        " (`make bench`)")
     say(f"- machine: {machine()}; Python {platform.python_version()}; torch {torch.__version__}")
     say(f"- threads: torch.get_num_threads() = {torch.get_num_threads()}")
     say(f"- repeats: median of {repeats} after {warmup} warm-up runs (fewer for the slowest cases, as marked)")
@@ -212,6 +235,8 @@ def main(argv=None) -> None:
                     for label, fused, skip_inf in variants:
                         model = our_model(mode, size, fused=fused, skip_inference=skip_inf)
                         fns[(label, mode)] = train_step(model, x, True) if training else infer(model, x)
+                        if training and fused and size == sizes[0]:
+                            fns[("fused forward", mode)] = forward_only(model, x)
                 results.update(timeit(fns, warm, reps))
                 torch_med = results[("torch", cell)][1]
                 for mode in (cell, "skip_" + cell):
@@ -223,6 +248,23 @@ def main(argv=None) -> None:
                         say(f"| {mode} | {label} | {fmt(stats)} | {stats[1] / torch_med:.2f} | {overhead} |")
                 say(f"| nn.{cell.upper()} | torch | {fmt(results[('torch', cell)])} | 1.00 | |")
             summary[(name, training)] = results
+
+    # ----------------------------------------------------------------------- where the overhead goes
+    name, steps = sizes[0][:2]
+    results = summary[(name, True)]
+    say()
+    say(f"## Where the skip overhead goes: {name}, T={steps}, fused training step")
+    say()
+    say("Forward = the forward pass of a training step alone (timed in the same round robin); backward = the")
+    say("step's median minus the forward's median.")
+    say()
+    say("| cell | forward ms: plain | skip | added | backward ms: plain | skip | added |")
+    say("|---|---|---|---|---|---|---|")
+    for cell in ("lstm", "gru"):
+        fwd = [results[("fused forward", m)][1] for m in (cell, "skip_" + cell)]
+        bwd = [results[("fused", m)][1] - f for m, f in zip((cell, "skip_" + cell), fwd)]
+        say(f"| {cell} | {fwd[0]:.2f} | {fwd[1]:.2f} | {fwd[1] - fwd[0]:+.2f} | {bwd[0]:.2f} | {bwd[1]:.2f} "
+            f"| {bwd[1] - bwd[0]:+.2f} |")
 
     # ----------------------------------------------------------------------------- real skipping
     skip_rows = []

@@ -13,10 +13,12 @@ def test_bench_quick_writes_report_and_plot(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = (tmp_path / "bench.md").read_text()
-    for heading in ("training step", "inference (eval, no_grad)", "Real skipping at inference", "Targets", "Noise"):
+    for heading in ("training step", "inference (eval, no_grad)", "Where the skip overhead goes",
+                    "Real skipping at inference", "Targets", "Noise"):
         assert heading in report
     for row in ("| skip_lstm | fused |", "| skip_gru | reference |", "| nn.LSTM | torch |", "| nn.GRU | torch |"):
         assert row in report
     assert "torch.get_num_threads() = 1" in report
+    assert "- commit: " in report and "command: `python scripts/bench.py --quick --threads 1 --out" in report
     png = tmp_path / "bench_skip_inference.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
