@@ -174,14 +174,17 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") ->
         f"> Paper caption: {table.caption}",
         "",
         f"- **Produced by:** `make reproduce-{table.name}` (sweep: `conf/table/{table.name}.yaml`, one file per row in "
-        f"`conf/experiment/{table.name}/`), aggregated {now} by `python -m skiprnn.tables {table.name}`.",
+        f"`conf/experiment/{table.name}/`), aggregated {now} by "
+        f"`python -m skiprnn.tables {table.name} --seeds {','.join(map(str, seeds))}`.",
         f"- **Code commit(s) of the finished runs:** {', '.join(commits)}",
         f"- **Seeds:** {', '.join(map(str, seeds))} ({len(seeds)} per row); **training budget:** "
         f"{', '.join(map(str, budgets)) or '–'} steps. Finished runs: {len(done)} of {len(seeds) * len(table.rows)}.",
         f"- **Overrides on top of the table config:** {' '.join(f'`{o}`' for o in overrides) if overrides else 'none'}",
         *([f"- **Note:** {note}"] if note else []),
-        "- Ours: mean ± std over the finished seeds of the final evaluation; 'Last 5 evals' averages the last five "
-        "evaluations of each run, to show how settled the final numbers are. Only finished runs enter the statistics.",
+        "- Ours: mean ± std over the finished seeds of the final evaluation"
+        + ("; 'Last 5 evals' averages the last five evaluations of each run, to show how settled the final numbers are"
+           if any(title.startswith("Last 5") for *_, title in table.columns) else "")
+        + ". Only finished runs enter the statistics.",
         "",
         *lines,
         "",
