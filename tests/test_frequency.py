@@ -100,6 +100,12 @@ def test_bad_variant_is_refused():
         FrequencyTask(variant="sine")
 
 
+@pytest.mark.parametrize("sampling_period, duration", [(0.3, 100.0), (0.0, 100.0), (200.0, 100.0), (0.7, 100.0)])
+def test_a_sampling_period_that_does_not_divide_the_signal_is_refused(sampling_period, duration):
+    with pytest.raises(ValueError, match=r"task.sampling_period=.*task.duration="):
+        FrequencyTask(sampling_period=sampling_period, duration=duration)
+
+
 def test_loss_score_and_solved():
     task = FrequencyTask()
     target = torch.tensor([0, 0, 1, 1])

@@ -59,12 +59,14 @@ def test_resumed_run_ends_like_an_uninterrupted_one(cli, tmp_path):
     common = ["model=skip_lstm", "lam=1e-3", "model.p_skip=0.3", "trainer.max_steps=8", "trainer.eval_every=2",
               "logger=none", *TINY]
     cli(*common, f"hydra.run.dir={tmp_path / 'whole'}")
-    halted = cli(*common, "trainer.halt_after_steps=4", f"hydra.run.dir={tmp_path / 'split'}")
-    assert "halting at step 4" in halted.stdout
+    halted = cli(*common, "trainer.halt_after_steps=3", f"hydra.run.dir={tmp_path / 'split'}")
+    assert "halting at step 4" in halted.stdout  # at the first evaluation (and checkpoint) after 3 steps
     assert not (tmp_path / "split" / "metrics.json").exists()
     assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["step"] == 4
+    again = cli(*common, "trainer.halt_after_steps=2", f"hydra.run.dir={tmp_path / 'split'}")
+    assert "resuming from step 4" in again.stdout and "halting at step 6" in again.stdout  # 2 more steps
     resumed = cli(*common, f"hydra.run.dir={tmp_path / 'split'}")
-    assert "resuming from step 4" in resumed.stdout
+    assert "resuming from step 6" in resumed.stdout
 
     def strip(rows):
         return [{k: v for k, v in r.items() if k != "seconds_per_step"} for r in rows]
@@ -74,6 +76,23 @@ def test_resumed_run_ends_like_an_uninterrupted_one(cli, tmp_path):
     split = json.loads((tmp_path / "split" / "metrics.json").read_text())["final"]
     whole.pop("seconds_per_step"), split.pop("seconds_per_step")
     assert split == whole
+
+
+def test_a_checkpoint_of_another_config_is_refused_and_left_as_it_was(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    common = ["model=skip_gru", "trainer.max_steps=4", "trainer.eval_every=2", "logger=none", *TINY,
+              f"hydra.run.dir={run_dir}"]
+    cli(*common, "trainer.halt_after_steps=2")
+    before = (run_dir / "checkpoint.pt").read_bytes()
+    clash = cli(*common, "lam=0.1", check=False)
+    assert clash.returncode != 0 and "differs in: lam" in clash.stderr
+    assert (run_dir / "checkpoint.pt").read_bytes() == before
+    assert not (run_dir / "failed.json").exists()  # the other run is unfinished, not failed
+
+
+def test_epochs_on_a_task_without_epochs_is_a_clear_error(cli, tmp_path):
+    proc = cli("task=adding", "trainer.max_epochs=2", "logger=none", *TINY, f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode != 0 and "trainer.max_epochs=2 is not allowed" in proc.stderr and "max_steps" in proc.stderr
 
 
 def test_sweep_with_a_failed_job_exits_nonzero_and_the_table_shows_it(cli, tmp_path):

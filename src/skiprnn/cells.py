@@ -51,7 +51,7 @@ class LSTMCell(nn.Module):
 
     def step(self, x_proj: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         gates = torch.addmm(x_proj, h, self.weight_hh.t())
-        i, _, f, o = torch.sigmoid(gates).chunk(4, 1)  # one call for three gates: fewer small ops
+        i, _, f, o = torch.sigmoid(gates).chunk(4, 1)  # one sigmoid over all four blocks (j's is unused): fewer small ops
         j = gates[:, self.hidden_size : 2 * self.hidden_size]
         c_new = torch.addcmul(c * f, i, torch.tanh(j))
         h_new = torch.tanh(c_new) * o

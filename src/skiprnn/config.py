@@ -36,11 +36,6 @@ class FrequencyVariant(Enum):
     original = "original"
 
 
-class MnistReport(Enum):
-    last = "last"
-    best_val = "best_val"
-
-
 @dataclass
 class ModelConfig:
     mode: Mode = Mode.skip_lstm
@@ -97,7 +92,6 @@ class MnistTaskConfig:
     data_root: str = "data"
     download: bool = True
     validation_size: int = 5000
-    report: MnistReport = MnistReport.last
     train_limit: Optional[int] = None  # quick runs only: train on the first N of the 55k images per epoch
     solved_accuracy: float = 0.9  # val_solved flag only; Table 2 has no "solved" column
 

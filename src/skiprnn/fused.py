@@ -360,14 +360,14 @@ def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, 
     if not need_grad:
         return outputs, ()
     empty = x.new_empty(0)
-    saved = [w_cat, xh, c0, acts, tanh_c, out, cs] + [empty if t is None else t for t in (mask, valid)]
+    saved = [w_cat, xh, c0, acts, tanh_c, cs] + [empty if t is None else t for t in (mask, valid)]
     if gated:
         saved += [gate_w, cand_c, cand_h] + gate.saved()
     return outputs, saved
 
 
 def _lstm_backward(ctx, saved, grads):
-    w_cat, xh, c0, acts, tanh_c, out, cs, mask, valid = saved[:9]
+    w_cat, xh, c0, acts, tanh_c, cs, mask, valid = saved[:8]
     gated = ctx.gated
     mask, valid = _none_if_empty(mask, ctx.has_mask), _none_if_empty(valid, ctx.has_valid)
     steps, batch, g = acts.shape
@@ -379,8 +379,8 @@ def _lstm_backward(ctx, saved, grads):
     w_hh_t = w_cat[:, inp + 1 :].t().contiguous()  # dh = dgates @ w_hh = _mm(dgates, w_hh_t)
 
     # dL/dh_t, dL/dc_t, carried backwards; side by side when gated, for one row-wise dot with [h̃ − h, c̃ − c]
-    gd = acts.new_zeros(batch, 2 * hs) if ctx.gated else None
-    dh, dc = (gd[:, :hs], gd[:, hs:]) if ctx.gated else (acts.new_zeros(batch, hs), acts.new_zeros(batch, hs))
+    gd = acts.new_zeros(batch, 2 * hs) if gated else None
+    dh, dc = (gd[:, :hs], gd[:, hs:]) if gated else (acts.new_zeros(batch, hs), acts.new_zeros(batch, hs))
     if dh_t is not None:
         dh.copy_(dh_t)
     if dc_t is not None:
@@ -395,8 +395,8 @@ def _lstm_backward(ctx, saved, grads):
     acts_t = acts.unbind(0)
     dout_t = None if dout is None else dout.unbind(0)
     if gated:
-        gate_w, cand_c, cand_h = saved[9:12]
-        gate = _GateBackward(saved[12:], mask, valid, grads[3:], batch, acts)
+        gate_w, cand_c, cand_h = saved[8:11]
+        gate = _GateBackward(saved[11:], mask, valid, grads[3:], batch, acts)
         u_t, one_minus_u = gate.u, gate.one_minus_u
         cand_t, cand_h_t, h_prev_t = cand_c.unbind(0), cand_h.unbind(0), xh[:, :, inp + 1 :].unbind(0)
         diff = acts.new_empty(batch, 2 * hs)  # [h̃ − h_prev, c̃ − c_prev]

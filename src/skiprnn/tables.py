@@ -198,13 +198,13 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") ->
 
 def write(table: PaperTable, results: Path, seeds: list[int], note: str = "") -> Path:
     text, rows = build(table, results, seeds, note)
-    results.mkdir(parents=True, exist_ok=True)
-    out = results / f"{table.name}.md"
-    tracking.atomic_write_text(out, text)
-    buffer = io.StringIO()
+    buffer = io.StringIO()  # both files are built before either is written, so they always agree
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
+    results.mkdir(parents=True, exist_ok=True)
+    out = results / f"{table.name}.md"
+    tracking.atomic_write_text(out, text)
     tracking.atomic_write_text(results / f"{table.name}.csv", buffer.getvalue())
     return out
 

@@ -5,17 +5,31 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 METRICS, CURVE, FAILED, CHECKPOINT = "metrics.json", "curve.jsonl", "failed.json", "checkpoint.pt"
+WANDB_ID = "wandb_id.txt"  # the W&B run id, so that a resumed run continues the same W&B run
+
+
+def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Write a file through ``write(f)`` so that readers see the old or the new file, never a part of one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(text))
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -1,7 +1,6 @@
 """Hydra entry point: ``python -m skiprnn.train task=adding model=skip_gru lam=1e-5 seed=3`` (``-m`` sweeps)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import hydra
@@ -29,7 +28,6 @@ def main(cfg: DictConfig) -> None:
     check_values(plain)
     if plain["threads"] > 0:
         torch.set_num_threads(plain["threads"])
-        os.environ["OMP_NUM_THREADS"] = str(plain["threads"])
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     train(plain, run_dir)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from . import tracking
+from .config import ConfigError
 from .flops import inference_flops
 from .model import SequenceModel
 from .rnn import budget_loss
@@ -21,7 +22,7 @@ from .tasks import build_task
 
 # Keys that may change between a run and its resumption without changing what is trained.
 _NOT_IN_FINGERPRINT = {"trainer": ("max_steps", "max_epochs", "halt_after_steps", "progress", "device"),
-                       "task": ("data_root", "download"),
+                       "task": ("data_root", "download", "report"),  # report: a removed no-op key
                        "top": ("logger", "force", "threads", "group")}
 
 
@@ -152,10 +153,11 @@ def _wandb_key(key: str) -> str:
 
 
 def _save_checkpoint(path: Path, model, optimizer, step: int, curve: list, fp: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "curve": curve,
-                "rng": torch.get_rng_state(), "fingerprint": fp}, tmp)
-    tmp.replace(path)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "curve": curve,
+             "rng": torch.get_rng_state(), "fingerprint": fp}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()  # p_skip draws on the device's generator
+    tracking.atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
 
 def train(cfg: dict, run_dir: Path) -> dict | None:
@@ -168,12 +170,15 @@ def train(cfg: dict, run_dir: Path) -> dict | None:
     metrics_path = run_dir / tracking.METRICS
     tcfg = cfg["trainer"]
     if cfg.get("force"):
-        for name in (tracking.METRICS, tracking.CHECKPOINT, tracking.CURVE, tracking.FAILED):
+        for name in (tracking.METRICS, tracking.CHECKPOINT, tracking.CURVE, tracking.FAILED, tracking.WANDB_ID):
             (run_dir / name).unlink(missing_ok=True)
 
     task = build_task(cfg["task"], tcfg["batch_size"])
     max_steps, eval_every = tcfg["max_steps"], tcfg["eval_every"]
-    if tcfg.get("max_epochs") and task.steps_per_epoch:
+    if tcfg.get("max_epochs"):
+        if not task.steps_per_epoch:
+            raise ConfigError(f"trainer.max_epochs={tcfg['max_epochs']} is not allowed: task {task.name} has no "
+                              "epochs (its data are generated); use trainer.max_steps")
         max_steps, eval_every = tcfg["max_epochs"] * task.steps_per_epoch, task.steps_per_epoch
 
     if metrics_path.exists():
@@ -187,6 +192,8 @@ def train(cfg: dict, run_dir: Path) -> dict | None:
 
     try:
         return _run(cfg, run_dir, task, max_steps, eval_every, fp)
+    except RunConflict:
+        raise  # another config's run lives here: leave its directory as it is
     except Exception as error:
         # A failed run is recorded as such (the table shows it), and its checkpoint stays for a retry.
         tracking.write_json(run_dir / tracking.FAILED, {"error": repr(error), "traceback": traceback.format_exc()})
@@ -211,9 +218,11 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp):
         optimizer.load_state_dict(state["optimizer"])
         start, curve = state["step"], state["curve"]
         torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         print(f"{cfg['row']} seed={cfg['seed']}: resuming from step {start}", flush=True)
     (run_dir / tracking.FAILED).unlink(missing_ok=True)
-    wandb_id_file = run_dir / "wandb_id.txt"
+    wandb_id_file = run_dir / tracking.WANDB_ID
     resume_id = wandb_id_file.read_text().strip() if wandb_id_file.exists() else None
     tracker = tracking.Tracker(cfg["logger"], run_dir, f"{cfg['row']}-seed{cfg['seed']}", cfg["group"], cfg, resume_id)
     with tracker:
@@ -249,7 +258,8 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
             sums["loss"] += loss.item(); sums["task_loss"] += task_loss.item(); sums["updates"] += fraction; sums["n"] += 1
             progress.step({"loss": f"{loss.item():.3g}", "upd": f"{100 * fraction:.0f}%"})
 
-            if step % eval_every == 0 or step == max_steps:
+            evaluated = step % eval_every == 0 or step == max_steps
+            if evaluated:
                 n = sums["n"]
                 row = {"step": step, "max_steps": max_steps, "train_loss": sums["loss"] / n, "train_task_loss": sums["task_loss"] / n,
                        "train_update_fraction": sums["updates"] / n, "seconds_per_step": train_seconds / n}
@@ -264,8 +274,9 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
                 _save_checkpoint(run_dir / tracking.CHECKPOINT, model, optimizer, step, curve, fp)
                 tracker.log({_wandb_key(k): v for k, v in row.items() if k != "step"}, step)
                 progress.evaluation(row, task.metric, max_steps)
-            if halt and step >= halt and step < max_steps:
-                print(f"halting at step {step} (trainer.halt_after_steps); rerun to resume", flush=True)
+            if halt and evaluated and step - start >= halt and step < max_steps:
+                print(f"halting at step {step} (trainer.halt_after_steps={halt} in this invocation); rerun to resume",
+                      flush=True)
                 return None
     finally:
         progress.close()
@@ -273,6 +284,6 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
     final = summarize(curve, task, cfg, cfg["model"])
     metrics = {"status": "completed", "step": max_steps, "row": cfg["row"], "seed": seed, "commit": tracking.git_commit(),
                "final": final, "fingerprint": fp, "config": cfg}
+    tracking.write_json(run_dir / tracking.METRICS, metrics)  # first: W&B only mirrors it
     tracker.summary({k: v for k, v in final.items() if isinstance(v, (int, float))})
-    tracking.write_json(run_dir / tracking.METRICS, metrics)
     return metrics

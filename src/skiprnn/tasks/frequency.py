@@ -88,12 +88,14 @@ class FrequencyTask(SyntheticTask):
         variant = getattr(variant, "value", variant)
         if variant not in VARIANTS:
             raise ValueError(f"task.variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
-        if sampling_period <= 0 or duration < sampling_period:
-            raise ValueError(f"need 0 < sampling_period <= duration; got {sampling_period}, {duration}")
+        steps = duration / sampling_period if sampling_period > 0 else 0.0
+        if steps < 1 or abs(steps - round(steps)) > 1e-9:
+            raise ValueError(f"task.sampling_period must be > 0 and divide task.duration into whole steps; got "
+                             f"task.sampling_period={sampling_period}, task.duration={duration}")
         self.name = "frequency"
         self.sampling_period, self.duration, self.variant = float(sampling_period), float(duration), variant
         self.n_eval_batches, self.solved_accuracy, self.batch_size = eval_batches, solved_accuracy, batch_size
-        self.seq_len = int(self.duration / self.sampling_period)  # SEQUENCE_LENGTH in the original
+        self.seq_len = round(self.duration / self.sampling_period)  # SEQUENCE_LENGTH in the original
         self.t = torch.linspace(0.0, self.duration - self.sampling_period, self.seq_len, dtype=torch.float64)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> FrequencyBatch:
