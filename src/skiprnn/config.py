@@ -55,7 +55,7 @@ class TrainerConfig:
     eval_every: int = 300
     stable_window: int = 5  # the table also reports metrics averaged over this many last evaluations
     device: str = "cpu"
-    halt_after_steps: Optional[int] = None  # stop early with a checkpoint and no result (time-sliced jobs)
+    halt_after_steps: Optional[int] = None  # stop at the first evaluation after N more steps (time-sliced jobs)
     progress: bool = True
 
 
