@@ -327,6 +327,13 @@ def test_bad_shapes_raise_clear_errors():
         model(torch.randn(5, 2, 3), lengths=torch.tensor([6, 1]))
     with pytest.raises(ValueError, match="shape"):
         model(torch.randn(5, 2, 3), state=model.initial_state(3))
+    with pytest.raises(ValueError, match=r"got values from 1 to 6"):
+        model(torch.randn(5, 2, 3), lengths=torch.tensor([6, 1]))
+    state = model.initial_state(2)
+    with pytest.raises(ValueError, match=r"state.cum_update_prob must have shape \(2,\)"):
+        model(torch.randn(5, 2, 3), state=state._replace(cum_update_prob=torch.zeros(1)))
+    with pytest.raises(ValueError, match=r"lengths must have shape \(2,\)"):
+        budget_loss(torch.ones(5, 2), 1e-3, lengths=torch.tensor([5, 5, 5]))
 
 
 def test_original_stack_bug_switch_feeds_the_network_input_to_upper_candidates():

@@ -134,6 +134,9 @@ def test_table_counts_a_run_resumed_with_a_larger_budget_as_unfinished(tmp_path)
     assert resumed.final["val_mse"] == 1.0 / 600
     (run / tracking.CURVE).write_text(json.dumps(rows[0]) + "\n")  # the curve ends where metrics.json does
     assert tables.load_run(run, 0).status == "completed"
+    (run / tracking.CURVE).write_text('{"step": 300, "val_')  # a cut-off record is listed, not fatal
+    broken = tables.load_run(run, 0)
+    assert broken.status == "unreadable" and str(run) in broken.error
 
 
 def test_adding_task_markers_and_targets():

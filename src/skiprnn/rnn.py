@@ -123,6 +123,9 @@ class SkipRNN(nn.Module):
             raise ValueError("state must be the SkipState returned by a previous call")
         if tuple(state.h.shape) != want or (self.has_cell_state and (state.c is None or tuple(state.c.shape) != want)):
             raise ValueError(f"state h{' and c' if self.has_cell_state else ''} must have shape {want}")
+        for name in ("update_prob", "cum_update_prob"):
+            if tuple(getattr(state, name).shape) != (batch_size,):
+                raise ValueError(f"state.{name} must have shape ({batch_size},); got {tuple(getattr(state, name).shape)}")
 
     # --------------------------------------------------------------------------------- forward
     def forward(self, x: Tensor, state: SkipState | None = None, lengths: Tensor | None = None) -> SkipRNNOutput:
@@ -153,9 +156,10 @@ class SkipRNN(nn.Module):
     def _valid_mask(self, lengths: Tensor, steps: int, batch: int, x: Tensor) -> Tensor:
         lengths = torch.as_tensor(lengths, device=x.device)
         if lengths.shape != (batch,) or lengths.dtype.is_floating_point:
-            raise ValueError(f"lengths must be an integer tensor of shape ({batch},); got {tuple(lengths.shape)}")
+            raise ValueError(f"lengths must be an integer tensor of shape ({batch},); got {lengths.dtype} of shape "
+                             f"{tuple(lengths.shape)}")
         if bool((lengths < 1).any() or (lengths > steps).any()):
-            raise ValueError(f"lengths must lie in [1, {steps}]")
+            raise ValueError(f"lengths must lie in [1, {steps}]; got values from {int(lengths.min())} to {int(lengths.max())}")
         return (torch.arange(steps, device=x.device)[:, None] < lengths[None, :]).to(x.dtype).unsqueeze(-1)
 
     def _random_keep(self, steps: int, batch: int, x: Tensor) -> Tensor | None:
@@ -234,6 +238,9 @@ def budget_loss(updates: Tensor, lam: float, lengths: Tensor | None = None, batc
         updates = updates.t()
     if lengths is not None:
         lengths = torch.as_tensor(lengths, device=updates.device)
+        if lengths.shape != (updates.shape[1],):
+            raise ValueError(f"lengths must have shape ({updates.shape[1]},), one per sequence of updates "
+                             f"{'(B, T)' if batch_first else '(T, B)'}; got {tuple(lengths.shape)}")
         mask = torch.arange(updates.shape[0], device=updates.device)[:, None] < lengths[None, :]
         updates = updates * mask
     return lam * updates.sum(0).mean()

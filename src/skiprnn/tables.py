@@ -29,7 +29,9 @@ def _load_tables() -> dict[str, PaperTable]:
     for module in ("frequency", "mnist"):
         try:
             mod = __import__(f"skiprnn.tasks.{module}", fromlist=["TABLES"])
-        except ImportError:
+        except ModuleNotFoundError as error:  # a missing optional dependency; a broken module still raises
+            if error.name and error.name.startswith("skiprnn"):
+                raise
             continue
         tables.update({t.name: t for t in getattr(mod, "TABLES", ())})
     return tables
@@ -38,7 +40,7 @@ def _load_tables() -> dict[str, PaperTable]:
 @dataclass
 class Run:
     seed: int
-    status: str  # completed | failed | unfinished | missing
+    status: str  # completed | failed | unfinished | missing | unreadable
     step: int = 0
     max_steps: int = 0
     final: dict | None = None  # completed: metrics.json's "final"; unfinished: the last curve row
@@ -47,6 +49,14 @@ class Run:
 
 
 def load_run(path: Path, seed: int) -> Run:
+    """One run directory's state; an unreadable record is listed as such instead of stopping the table."""
+    try:
+        return _read_run(path, seed)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+        return Run(seed, "unreadable", error=f"{path}: {error!r}")
+
+
+def _read_run(path: Path, seed: int) -> Run:
     curve = [json.loads(x) for x in (path / tracking.CURVE).read_text().splitlines()] if (path / tracking.CURVE).exists() else []
     last = curve[-1] if curve else None
     if (path / tracking.METRICS).exists():
@@ -125,7 +135,7 @@ def _status(runs: list[Run]) -> str:
     counts = {}
     for r in runs:
         counts[r.status] = counts.get(r.status, 0) + 1
-    order = ("completed", "unfinished", "failed", "missing")
+    order = ("completed", "unfinished", "failed", "unreadable", "missing")
     return ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
 
 
