@@ -80,7 +80,9 @@ def test_bad_overrides_fail_at_composition(compose_cfg, override, words):
 
 
 @pytest.mark.parametrize("override, key", [("model.p_skip=1.5", "model.p_skip"), ("lam=-1", "lam"),
-                                           ("trainer.max_steps=0", "trainer.max_steps")])
+                                           ("trainer.max_steps=0", "trainer.max_steps"),
+                                           ("task.eval_batches=1001", "task.eval_batches"),
+                                           ("task.solved_mse=0", "task.solved_mse")])
 def test_out_of_range_values_name_the_key(compose_cfg, override, key):
     with pytest.raises(ConfigError, match=rf"{key}=.* must be"):
         check_values(job_part(compose_cfg(override)))

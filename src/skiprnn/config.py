@@ -145,9 +145,13 @@ _RULES = {
     "trainer.stable_window": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.halt_after_steps": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
     "task.seq_len": (lambda v: v >= 10, "an integer >= 10 (the markers need 10% and 50% of it)"),
-    "task.eval_batches": (lambda v: v >= 1, "an integer >= 1"),
+    "task.eval_batches": (lambda v: 1 <= v <= 1000, "an integer in [1, 1000] (each evaluation draws from its own block of 1000 batch seeds)"),
     "task.sampling_period": (lambda v: v > 0, "a number of milliseconds > 0"),
     "task.validation_size": (lambda v: v >= 1, "an integer >= 1"),
+    "task.duration": (lambda v: v > 0, "a number of milliseconds > 0"),
+    "task.solved_accuracy": (lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
+    "task.solved_mse": (lambda v: v > 0, "a number > 0"),
+    "task.train_limit": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
 }
 
 
