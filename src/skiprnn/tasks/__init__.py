@@ -9,7 +9,7 @@ def build_task(cfg, batch_size: int) -> Task:
     from omegaconf import OmegaConf
 
     params = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True) if OmegaConf.is_config(cfg) else dict(cfg)
-    name = params.pop("name")
+    name = params.pop("name", None)
     if name == "adding":
         from .adding import AddingTask as cls
     elif name == "frequency":

@@ -127,14 +127,14 @@ class MnistTask(Task):
         if self.n_train < batch_size:
             raise ValueError(f"the training set ({self.n_train} images) is smaller than one batch ({batch_size})")
         self.steps_per_epoch = self.n_train // batch_size  # the last partial batch is dropped, as the original
-        self._perm_epoch, self._perm = None, None
+        self._perm_key, self._perm = None, None
 
     # ------------------------------------------------------------------------------------- data
     def permutation(self, epoch: int, seed: int) -> Tensor:
         """The order of the training images in an epoch: a pure function of (seed, epoch)."""
-        if self._perm_epoch != (seed, epoch):
+        if self._perm_key != (seed, epoch):
             self._perm = torch.randperm(self.n_train, generator=step_generator(seed, epoch, stream=_SHUFFLE_STREAM))
-            self._perm_epoch = (seed, epoch)
+            self._perm_key = (seed, epoch)
         return self._perm
 
     def train_indices(self, step: int, batch_size: int, seed: int) -> Tensor:
