@@ -48,7 +48,7 @@ from torch import Tensor
 # ------------------------------------------------------------------------------------------ workspace
 # A fresh multi-megabyte CPU allocation is mmap-ed and page-faulted in on first touch, which can cost
 # as much as the recurrence itself (about 0.35 ms per MB here, against a few µs for the maths of a step).
-# Large (T, B, ...) buffers are kept in a small pool and reused once nothing refers to them any more
+# Large (T, B, ...) buffers are kept in a small pool and reused once nothing refers to them any prev_output_grad
 # (no tensor, view, saved tensor or gradient shares their storage), as a caching allocator would.
 _POOL: OrderedDict = OrderedDict()  # (numel, dtype) -> [flat buffers], least recently used first
 _POOL_KEYS, _POOL_PER_KEY, _POOL_MIN_BYTES, _POOL_MAX_BYTES = 16, 8, 1 << 20, 4 << 30
@@ -139,7 +139,7 @@ class FusedSkipRNN(torch.autograd.Function):
         return run(ctx, ctx.saved_tensors, grads) + (None,) * 5
 
 
-def _none_if_empty(t: Tensor, present: bool) -> Tensor | None:
+def _or_none(t: Tensor, present: bool) -> Tensor | None:
     return t if present else None
 
 
@@ -214,8 +214,8 @@ class _GateForward:
 class _GateBackward:
     """The backward recursion of the (Δũ, cum) gradients, linear with per-step coefficients (T, B, 1).
 
-    With w1 = <h̃ − h_prev, dh> + <c̃ − c_prev, dc> and the carried gradients dup, dcum of the state:
-        du  = w1 + dupd + (δ − Δũ_prev)·dup − ũ·v·dcum        (lerps of h, c, Δũ; cum_next = (1 − u) ũ)
+    With dl_du = <h̃ − h_prev, dh> + <c̃ − c_prev, dc> and the carried gradients dup, dcum of the state:
+        du  = dl_du + dupd + (δ − Δũ_prev)·dup − ũ·v·dcum        (lerps of h, c, Δũ; cum_next = (1 − u) ũ)
         dũ  = m·du + (1 − u)·v·dcum                           (STE through u = round(ũ)·m)
         dz  = u·δ(1 − δ)·dup                                   (the update gate's pre-activation)
         dup_prev  = (1 − u)·dup + α·dũ,  dcum_prev = (1 − v)·dcum + (1 − β)·dũ
@@ -234,7 +234,7 @@ class _GateBackward:
         m = torch.ones_like(u) if mask is None else mask
         v = torch.ones_like(u) if valid is None else valid
         one_minus_u = 1.0 - u
-        # dũ = m·w1 + b0 + b1·dup + b2·dcum;  [dup, dcum] <- [1 − u, 1 − v]·[dup, dcum] + [α, 1 − β]·dũ
+        # dũ = m·dl_du + b0 + b1·dup + b2·dcum;  [dup, dcum] <- [1 − u, 1 − v]·[dup, dcum] + [α, 1 − β]·dũ
         keep = torch.cat([one_minus_u, 1.0 - v], 2)
         spread = torch.cat([alpha, one_minus_beta], 2)
         self.m = None if mask is None else m.unbind(0)
@@ -255,20 +255,20 @@ class _GateBackward:
         self.dup, self.dcum = self.state[:, :1], self.state[:, 1:]
         self.d_tilde = like.new_empty(batch, 1)
 
-    def step(self, t: int, w1: Tensor) -> Tensor:
+    def step(self, t: int, dl_du: Tensor) -> Tensor:
         """One step back; returns dz_t (B, 1), the gradient of the update gate's pre-activation."""
         d_tilde, dup, dcum = self.d_tilde, self.dup, self.dcum
         dz = torch.mul(self.cz[t], dup, out=self.dz[t])
-        w1 = w1.unsqueeze(1)
+        dl_du = dl_du.unsqueeze(1)
         if self.m is None and self.b0 is None:  # the usual case: one op fewer
-            torch.addcmul(w1, self.b1[t], dup, out=d_tilde)
+            torch.addcmul(dl_du, self.b1[t], dup, out=d_tilde)
         else:
             if self.m is None:
-                torch.add(w1, self.b0[t], out=d_tilde)
+                torch.add(dl_du, self.b0[t], out=d_tilde)
             elif self.b0 is not None:
-                torch.addcmul(self.b0[t], self.m[t], w1, out=d_tilde)
+                torch.addcmul(self.b0[t], self.m[t], dl_du, out=d_tilde)
             else:
-                torch.mul(self.m[t], w1, out=d_tilde)
+                torch.mul(self.m[t], dl_du, out=d_tilde)
             d_tilde.addcmul_(self.b1[t], dup)
         d_tilde.addcmul_(self.b2[t], dcum)
         self.state.mul_(self.keep[t]).addcmul_(self.spread[t], d_tilde)
@@ -321,8 +321,8 @@ def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, 
     cs = new(steps, batch, hs) if masked else cand_c  # c_t (= c̃_t when every step updates)
     # h̃_t (gated: kept for the backward pass, which needs h̃_t − h_{t−1})
     cand_h = new(steps, batch, hs) if gated and need_grad else x.new_empty(1, batch, hs).expand(steps, -1, -1)
-    hn = cand_h.unbind(0)
-    xh_t, xh_h = xh.unbind(0), xh[:, :, inp + 1 :].unbind(0)
+    cand_h_t = cand_h.unbind(0)
+    xh_t, xh_prev_h = xh.unbind(0), xh[:, :, inp + 1 :].unbind(0)
     acts_t, cand_t, tanh_t, out_t, cs_t = (b.unbind(0) for b in (acts, cand_c, tanh_c, out, cs))
     si_t, tj_t, sf_t, so_t = _per_step(acts, 4)
     mask_t = None if mask is None else mask.unbind(0)
@@ -341,18 +341,18 @@ def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, 
             h = torch.mul(tc, so, out=out_t[t])
             c = ct
         else:
-            torch.mul(tc, so, out=hn[t])
+            torch.mul(tc, so, out=cand_h_t[t])
             if gated:
                 u = gate.update(t)
                 torch.addmm(gate_b, ct, gw_t, out=gate.dl_c[t]).sigmoid_()
             else:
                 u = mask_t[t]
-            h = torch.lerp(h, hn[t], u, out=out_t[t])
+            h = torch.lerp(h, cand_h_t[t], u, out=out_t[t])
             c = torch.lerp(c, ct, u, out=cs_t[t])
             if gated:
                 gate.advance(t, u)
         if t + 1 < steps:
-            xh_h[t + 1].copy_(h)
+            xh_prev_h[t + 1].copy_(h)
 
     outputs = (out, out[-1].clone(), cs[-1].clone())
     if gated:
@@ -369,7 +369,7 @@ def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, 
 def _lstm_backward(ctx, saved, grads):
     w_cat, xh, c0, acts, tanh_c, cs, mask, valid = saved[:8]
     gated = ctx.gated
-    mask, valid = _none_if_empty(mask, ctx.has_mask), _none_if_empty(valid, ctx.has_valid)
+    mask, valid = _or_none(mask, ctx.has_mask), _or_none(valid, ctx.has_valid)
     steps, batch, g = acts.shape
     hs = g // 4
     inp = xh.shape[2] - 1 - hs
@@ -379,8 +379,8 @@ def _lstm_backward(ctx, saved, grads):
     w_hh_t = w_cat[:, inp + 1 :].t().contiguous()  # dh = dgates @ w_hh = _mm(dgates, w_hh_t)
 
     # dL/dh_t, dL/dc_t, carried backwards; side by side when gated, for one row-wise dot with [h̃ − h, c̃ − c]
-    gd = acts.new_zeros(batch, 2 * hs) if gated else None
-    dh, dc = (gd[:, :hs], gd[:, hs:]) if gated else (acts.new_zeros(batch, hs), acts.new_zeros(batch, hs))
+    dhc = acts.new_zeros(batch, 2 * hs) if gated else None
+    dh, dc = (dhc[:, :hs], dhc[:, hs:]) if gated else (acts.new_zeros(batch, hs), acts.new_zeros(batch, hs))
     if dh_t is not None:
         dh.copy_(dh_t)
     if dc_t is not None:
@@ -400,7 +400,7 @@ def _lstm_backward(ctx, saved, grads):
         u_t, one_minus_u = gate.u, gate.one_minus_u
         cand_t, cand_h_t, h_prev_t = cand_c.unbind(0), cand_h.unbind(0), xh[:, :, inp + 1 :].unbind(0)
         diff = acts.new_empty(batch, 2 * hs)  # [h̃ − h_prev, c̃ − c_prev]
-        w1 = acts.new_empty(batch)
+        dl_du = acts.new_empty(batch)
     elif mask is not None:
         u_t, one_minus_u = mask.unbind(0), (1.0 - mask).unbind(0)
     masked = gated or mask is not None
@@ -413,7 +413,7 @@ def _lstm_backward(ctx, saved, grads):
         if gated:
             torch.sub(cand_h_t[t], h_prev_t[t], out=diff[:, :hs])
             torch.sub(cand_t[t], c0 if t == 0 else cs_t[t - 1], out=diff[:, hs:])
-            dz = gate.step(t, torch.sum(diff.mul_(gd), 1, out=w1))  # in place: no (B, 2H) allocation per step
+            dz = gate.step(t, torch.sum(diff.mul_(dhc), 1, out=dl_du))  # in place: no (B, 2H) allocation per step
         # dc̃ = u·(dc + dh·σ(o)·(1 − tanh²c̃)) + dz·w
         torch.mul(tc, tc, out=tmp)
         torch.addcmul(so, so, tmp, value=-1.0, out=tmp)
@@ -435,26 +435,26 @@ def _lstm_backward(ctx, saved, grads):
         if masked:
             d_o.mul_(u_t[t])
         # carried gradients of h_{t-1} (+ the output gradient at t − 1), c_{t-1}
-        more = dout_t is not None and t > 0
+        prev_output_grad = dout_t is not None and t > 0
         if not masked:
             torch.mul(dcn, sf, out=dc)
-            if more:
+            if prev_output_grad:
                 torch.add(dout_t[t - 1], _mm(dg, w_hh_t), out=dh)
             else:
                 dh.copy_(_mm(dg, w_hh_t))
         else:
-            omu = one_minus_u[t]
+            stay = one_minus_u[t]
             if gated:  # dh, dc side by side: one op
-                gd.mul_(omu)
+                dhc.mul_(stay)
                 dc.addcmul_(dcn, sf)
-                if more:
+                if prev_output_grad:
                     dh.add_(dout_t[t - 1])
             else:
-                dc.mul_(omu).addcmul_(dcn, sf)
-                if more:
-                    torch.addcmul(dout_t[t - 1], dh, omu, out=dh)
+                dc.mul_(stay).addcmul_(dcn, sf)
+                if prev_output_grad:
+                    torch.addcmul(dout_t[t - 1], dh, stay, out=dh)
                 else:
-                    dh.mul_(omu)
+                    dh.mul_(stay)
             dh.add_(_mm(dg, w_hh_t))
 
     dx, dw_ih, db, dw_hh, dgw, dgb = _input_grads(
@@ -488,7 +488,7 @@ def _gru_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, v
     if masked:
         cand_h = new(steps, batch, hs) if need_grad and gated else x.new_empty(1, batch, hs).expand(steps, -1, -1)
         cand_h_t = cand_h.unbind(0)
-    xh_t, xh_h = xh.unbind(0), xh[:, :, inp + 1 :].unbind(0)
+    xh_t, xh_prev_h = xh.unbind(0), xh[:, :, inp + 1 :].unbind(0)
     xrh_t, xrh_h = xrh.unbind(0), xrh[:, :, inp + 1 :].unbind(0)
     rz_t, cand_t, out_t = rz.unbind(0), cand.unbind(0), out.unbind(0)
     r_t, z_t = _per_step(rz, 2)
@@ -505,17 +505,17 @@ def _gru_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, v
         if not masked:
             h = torch.lerp(n, h, z, out=out_t[t])
         else:
-            hn = torch.lerp(n, h, z, out=cand_h_t[t])
+            h_cand = torch.lerp(n, h, z, out=cand_h_t[t])
             if gated:
                 u = gate.update(t)
-                torch.addmm(gate_b, hn, gw_t, out=gate.dl_c[t]).sigmoid_()
+                torch.addmm(gate_b, h_cand, gw_t, out=gate.dl_c[t]).sigmoid_()
             else:
                 u = mask_t[t]
-            h = torch.lerp(h, hn, u, out=out_t[t])
+            h = torch.lerp(h, h_cand, u, out=out_t[t])
             if gated:
                 gate.advance(t, u)
         if t + 1 < steps:
-            xh_h[t + 1].copy_(h)
+            xh_prev_h[t + 1].copy_(h)
 
     outputs = (out, out[-1].clone())
     if gated:
@@ -532,7 +532,7 @@ def _gru_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, v
 def _gru_backward(ctx, saved, grads):
     w_cat, xh, xrh, rz, cand, mask, valid = saved[:7]
     gated = ctx.gated
-    mask, valid = _none_if_empty(mask, ctx.has_mask), _none_if_empty(valid, ctx.has_valid)
+    mask, valid = _or_none(mask, ctx.has_mask), _or_none(valid, ctx.has_valid)
     steps, batch, hs = cand.shape
     two = 2 * hs
     inp = xh.shape[2] - 1 - hs
@@ -556,7 +556,7 @@ def _gru_backward(ctx, saved, grads):
         gate = _GateBackward(saved[9:], mask, valid, grads[2:], batch, cand)
         u_t, one_minus_u = gate.u, gate.one_minus_u
         cand_h_t = cand_h.unbind(0)
-        w1 = cand.new_empty(batch)
+        dl_du = cand.new_empty(batch)
     elif mask is not None:
         u_t, one_minus_u = mask.unbind(0), (1.0 - mask).unbind(0)
     masked = gated or mask is not None
@@ -568,7 +568,7 @@ def _gru_backward(ctx, saved, grads):
         r, z = r_t[t], z_t[t]
         if gated:
             torch.sub(cand_h_t[t], h_prev, out=tmp)
-            dz = gate.step(t, torch.sum(tmp.mul_(dh), 1, out=w1))
+            dz = gate.step(t, torch.sum(tmp.mul_(dh), 1, out=dl_du))
         # dh̃ = u·dh + dz·w
         if not masked:
             dhn.copy_(dh)
@@ -588,13 +588,13 @@ def _gru_backward(ctx, saved, grads):
         drh = _mm(d_n, w_n_t)
         d_r.mul_(h_prev).mul_(drh)
         # dh_prev = (1 − u) dh + z dh̃ + r d(rh) + [dr_pre, dz_pre] W_rz (+ the output gradient at t − 1)
-        more = dout_t is not None and t > 0
+        prev_output_grad = dout_t is not None and t > 0
         if not masked:
             torch.mul(z, dhn, out=dh)
-            if more:
+            if prev_output_grad:
                 dh.add_(dout_t[t - 1])
         else:
-            if more:
+            if prev_output_grad:
                 torch.addcmul(dout_t[t - 1], dh, one_minus_u[t], out=dh)
             else:
                 dh.mul_(one_minus_u[t])
