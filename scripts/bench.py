@@ -87,17 +87,6 @@ def forward_only(model, x):
     return step
 
 
-def commit() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-
-
 def infer(model, x):
     model.eval()
 
@@ -176,6 +165,7 @@ def main(argv=None) -> None:
     import torch as _torch
 
     from skiprnn import SkipRNN as _SkipRNN
+    from skiprnn.tracking import git_commit
 
     torch, SkipRNN = _torch, _SkipRNN
     torch.set_num_threads(args.threads)
@@ -189,7 +179,7 @@ def main(argv=None) -> None:
     say("# SkipRNN benchmark")
     say()
     say(f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}")
-    say(f"- commit: {commit()}; command: `python scripts/bench.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
+    say(f"- commit: {git_commit()}; command: `python scripts/bench.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
         " (`make bench`)")
     say(f"- machine: {machine()}; Python {platform.python_version()}; torch {torch.__version__}")
     say(f"- threads: torch.get_num_threads() = {torch.get_num_threads()}")

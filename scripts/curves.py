@@ -9,12 +9,11 @@ from measured curves (and the choice checked later). Runs still training are rea
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
-
-def read_curve(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "curve.jsonl").read_text().splitlines() if line.strip()]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from skiprnn.tracking import read_curve  # noqa: E402
 
 
 def pick(curve: list[dict], every: int) -> list[dict]:

@@ -48,7 +48,7 @@ from torch import Tensor
 # ------------------------------------------------------------------------------------------ workspace
 # A fresh multi-megabyte CPU allocation is mmap-ed and page-faulted in on first touch, which can cost
 # as much as the recurrence itself (about 0.35 ms per MB here, against a few µs for the maths of a step).
-# Large (T, B, ...) buffers are kept in a small pool and reused once nothing refers to them any prev_output_grad
+# Large (T, B, ...) buffers are kept in a small pool and reused once nothing refers to them any more
 # (no tensor, view, saved tensor or gradient shares their storage), as a caching allocator would.
 _POOL: OrderedDict = OrderedDict()  # (numel, dtype) -> [flat buffers], least recently used first
 _POOL_KEYS, _POOL_PER_KEY, _POOL_MIN_BYTES, _POOL_MAX_BYTES = 16, 8, 1 << 20, 4 << 30
@@ -215,7 +215,7 @@ class _GateBackward:
     """The backward recursion of the (Δũ, cum) gradients, linear with per-step coefficients (T, B, 1).
 
     With dl_du = <h̃ − h_prev, dh> + <c̃ − c_prev, dc> and the carried gradients dup, dcum of the state:
-        du  = dl_du + dupd + (δ − Δũ_prev)·dup − ũ·v·dcum        (lerps of h, c, Δũ; cum_next = (1 − u) ũ)
+        du  = dl_du + dupd + (δ − Δũ_prev)·dup − ũ·v·dcum     (lerps of h, c, Δũ; cum_next = (1 − u) ũ)
         dũ  = m·du + (1 − u)·v·dcum                           (STE through u = round(ũ)·m)
         dz  = u·δ(1 − δ)·dup                                   (the update gate's pre-activation)
         dup_prev  = (1 − u)·dup + α·dũ,  dcum_prev = (1 − v)·dcum + (1 − β)·dũ

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import statistics
 import sys
@@ -57,7 +56,7 @@ def load_run(path: Path, seed: int) -> Run:
 
 
 def _read_run(path: Path, seed: int) -> Run:
-    curve = [json.loads(x) for x in (path / tracking.CURVE).read_text().splitlines()] if (path / tracking.CURVE).exists() else []
+    curve = tracking.read_curve(path)
     last = curve[-1] if curve else None
     if (path / tracking.METRICS).exists():
         m = tracking.read_json(path / tracking.METRICS)

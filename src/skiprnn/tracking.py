@@ -40,6 +40,12 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def read_curve(run_dir: Path) -> list[dict]:
+    """Every evaluation of a run so far (empty when it has none yet)."""
+    path = Path(run_dir) / CURVE
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
 def write_curve(run_dir: Path, curve: list[dict]) -> None:
     atomic_write_text(run_dir / CURVE, "".join(json.dumps(row, sort_keys=True) + "\n" for row in curve))
 
