@@ -1,7 +1,8 @@
 """The fused single-layer path (skiprnn.fused) against the per-step autograd loop (fused=False).
 
 Values and gradients must agree to 1e-10 in float64 in every mode, with lengths, random skipping and a
-state passed in; a gradcheck verifies the hand-written backward pass on its own.
+state passed in, both with the C step kernels (skiprnn.native) and with the Python steps; a gradcheck
+verifies the hand-written backward pass on its own.
 """
 import itertools
 import math
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 import skiprnn.fused as fused_module
-from skiprnn import SkipRNN
+from skiprnn import SkipRNN, native
 from skiprnn.fused import FusedSkipRNN
 from skiprnn.rnn import SkipState
 
@@ -62,6 +63,15 @@ def run(model, x, fused, lengths=None, state=None, seed=5):
     return out, {k: (None if v is None else v.clone()) for k, v in grads.items()}
 
 
+@pytest.fixture(params=["native", "python"])
+def steps(request, monkeypatch):
+    """Runs a test with each implementation of the fused path's steps: C kernels and tensor ops."""
+    if request.param == "native" and native.kernels(DT) is None:
+        pytest.skip("the C step kernels could not be built here (no C compiler?)")
+    monkeypatch.setattr(fused_module, "use_native", request.param == "native")
+    return request.param
+
+
 def assert_close(a, b, what):
     torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=lambda m: f"{what}: {m}")
 
@@ -70,7 +80,7 @@ def assert_close(a, b, what):
 @pytest.mark.parametrize(
     "with_lengths, p_skip, with_state", list(itertools.product([False, True], [0.0, 0.3], [False, True]))
 )
-def test_fused_matches_reference(mode, with_lengths, p_skip, with_state):
+def test_fused_matches_reference(mode, with_lengths, p_skip, with_state, steps):
     model = make(mode, p_skip=p_skip)
     x = torch.randn(T, B, I, dtype=DT)
     lengths = torch.tensor([T, 7, 1, 10, T]) if with_lengths else None
@@ -96,7 +106,7 @@ def test_fused_matches_reference(mode, with_lengths, p_skip, with_state):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_no_grad_forward_matches_reference(mode):
+def test_no_grad_forward_matches_reference(mode, steps):
     """Without autograd (the dense eval path) the fused forward keeps less but computes the same."""
     model = make(mode, p_skip=0.2).eval()
     model.skip_inference = False
@@ -131,7 +141,7 @@ def test_fused_is_the_default_for_one_layer_only(monkeypatch):
     assert calls == [1]
 
 
-def test_batch_first_and_expanded_initial_state():
+def test_batch_first_and_expanded_initial_state(steps):
     model = make("skip_lstm")
     x = torch.randn(B, T, I, dtype=DT)
     model.batch_first = True
@@ -145,7 +155,7 @@ def test_batch_first_and_expanded_initial_state():
 
 
 @pytest.mark.parametrize("mode", ["skip_lstm", "skip_gru"])
-def test_reused_buffers_never_clobber_live_tensors(mode, monkeypatch):
+def test_reused_buffers_never_clobber_live_tensors(mode, monkeypatch, steps):
     """Buffers are pooled across calls: a second forward must not overwrite tensors the first still uses
     (its outputs, or what its backward pass needs)."""
     monkeypatch.setattr(fused_module, "_POOL_MIN_BYTES", 0)  # pool every buffer, even these tiny ones
@@ -204,7 +214,8 @@ def test_gradcheck(mode, monkeypatch):
     The STE's gradient is not the derivative of round(), which is 0 almost everywhere. For the gated modes
     the rounding is therefore replaced by its relaxation at the evaluation point, u = round(ũ⁰) + (ũ − ũ⁰):
     the same values there, and a smooth function whose exact derivative is the STE's (as in
-    tests/test_rnn.py). The problem is chosen away from the min(Δũ, 1 − cum) kink."""
+    tests/test_rnn.py). The problem is chosen away from the min(Δũ, 1 − cum) kink. A substituted rounding
+    runs the Python steps; the C kernels are held to them by test_fused_matches_reference."""
     cell, gated = mode.removeprefix("skip_"), mode.startswith("skip_")
     inputs = _function_inputs(mode, seed=3)
     run_fn = lambda *a: FusedSkipRNN.apply(*a, cell, gated, True)  # noqa: E731

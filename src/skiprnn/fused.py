@@ -38,12 +38,16 @@ Implementation choices (timings: ``scripts/bench.py``, and one-thread CPU times 
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import threading
 from collections import OrderedDict
 
 import torch
 from torch import Tensor
+
+from . import native
 
 # ------------------------------------------------------------------------------------------ workspace
 # A fresh multi-megabyte CPU allocation is mmap-ed and page-faulted in on first touch, which can cost
@@ -126,8 +130,9 @@ class FusedSkipRNN(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         ctx.cell, ctx.gated = cell, gated
         ctx.has_mask, ctx.has_valid = mask is not None, valid is not None
+        ctx.kern = kern = _kernels(x)  # the backward pass must take the same path (they save different things)
         run = _lstm_forward if cell == "lstm" else _gru_forward
-        outputs, saved = run(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, valid, gated, need_grad)
+        outputs, saved = run(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, valid, gated, need_grad, kern)
         if need_grad:
             ctx.save_for_backward(*saved)
         return outputs
@@ -167,15 +172,28 @@ def _round(u_tilde: Tensor, out: Tensor, t: int) -> Tensor:
     return torch.round(u_tilde, out=out)
 
 
+_DEFAULT_ROUND = _round
+use_native = True  # set False to run the steps as Python tensor ops (results agree to float rounding)
+
+
+def _kernels(x: Tensor):
+    """The C step kernels (skiprnn.native) for this input, or None: Python steps."""
+    if not use_native or x.device.type != "cpu" or _round is not _DEFAULT_ROUND:
+        return None
+    return native.kernels(x.dtype)
+
+
 class _GateForward:
     """The (Δũ, cum) recursion of the forward pass, on (B, 1) columns of (T, B) buffers."""
 
-    def __init__(self, x: Tensor, steps: int, batch: int, up0: Tensor, cum0: Tensor, mask, valid):
+    def __init__(self, x: Tensor, steps: int, batch: int, up0: Tensor, cum0: Tensor, mask, valid, native=None):
         new = x.new_empty
         self.ut, self.us, self.dl = new(steps, batch), new(steps, batch), new(steps, batch)
         self.ups, self.cums = new(steps + 1, batch), new(steps + 1, batch)
         self.ups[0].copy_(up0)
         self.cums[0].copy_(cum0)
+        if native is not None:  # the C kernels run the recursion; they only need the buffers
+            return
         cols = lambda buf: buf.unsqueeze(2).unbind(0)  # noqa: E731
         self.ut_c, self.us_c, self.dl_c = cols(self.ut), cols(self.us), cols(self.dl)
         self.ups_c, self.cums_c = cols(self.ups), cols(self.cums)
@@ -278,8 +296,42 @@ class _GateBackward:
         return self.state[:, 0].clone(), self.state[:, 1].clone()
 
 
-def _input_grads(ctx, blocks, w_cat, inp, dz_all, gate_in):
-    """Gradients of x, w_ih, bias, w_hh and of the update gate (weight, bias), after the loop.
+def _struct(cls, batch: int, **tensors):
+    """A native.GateForward/GateBackward of these tensors' pointers (made contiguous and kept alive)."""
+    keep = {k: None if v is None else v.contiguous() for k, v in tensors.items()}
+    struct = cls(batch=batch, **{k: None if v is None else v.data_ptr() for k, v in keep.items()})
+    struct.keep = keep  # the C side holds raw pointers only
+    return struct
+
+
+def _native_gate_forward(gate: _GateForward, mask, valid, gate_w, gate_b):
+    return _struct(
+        native.GateForward, gate.ut.shape[1], mask=mask, valid=valid, w=gate_w, bias=gate_b,
+        ups=gate.ups, cums=gate.cums, ut=gate.ut, us=gate.us, dl=gate.dl,
+    )  # fmt: skip
+
+
+def _native_gate_backward(gate_saved, gate_w, mask, valid, grads):
+    """The C kernels' gate state for the backward pass: (struct, gate_w, dz (T, B, 1), the per-row
+    accumulator of the gate weight's gradient (B, H), the carried [dL/dΔũ, dL/dcum] (B, 2))."""
+    ups, cums, ut, us, dl = gate_saved
+    dupd, dup_t, dcum_t = grads
+    steps, batch = us.shape
+    dz_all = us.new_empty(steps, batch, 1)
+    dgw_rows = us.new_zeros(batch, gate_w.shape[1])
+    state = us.new_zeros(batch, 2)  # of the state after the current step
+    for col, grad in enumerate((dup_t, dcum_t)):
+        if grad is not None:
+            state[:, col] = grad
+    struct = _struct(
+        native.GateBackward, batch, ups=ups, cums=cums, ut=ut, us=us, dl=dl, mask=mask, valid=valid,
+        dupd=dupd, state=state, dz=dz_all,
+    )  # fmt: skip
+    return struct, gate_w.contiguous(), dz_all, dgw_rows, state
+
+
+def _input_grads(ctx, blocks, w_cat, inp):
+    """Gradients of x, w_ih, bias and w_hh, after the loop.
 
     ``blocks``: (dgates (T, B, n), the rows of ``w_cat`` they belong to, their matmul input (T, B, K))
     triples, each dgates buffer contiguous (oneDNN is slow on column slices); ``w_cat`` = the unscaled
@@ -296,16 +348,17 @@ def _input_grads(ctx, blocks, w_cat, inp, dz_all, gate_in):
         dw_ih, db, dw_hh = dw[:, :inp], dw[:, inp], dw[:, inp + 1 :]
     if need[0]:
         dx = sum(torch.mm(dg, w_cat[rows, :inp]) for dg, rows, _ in flat).view(steps, batch, inp)
-    dgw = dgb = None
-    if dz_all is not None:
-        dz_flat = dz_all.view(steps * batch, 1)
-        dgw = torch.mm(dz_flat.t(), gate_in.reshape(steps * batch, -1)) if need[8] else None
-        dgb = dz_flat.sum(0) if need[9] else None
-    return dx, dw_ih if need[1] else None, db if need[2] else None, dw_hh if need[3] else None, dgw, dgb
+    return dx, dw_ih if need[1] else None, db if need[2] else None, dw_hh if need[3] else None
+
+
+def _gate_weight_grad(dz_all: Tensor, gate_in: Tensor) -> Tensor:
+    """dL/dw of the update gate: Σ_t,b dz · s, s = c̃ (LSTM) or h̃ (GRU)."""
+    steps, batch = dz_all.shape[:2]
+    return torch.mm(dz_all.view(1, steps * batch), gate_in.reshape(steps * batch, -1))
 
 
 # ------------------------------------------------------------------------------------------------ LSTM
-def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, valid, gated, need_grad):
+def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, valid, gated, need_grad, kern):
     steps, batch, inp = x.shape
     hs = w_hh.shape[1]
     g = 4 * hs
@@ -314,22 +367,64 @@ def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, 
     w_cat[hs : 2 * hs] *= 2.0  # tanh(j) = 2σ(2j) − 1: one sigmoid over all four gates
     xh = _input_buffer(x, h0, new)
     acts = new(steps, batch, g)  # σ(i), tanh(j), σ(f), σ(o)
-    cand_c = new(steps, batch, hs)  # c̃_t
     tanh_c = new(steps, batch, hs)  # tanh(c̃_t)
     out = new(steps, batch, hs)  # h_t
     masked = gated or mask is not None
+    # c̃_t: the C kernels keep it only as c_t of an unmasked LSTM (their backward step recomputes it)
+    cand_c = new(steps, batch, hs) if kern is None or not masked else None
     cs = new(steps, batch, hs) if masked else cand_c  # c_t (= c̃_t when every step updates)
-    # h̃_t (gated: kept for the backward pass, which needs h̃_t − h_{t−1})
-    cand_h = new(steps, batch, hs) if gated and need_grad else x.new_empty(1, batch, hs).expand(steps, -1, -1)
+    # h̃_t: the Python backward pass needs h̃_t − h_{t−1}
+    store_cand_h = gated and need_grad and kern is None
+    cand_h = new(steps, batch, hs) if store_cand_h else x.new_empty(1, batch, hs).expand(steps, -1, -1)
+    gate = _GateForward(x, steps, batch, up0, cum0, mask, valid, kern) if gated else None
+    if kern is not None:
+        c_init = c0 if c0.stride(1) == 1 else c0.contiguous()
+        mask_c = None if mask is None else mask.contiguous()
+        gate_c = _native_gate_forward(gate, mask, valid, gate_w, gate_b) if gated else None
+        es, xrow = x.element_size(), xh.shape[2]
+        step_xh, step_g, step_h = batch * xrow * es, batch * g * es, batch * hs * es
+        h_at = xh.data_ptr() + (inp + 1) * es  # h_{t-1} inside [x_t, 1, h_{t-1}]
+        acts_p, tc_p, out_p, cs_p = (b.data_ptr() for b in (acts, tanh_c, out, cs))
+        xh_t = xh.unbind(0)
+        for t in range(steps):
+            pre = _mm(xh_t[t], w_cat)
+            if gated:
+                gate_c.t = t
+            kern.lstm_forward_step(
+                batch, hs, pre.data_ptr(), pre.stride(0), acts_p + t * step_g,
+                c_init.data_ptr() if t == 0 else cs_p + (t - 1) * step_h, c_init.stride(0) if t == 0 else hs,
+                h_at + t * step_xh, xrow, None if masked else cs_p + t * step_h, tc_p + t * step_h,
+                out_p + t * step_h, cs_p + t * step_h if masked else None,
+                h_at + (t + 1) * step_xh if t + 1 < steps else None, xrow,
+                None if mask_c is None or gated else mask_c.data_ptr() + t * batch * es,
+                None if gate_c is None else ctypes.addressof(gate_c),
+            )  # fmt: skip
+    else:
+        _lstm_forward_python(x, w_cat, xh, acts, cand_c, tanh_c, out, cs, cand_h, c0, mask, gate, gate_w, gate_b, masked)
+
+    outputs = (out, out[-1].clone(), cs[-1].clone())
+    if gated:
+        outputs += (gate.us, gate.ups[-1].clone(), gate.cums[-1].clone())
+    if not need_grad:
+        return outputs, ()
+    empty = x.new_empty(0)
+    saved = [w_cat, xh, c0, acts, tanh_c, cs] + [empty if t is None else t for t in (mask, valid)]
+    if gated:
+        saved += [gate_w] + ([empty, empty] if kern is not None else [cand_c, cand_h]) + gate.saved()
+    return outputs, saved
+
+
+def _lstm_forward_python(x, w_cat, xh, acts, cand_c, tanh_c, out, cs, cand_h, c0, mask, gate, gate_w, gate_b, masked):
+    """The time loop of _lstm_forward as tensor ops (no C kernels)."""
+    steps, inp = x.shape[0], x.shape[2]
+    gated = gate is not None
     cand_h_t = cand_h.unbind(0)
     xh_t, xh_prev_h = xh.unbind(0), xh[:, :, inp + 1 :].unbind(0)
     acts_t, cand_t, tanh_t, out_t, cs_t = (b.unbind(0) for b in (acts, cand_c, tanh_c, out, cs))
     si_t, tj_t, sf_t, so_t = _per_step(acts, 4)
     mask_t = None if mask is None else mask.unbind(0)
-    if gated:
-        gate = _GateForward(x, steps, batch, up0, cum0, mask, valid)
-        gw_t = gate_w.t()
-    h, c = h0, c0
+    gw_t = gate_w.t() if gated else None
+    h, c = xh_prev_h[0], c0
     for t in range(steps):
         torch.sigmoid(_mm(xh_t[t], w_cat), out=acts_t[t])
         si, tj, sf, so = si_t[t], tj_t[t], sf_t[t], so_t[t]
@@ -354,30 +449,37 @@ def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, 
         if t + 1 < steps:
             xh_prev_h[t + 1].copy_(h)
 
-    outputs = (out, out[-1].clone(), cs[-1].clone())
-    if gated:
-        outputs += (gate.us, gate.ups[-1].clone(), gate.cums[-1].clone())
-    if not need_grad:
-        return outputs, ()
-    empty = x.new_empty(0)
-    saved = [w_cat, xh, c0, acts, tanh_c, cs] + [empty if t is None else t for t in (mask, valid)]
-    if gated:
-        saved += [gate_w, cand_c, cand_h] + gate.saved()
-    return outputs, saved
 
 
 def _lstm_backward(ctx, saved, grads):
-    w_cat, xh, c0, acts, tanh_c, cs, mask, valid = saved[:8]
+    w_cat, xh, acts = saved[0], saved[1], saved[3]
     gated = ctx.gated
-    mask, valid = _or_none(mask, ctx.has_mask), _or_none(valid, ctx.has_valid)
-    steps, batch, g = acts.shape
-    hs = g // 4
+    hs = acts.shape[2] // 4
     inp = xh.shape[2] - 1 - hs
-    dout, dh_t, dc_t = grads[:3]
     w_cat = w_cat.clone()
     w_cat[hs : 2 * hs] *= 0.5  # unscaled: dgates are taken w.r.t. the true pre-activations
     w_hh_t = w_cat[:, inp + 1 :].t().contiguous()  # dh = dgates @ w_hh = _mm(dgates, w_hh_t)
 
+    mask, valid = _or_none(saved[6], ctx.has_mask), _or_none(saved[7], ctx.has_valid)
+    run = _lstm_backward_python if ctx.kern is None else functools.partial(_lstm_backward_native, ctx.kern)
+    dgates, dh, dc, dz_all, dgw, gate_grads = run(saved, grads, mask, valid, gated, w_hh_t)
+    dx, dw_ih, db, dw_hh = _input_grads(ctx, [(dgates, slice(None), xh)], w_cat, inp)
+    need = ctx.needs_input_grad
+    dh0 = dh.clone() if need[4] else None
+    dc0 = dc.clone() if need[5] else None
+    dup0, dcum0 = gate_grads
+    dgb = dz_all.sum((0, 1)) if gated and need[9] else None
+    return dx, dw_ih, db, dw_hh, dh0, dc0, dup0 if need[6] else None, dcum0 if need[7] else None, dgw, dgb
+
+
+def _lstm_backward_python(saved, grads, mask, valid, gated, w_hh_t):
+    """The reverse time loop of _lstm_backward as tensor ops; returns dgates, dh_0, dc_0, dz and the gate's
+    input gradients."""
+    xh, c0, acts, tanh_c, cs = saved[1:6]
+    steps, batch, g = acts.shape
+    hs = g // 4
+    inp = xh.shape[2] - 1 - hs
+    dout, dh_t, dc_t = grads[:3]
     # dL/dh_t, dL/dc_t, carried backwards; side by side when gated, for one row-wise dot with [h̃ − h, c̃ − c]
     dhc = acts.new_zeros(batch, 2 * hs) if gated else None
     dh, dc = (dhc[:, :hs], dhc[:, hs:]) if gated else (acts.new_zeros(batch, hs), acts.new_zeros(batch, hs))
@@ -456,21 +558,62 @@ def _lstm_backward(ctx, saved, grads):
                 else:
                     dh.mul_(stay)
             dh.add_(_mm(dg, w_hh_t))
+    if not gated:
+        return dgates, dh, dc, None, None, (None, None)
+    return dgates, dh, dc, gate.dz_all, _gate_weight_grad(gate.dz_all, cand_c), gate.input_grads()
 
-    dx, dw_ih, db, dw_hh, dgw, dgb = _input_grads(
-        ctx, [(dgates, slice(None), xh)], w_cat, inp, gate.dz_all if gated else None, cand_c if gated else None
-    )
-    need = ctx.needs_input_grad
-    dh0 = dh.clone() if need[4] else None
-    dc0 = dc.clone() if need[5] else None
-    dup0 = dcum0 = None
-    if gated:
-        dup0, dcum0 = gate.input_grads()
-    return dx, dw_ih, db, dw_hh, dh0, dc0, dup0 if need[6] else None, dcum0 if need[7] else None, dgw, dgb
+
+def _lstm_backward_native(kern, saved, grads, mask, valid, gated, w_hh_t):
+    """_lstm_backward_python with one C kernel call per step (plus the dh matmul)."""
+    xh, c0, acts, tanh_c, cs = saved[1:6]
+    steps, batch, g = acts.shape
+    hs = g // 4
+    inp = xh.shape[2] - 1 - hs
+    dout, dh_t, dc_t = grads[:3]
+    dh, dc = acts.new_zeros(batch, hs), acts.new_zeros(batch, hs)
+    if dh_t is not None:
+        dh.copy_(dh_t)
+    if dc_t is not None:
+        dc.copy_(dc_t)
+    if dout is not None:
+        dout = dout.contiguous()
+        dh.add_(dout[-1])
+    dgates = _empty(acts, steps, batch, g)
+    es, xrow = acts.element_size(), xh.shape[2]
+    step_xh, step_g, step_h, step_u = batch * xrow * es, batch * g * es, batch * hs * es, batch * es
+    h_at = xh.data_ptr() + (inp + 1) * es
+    acts_p, tc_p, cs_p, dg_p = (b.data_ptr() for b in (acts, tanh_c, cs, dgates))
+    dout_p = None if dout is None else dout.data_ptr()
+    c_init = c0 if c0.stride(1) == 1 else c0.contiguous()
+    gate_c = dz_all = gate_w = dgw_rows = None
+    mask = None if mask is None else mask.contiguous()
+    u_p = None if mask is None else mask.data_ptr()
+    if gated:  # dgw_rows: per-row sums of dz·c̃ over time
+        gate_c, gate_w, dz_all, dgw_rows, state = _native_gate_backward(saved[11:], saved[8], mask, valid, grads[3:])
+        u_p = saved[14].data_ptr()  # u_t
+    dg_t = dgates.unbind(0)
+    pending = None  # dgates_{t+1} @ W_hh, added to dh by the next kernel call
+    for t in range(steps - 1, -1, -1):
+        if gated:
+            gate_c.t = t
+        kern.lstm_backward_step(
+            batch, hs, acts_p + t * step_g, tc_p + t * step_h,
+            c_init.data_ptr() if t == 0 else cs_p + (t - 1) * step_h, c_init.stride(0) if t == 0 else hs,
+            dh.data_ptr(), dc.data_ptr(), None if pending is None else pending.data_ptr(),
+            dout_p + (t - 1) * step_h if dout_p is not None and t > 0 else None, dg_p + t * step_g,
+            None if u_p is None else u_p + t * step_u, h_at + t * step_xh, xrow,
+            None if gate_w is None else gate_w.data_ptr(), None if dgw_rows is None else dgw_rows.data_ptr(),
+            None if gate_c is None else ctypes.addressof(gate_c),
+        )  # fmt: skip
+        pending = _mm(dg_t[t], w_hh_t)
+    dh.add_(pending)
+    if not gated:
+        return dgates, dh, dc, None, None, (None, None)
+    return dgates, dh, dc, dz_all, dgw_rows.sum(0, keepdim=True), (state[:, 0].clone(), state[:, 1].clone())
 
 
 # ------------------------------------------------------------------------------------------------- GRU
-def _gru_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, valid, gated, need_grad):
+def _gru_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, valid, gated, need_grad, kern):
     steps, batch, inp = x.shape
     hs = w_hh.shape[1]
     two = 2 * hs
@@ -485,18 +628,61 @@ def _gru_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, v
     cand = new(steps, batch, hs)  # tanh(n)
     out = new(steps, batch, hs)
     masked = gated or mask is not None
-    if masked:
-        cand_h = new(steps, batch, hs) if need_grad and gated else x.new_empty(1, batch, hs).expand(steps, -1, -1)
-        cand_h_t = cand_h.unbind(0)
+    # h̃_t: the Python backward pass needs h̃_t − h_{t−1} (the C kernels recompute it)
+    store_cand_h = gated and need_grad and kern is None
+    cand_h = new(steps, batch, hs) if store_cand_h else x.new_empty(1, batch, hs).expand(steps, -1, -1)
+    gate = _GateForward(x, steps, batch, up0, cum0, mask, valid, kern) if gated else None
+    if kern is None:
+        _gru_forward_python(x, w_rz, w_n, xh, xrh, rz, cand, out, cand_h, mask, gate, gate_w, gate_b, masked)
+    else:
+        mask_c = None if mask is None else mask.contiguous()
+        gate_c = _native_gate_forward(gate, mask, valid, gate_w, gate_b) if gated else None
+        es, xrow = x.element_size(), xh.shape[2]
+        step_xh, step_2h, step_h = batch * xrow * es, batch * two * es, batch * hs * es
+        h_at, rh_at = xh.data_ptr() + (inp + 1) * es, xrh.data_ptr() + (inp + 1) * es
+        rz_p, cand_p, out_p = rz.data_ptr(), cand.data_ptr(), out.data_ptr()
+        xh_t, xrh_t = xh.unbind(0), xrh.unbind(0)
+        for t in range(steps):
+            pre = _mm(xh_t[t], w_rz)
+            kern.gru_gates_step(
+                batch, hs, pre.data_ptr(), pre.stride(0), rz_p + t * step_2h, h_at + t * step_xh, xrow,
+                rh_at + t * step_xh, xrow,
+            )  # fmt: skip
+            pre = _mm(xrh_t[t], w_n)
+            if gated:
+                gate_c.t = t
+            kern.gru_forward_step(
+                batch, hs, pre.data_ptr(), pre.stride(0), rz_p + t * step_2h, h_at + t * step_xh, xrow,
+                cand_p + t * step_h, out_p + t * step_h,
+                h_at + (t + 1) * step_xh if t + 1 < steps else None, xrow,
+                None if mask_c is None or gated else mask_c.data_ptr() + t * batch * es,
+                None if gate_c is None else ctypes.addressof(gate_c),
+            )  # fmt: skip
+
+    outputs = (out, out[-1].clone())
+    if gated:
+        outputs += (gate.us, gate.ups[-1].clone(), gate.cums[-1].clone())
+    if not need_grad:
+        return outputs, ()
+    empty = x.new_empty(0)
+    saved = [w_cat, xh, xrh, rz, cand] + [empty if t is None else t for t in (mask, valid)]
+    if gated:
+        saved += [gate_w, empty if kern is not None else cand_h] + gate.saved()
+    return outputs, saved
+
+
+def _gru_forward_python(x, w_rz, w_n, xh, xrh, rz, cand, out, cand_h, mask, gate, gate_w, gate_b, masked):
+    """The time loop of _gru_forward as tensor ops (no C kernels)."""
+    steps, inp = x.shape[0], x.shape[2]
+    gated = gate is not None
+    cand_h_t = cand_h.unbind(0)
     xh_t, xh_prev_h = xh.unbind(0), xh[:, :, inp + 1 :].unbind(0)
     xrh_t, xrh_h = xrh.unbind(0), xrh[:, :, inp + 1 :].unbind(0)
     rz_t, cand_t, out_t = rz.unbind(0), cand.unbind(0), out.unbind(0)
     r_t, z_t = _per_step(rz, 2)
     mask_t = None if mask is None else mask.unbind(0)
-    if gated:
-        gate = _GateForward(x, steps, batch, up0, cum0, mask, valid)
-        gw_t = gate_w.t()
-    h = h0
+    gw_t = gate_w.t() if gated else None
+    h = xh_prev_h[0]
     for t in range(steps):
         torch.sigmoid(_mm(xh_t[t], w_rz), out=rz_t[t])
         r, z = r_t[t], z_t[t]
@@ -517,28 +703,37 @@ def _gru_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, v
         if t + 1 < steps:
             xh_prev_h[t + 1].copy_(h)
 
-    outputs = (out, out[-1].clone())
-    if gated:
-        outputs += (gate.us, gate.ups[-1].clone(), gate.cums[-1].clone())
-    if not need_grad:
-        return outputs, ()
-    empty = x.new_empty(0)
-    saved = [w_cat, xh, xrh, rz, cand] + [empty if t is None else t for t in (mask, valid)]
-    if gated:
-        saved += [gate_w, cand_h] + gate.saved()
-    return outputs, saved
 
 
 def _gru_backward(ctx, saved, grads):
-    w_cat, xh, xrh, rz, cand, mask, valid = saved[:7]
+    w_cat, xh, xrh, cand = saved[0], saved[1], saved[2], saved[4]
     gated = ctx.gated
-    mask, valid = _or_none(mask, ctx.has_mask), _or_none(valid, ctx.has_valid)
-    steps, batch, hs = cand.shape
+    mask, valid = _or_none(saved[5], ctx.has_mask), _or_none(saved[6], ctx.has_valid)
+    hs = cand.shape[2]
     two = 2 * hs
     inp = xh.shape[2] - 1 - hs
     w_rz_t, w_n_t = w_cat[:two, inp + 1 :].t().contiguous(), w_cat[two:, inp + 1 :].t().contiguous()
-    dout, dh_t = grads[:2]
+    run = _gru_backward_python if ctx.kern is None else functools.partial(_gru_backward_native, ctx.kern)
+    dg_rz, dg_n, dh, dz_all, dgw, gate_grads = run(saved, grads, mask, valid, gated, w_rz_t, w_n_t)
+    blocks = [(dg_rz, slice(0, two), xh), (dg_n, slice(two, 3 * hs), xrh)]
+    dx, dw_ih, db, dw_hh = _input_grads(ctx, blocks, w_cat, inp)
+    need = ctx.needs_input_grad
+    dh0 = dh.clone() if need[4] else None
+    dup0, dcum0 = gate_grads
+    dgb = dz_all.sum((0, 1)) if gated and need[9] else None
+    return dx, dw_ih, db, dw_hh, dh0, None, dup0 if need[6] else None, dcum0 if need[7] else None, dgw, dgb
 
+
+
+
+def _gru_backward_python(saved, grads, mask, valid, gated, w_rz_t, w_n_t):
+    """The reverse time loop of _gru_backward as tensor ops; returns dgates (r, z | n), dh_0, dz and the
+    gate's input gradients."""
+    xh, rz, cand = saved[1], saved[3], saved[4]
+    steps, batch, hs = cand.shape
+    two = 2 * hs
+    inp = xh.shape[2] - 1 - hs
+    dout, dh_t = grads[:2]
     dh = cand.new_zeros(batch, hs)  # dL/dh_t, carried backwards
     if dh_t is not None:
         dh.copy_(dh_t)
@@ -600,17 +795,58 @@ def _gru_backward(ctx, saved, grads):
                 dh.mul_(one_minus_u[t])
             dh.addcmul_(z, dhn)
         dh.addcmul_(r, drh).add_(_mm(drz, w_rz_t))
+    if not gated:
+        return dg_rz, dg_n, dh, None, None, (None, None)
+    return dg_rz, dg_n, dh, gate.dz_all, _gate_weight_grad(gate.dz_all, cand_h), gate.input_grads()
 
-    blocks = [(dg_rz, slice(0, two), xh), (dg_n, slice(two, 3 * hs), xrh)]
-    dx, dw_ih, db, dw_hh, dgw, dgb = _input_grads(
-        ctx, blocks, w_cat, inp, gate.dz_all if gated else None, cand_h if gated else None
-    )
-    need = ctx.needs_input_grad
-    dh0 = dh.clone() if need[4] else None
-    dup0 = dcum0 = None
-    if gated:
-        dup0, dcum0 = gate.input_grads()
-    return dx, dw_ih, db, dw_hh, dh0, None, dup0 if need[6] else None, dcum0 if need[7] else None, dgw, dgb
+
+def _gru_backward_native(kern, saved, grads, mask, valid, gated, w_rz_t, w_n_t):
+    """_gru_backward_python with two C kernel calls per step (around the d(r ⊙ h) matmul)."""
+    xh, rz, cand = saved[1], saved[3], saved[4]
+    steps, batch, hs = cand.shape
+    two = 2 * hs
+    inp = xh.shape[2] - 1 - hs
+    dout, dh_t = grads[:2]
+    dh = cand.new_zeros(batch, hs)
+    if dh_t is not None:
+        dh.copy_(dh_t)
+    if dout is not None:
+        dout = dout.contiguous()
+        dh.add_(dout[-1])
+    dg_rz, dg_n = _empty(cand, steps, batch, two), _empty(cand, steps, batch, hs)  # rows r, z | n
+    es, xrow = cand.element_size(), xh.shape[2]
+    step_xh, step_2h, step_h, step_u = batch * xrow * es, batch * two * es, batch * hs * es, batch * es
+    h_at = xh.data_ptr() + (inp + 1) * es
+    rz_p, cand_p, drz_p, dn_p = (b.data_ptr() for b in (rz, cand, dg_rz, dg_n))
+    dout_p = None if dout is None else dout.data_ptr()
+    gate_c = dz_all = gate_w = dgw_rows = None
+    mask = None if mask is None else mask.contiguous()
+    u_p = None if mask is None else mask.data_ptr()
+    if gated:  # dgw_rows: per-row sums of dz·h̃ over time
+        gate_c, gate_w, dz_all, dgw_rows, state = _native_gate_backward(saved[9:], saved[7], mask, valid, grads[2:])
+        u_p = saved[12].data_ptr()  # u_t
+    dh_p = dh.data_ptr()
+    dg_rz_t, dg_n_t = dg_rz.unbind(0), dg_n.unbind(0)
+    pending = None  # [dr, dz]_{t+1} @ W_rz, added to dh by the next kernel call
+    for t in range(steps - 1, -1, -1):
+        if gated:
+            gate_c.t = t
+        h_prev = h_at + t * step_xh
+        kern.gru_backward_step1(
+            batch, hs, rz_p + t * step_2h, cand_p + t * step_h, h_prev, xrow, dh_p,
+            None if pending is None else pending.data_ptr(),
+            dout_p + (t - 1) * step_h if dout_p is not None and t > 0 else None,
+            drz_p + t * step_2h, dn_p + t * step_h, None if u_p is None else u_p + t * step_u,
+            None if gate_w is None else gate_w.data_ptr(), None if dgw_rows is None else dgw_rows.data_ptr(),
+            None if gate_c is None else ctypes.addressof(gate_c),
+        )  # fmt: skip
+        drh = _mm(dg_n_t[t], w_n_t)
+        kern.gru_backward_step2(batch, hs, rz_p + t * step_2h, h_prev, xrow, drh.data_ptr(), drz_p + t * step_2h, dh_p)
+        pending = _mm(dg_rz_t[t], w_rz_t)
+    dh.add_(pending)
+    if not gated:
+        return dg_rz, dg_n, dh, None, None, (None, None)
+    return dg_rz, dg_n, dh, dz_all, dgw_rows.sum(0, keepdim=True), (state[:, 0].clone(), state[:, 1].clone())
 
 
 # --------------------------------------------------------------------------------------------- wrapper

@@ -1,0 +1,283 @@
+/* Included by steps.c once per element type: `real`, EXP, RINT and FN(name) are defined there. */
+
+static inline real FN(sigmoid)(real x) { return (real)1 / ((real)1 + EXP(-x)); }
+
+/* torch.lerp's two-sided formula: exact at w = 0 and at w = 1. */
+static inline real FN(lerp)(real a, real b, real w) {
+    return fabs((double)w) < 0.5 ? a + w * (b - a) : b - (b - a) * ((real)1 - w);
+}
+
+/* The update gate of the forward pass, for row b. ũ = cum + min(Δũ, 1 − cum); u = round(ũ)·mask. */
+/* Every array is a (T, B) or (T + 1, B) buffer, read at step t: the caller only moves t. */
+typedef struct {
+    const real *mask;   /* (T, B) keep·valid, or NULL */
+    const real *valid;  /* (T, B) or NULL */
+    const real *w;      /* (H,) update-gate weight */
+    const real *bias;   /* (1,) */
+    real *ups, *cums;   /* (T + 1, B) Δũ and cum before each step */
+    real *ut, *us, *dl; /* (T, B) ũ_t, u_t, δ_t = σ(w·s + b) */
+    long t, batch;
+} FN(gate_fwd);
+
+static inline real FN(gate_update)(const FN(gate_fwd) *g, long b) {
+    const long i = g->t * g->batch + b;
+    real one_minus_cum = (real)1 - g->cums[i];
+    real step = g->ups[i] < one_minus_cum ? g->ups[i] : one_minus_cum;
+    real u_tilde = g->cums[i] + step;
+    real u = RINT(u_tilde);  /* round half to even, as torch.round */
+    if (g->mask) u *= g->mask[i];
+    g->ut[i] = u_tilde;
+    g->us[i] = u;
+    return u;
+}
+
+static inline void FN(gate_advance)(const FN(gate_fwd) *g, long b, real u, real dot) {
+    const long i = g->t * g->batch + b, next = i + g->batch;
+    real delta = FN(sigmoid)(dot + g->bias[0]);
+    g->dl[i] = delta;
+    g->ups[next] = FN(lerp)(g->ups[i], delta, u);
+    real cum = g->ut[i] - u * g->ut[i];
+    g->cums[next] = g->valid ? FN(lerp)(g->cums[i], cum, g->valid[i]) : cum;
+}
+
+/* The gate's backward recursion for row b (see _GateBackward in fused.py); returns dz, the gradient of
+ * the gate's pre-activation, and updates the carried [dL/dΔũ, dL/dcum] in state[2b], state[2b + 1]. */
+typedef struct {
+    const real *ups, *cums, *ut, *us, *dl; /* the forward pass's buffers, as in gate_fwd */
+    const real *mask, *valid;              /* (T, B) or NULL */
+    const real *dupd;                      /* (T, B) gradient of the updates output, or NULL */
+    real *state;                           /* (B, 2) carried */
+    real *dz;                              /* (T, B) out */
+    long t, batch;
+} FN(gate_bwd);
+
+static inline real FN(gate_back)(const FN(gate_bwd) *g, long b, real dl_du) {
+    const long i = g->t * g->batch + b;
+    real upp = g->ups[i], one_minus_cum = (real)1 - g->cums[i];
+    real tie = upp == one_minus_cum ? (real)0.5 : (real)0;
+    real alpha = (upp < one_minus_cum ? (real)1 : (real)0) + tie;
+    real one_minus_beta = (real)1 - ((upp > one_minus_cum ? (real)1 : (real)0) + tie);
+    real m = g->mask ? g->mask[i] : (real)1, v = g->valid ? g->valid[i] : (real)1;
+    real u = g->us[i], delta = g->dl[i], u_tilde = g->ut[i];
+    real dup = g->state[2 * b], dcum = g->state[2 * b + 1];
+    real dz = u * delta * ((real)1 - delta) * dup;
+    real d_tilde = m * dl_du;
+    if (g->dupd) d_tilde += m * g->dupd[i];
+    d_tilde += m * (delta - upp) * dup + (((real)1 - u) * v - m * u_tilde * v) * dcum;
+    g->state[2 * b] = ((real)1 - u) * dup + alpha * d_tilde;
+    g->state[2 * b + 1] = ((real)1 - v) * dcum + one_minus_beta * d_tilde;
+    g->dz[i] = dz;
+    return dz;
+}
+
+/* Each step works row by row, in short branch-free loops over H that the compiler vectorises
+ * (-O3 -ffast-math: exp from libmvec, reductions reassociated). */
+#define R restrict
+
+/* h = lerp(h_prev, h̃, u), c likewise: torch.lerp's formula with u constant over the row. */
+static inline void FN(lerp_row)(long H, real *R out, const real *R a, const real *R b, real u) {
+    if (fabs((double)u) < 0.5)
+        for (long k = 0; k < H; k++) out[k] = a[k] + u * (b[k] - a[k]);
+    else
+        for (long k = 0; k < H; k++) out[k] = b[k] - (b[k] - a[k]) * ((real)1 - u);
+}
+
+static inline real FN(dot)(long H, const real *R a, const real *R b) {
+    real s = 0;
+    for (long k = 0; k < H; k++) s += a[k] * b[k];
+    return s;
+}
+
+/* ------------------------------------------------------------------------------------------- LSTM
+ * pre: (B, 4H) gate pre-activations [i, 2j, f, o]; acts: σ(i), tanh(j), σ(f), σ(o) out.
+ * u: per-row update (gated: from the gate; masked: mask; else 1). h = lerp(h_prev, h̃, u), c likewise.
+ * Not masked: c_out is NULL and c = c̃ goes to cand_c. Masked: cand_c may be NULL (c̃ is not kept: the
+ * backward step recomputes it, and h̃ = tanh(c̃)·σ(o), from what it reads anyway). h_next NULL: last step. */
+static inline void FN(lstm_cand)(long H, real *R cc, const real *R cp, const real *R sf, const real *R si,
+                                 const real *R tj) {
+    for (long k = 0; k < H; k++) cc[k] = cp[k] * sf[k] + si[k] * tj[k];
+}
+
+void FN(lstm_forward_step)(long B, long H, const real *pre, long pre_s, real *acts, const real *c_prev, long cp_s,
+                           const real *h_prev, long hp_s, real *cand_c, real *tanh_c, real *h_out, real *c_out,
+                           real *h_next, long hn_s, const real *mask, const FN(gate_fwd) *gate) {
+    const long G = 4 * H;
+    const int masked = gate != NULL || mask != NULL;
+    PARALLEL_ROWS
+    for (long b = 0; b < B; b++) {
+        real scratch_c[H], scratch_h[H];
+        real u = 1;
+        if (gate) u = FN(gate_update)(gate, b);
+        else if (mask) u = mask[b];
+        const real *R p = pre + b * pre_s;
+        real *R a = acts + b * G;
+        for (long k = 0; k < G; k++) a[k] = FN(sigmoid)(p[k]);
+        real *R si = a, *R tj = a + H, *R sf = a + 2 * H, *R so = a + 3 * H;
+        for (long k = 0; k < H; k++) tj[k] = tj[k] * 2 - 1;
+        const real *R cp = c_prev + b * cp_s, *R hp = h_prev + b * hp_s;
+        real *R cc = cand_c ? cand_c + b * H : scratch_c, *R tc = tanh_c + b * H, *R ho = h_out + b * H;
+        FN(lstm_cand)(H, cc, cp, sf, si, tj);
+        for (long k = 0; k < H; k++) tc[k] = FN(sigmoid)(cc[k] * 2) * 2 - 1;
+        real *R hc = masked ? scratch_h : ho;
+        for (long k = 0; k < H; k++) hc[k] = tc[k] * so[k];
+        if (masked) {
+            FN(lerp_row)(H, ho, hp, hc, u);
+            FN(lerp_row)(H, c_out + b * H, cp, cc, u);
+        }
+        if (h_next) {
+            real *R hn = h_next + b * hn_s;
+            for (long k = 0; k < H; k++) hn[k] = ho[k];
+        }
+        if (gate) FN(gate_advance)(gate, b, u, FN(dot)(H, cc, gate->w));
+    }
+}
+
+/* dh, dc: (B, H) gradients of h_t, c_t on entry, of h_{t-1}, c_{t-1} on exit, except that the matmul
+ * term dgates_t @ W_hh is left to the caller, who passes it to the next call as dh_mm.
+ * dg: (B, 4H) gate pre-activation gradients out. u: (B,) updates when masked, else NULL.
+ * Gated: dgw_rows (B, H) accumulates dz·c̃ per row (the update gate's weight gradient, summed by the caller). */
+void FN(lstm_backward_step)(long B, long H, const real *acts, const real *tanh_c, const real *c_prev, long cp_s,
+                            real *dh, real *dc, const real *dh_mm, const real *dout_prev, real *dg, const real *u,
+                            const real *h_prev, long hp_s, const real *gate_w, real *dgw_rows,
+                            const FN(gate_bwd) *gate) {
+    const long G = 4 * H;
+    PARALLEL_ROWS
+    for (long b = 0; b < B; b++) {
+        real dcn[H], cc[H];
+        real *R dhr = dh + b * H, *R dcr = dc + b * H;
+        const real *R cp = c_prev + b * cp_s;
+        if (dh_mm) {
+            const real *R mm = dh_mm + b * H;
+            for (long k = 0; k < H; k++) dhr[k] += mm[k];
+        }
+        const real *R a = acts + b * G, *R tc = tanh_c + b * H;
+        const real *R si = a, *R tj = a + H, *R sf = a + 2 * H, *R so = a + 3 * H;
+        real uu = u ? u[b] : (real)1, stay = (real)1 - uu, dz = 0;
+        if (gate) {  /* dL/du = <h̃ − h_prev, dh> + <c̃ − c_prev, dc>, with h̃ and c̃ recomputed as in the forward step */
+            const real *R hp = h_prev + b * hp_s;
+            FN(lstm_cand)(H, cc, cp, sf, si, tj);
+            real s = 0;
+            for (long k = 0; k < H; k++) s += (tc[k] * so[k] - hp[k]) * dhr[k] + (cc[k] - cp[k]) * dcr[k];
+            dz = FN(gate_back)(gate, b, s);
+            real *R gw = dgw_rows + b * H;
+            for (long k = 0; k < H; k++) gw[k] += dz * cc[k];
+        }
+        real *R di = dg + b * G, *R dj = di + H, *R df = di + 2 * H, *R d_o = di + 3 * H;
+        /* dc̃ = u·(dc + dh·σ(o)·(1 − tanh²c̃)) + dz·w */
+        for (long k = 0; k < H; k++) dcn[k] = dcr[k] + dhr[k] * (so[k] - so[k] * tc[k] * tc[k]);
+        if (u)
+            for (long k = 0; k < H; k++) dcn[k] *= uu;
+        if (gate)
+            for (long k = 0; k < H; k++) dcn[k] += dz * gate_w[k];
+        for (long k = 0; k < H; k++) di[k] = (si[k] - si[k] * si[k]) * dcn[k] * tj[k];
+        for (long k = 0; k < H; k++) dj[k] = ((real)1 - tj[k] * tj[k]) * dcn[k] * si[k];
+        for (long k = 0; k < H; k++) df[k] = (sf[k] - sf[k] * sf[k]) * dcn[k] * cp[k];
+        for (long k = 0; k < H; k++) d_o[k] = (so[k] - so[k] * so[k]) * tc[k] * dhr[k] * uu;
+        /* carried: dc_prev = (1 − u)·dc + dc̃·σ(f); dh_prev = (1 − u)·dh (+ the output gradient at t − 1) */
+        const real *R dop = dout_prev ? dout_prev + b * H : NULL;
+        for (long k = 0; k < H; k++) dcr[k] = dcr[k] * stay + dcn[k] * sf[k];
+        if (dop)
+            for (long k = 0; k < H; k++) dhr[k] = dop[k] + dhr[k] * stay;
+        else
+            for (long k = 0; k < H; k++) dhr[k] *= stay;
+    }
+}
+
+/* -------------------------------------------------------------------------------------------- GRU
+ * Step 1 (before the candidate's matmul): rz = σ(pre_rz); rh = r ⊙ h_prev, the candidate's matmul input. */
+void FN(gru_gates_step)(long B, long H, const real *pre, long pre_s, real *rz, const real *h_prev, long hp_s,
+                        real *rh, long rh_s) {
+    PARALLEL_ROWS
+    for (long b = 0; b < B; b++) {
+        const real *R p = pre + b * pre_s, *R hp = h_prev + b * hp_s;
+        real *R a = rz + b * 2 * H, *R o = rh + b * rh_s;
+        for (long k = 0; k < 2 * H; k++) a[k] = FN(sigmoid)(p[k]);
+        for (long k = 0; k < H; k++) o[k] = a[k] * hp[k];
+    }
+}
+
+/* h̃ = lerp(n, h_prev, z), z varying: both sides of torch's formula, selected per element. */
+static inline void FN(gru_cand)(long H, real *R hc, const real *R n, const real *R hp, const real *R z) {
+    for (long k = 0; k < H; k++)
+        hc[k] = z[k] < (real)0.5 ? n[k] + z[k] * (hp[k] - n[k]) : hp[k] - (hp[k] - n[k]) * ((real)1 - z[k]);
+}
+
+/* Step 2: n = tanh (pre_n arrives scaled by 2), h̃ = lerp(n, h_prev, z), h = lerp(h_prev, h̃, u).
+ * h̃ is not kept: the backward step recomputes it. */
+void FN(gru_forward_step)(long B, long H, const real *pre_n, long pn_s, const real *rz, const real *h_prev, long hp_s,
+                          real *cand, real *h_out, real *h_next, long hn_s, const real *mask, const FN(gate_fwd) *gate) {
+    const int masked = gate != NULL || mask != NULL;
+    PARALLEL_ROWS
+    for (long b = 0; b < B; b++) {
+        real scratch[H];
+        real u = 1;
+        if (gate) u = FN(gate_update)(gate, b);
+        else if (mask) u = mask[b];
+        const real *R p = pre_n + b * pn_s, *R hp = h_prev + b * hp_s, *R z = rz + b * 2 * H + H;
+        real *R n = cand + b * H, *R ho = h_out + b * H;
+        for (long k = 0; k < H; k++) n[k] = FN(sigmoid)(p[k]) * 2 - 1;
+        real *R hc = masked ? scratch : ho;
+        FN(gru_cand)(H, hc, n, hp, z);
+        if (masked) FN(lerp_row)(H, ho, hp, hc, u);
+        if (h_next) {
+            real *R hn = h_next + b * hn_s;
+            for (long k = 0; k < H; k++) hn[k] = ho[k];
+        }
+        if (gate) FN(gate_advance)(gate, b, u, FN(dot)(H, hc, gate->w));
+    }
+}
+
+/* Backward step 1: everything but the terms of d(r ⊙ h_prev) = dg_n @ W_n, which the caller computes
+ * next and passes to step 2. dg_rz gets dz_pre and r(1 − r) (completed by step 2); dg_n gets dn_pre. */
+void FN(gru_backward_step1)(long B, long H, const real *rz, const real *cand, const real *h_prev, long hp_s, real *dh,
+                            const real *dh_mm, const real *dout_prev, real *dg_rz, real *dg_n, const real *u,
+                            const real *gate_w, real *dgw_rows, const FN(gate_bwd) *gate) {
+    PARALLEL_ROWS
+    for (long b = 0; b < B; b++) {
+        real dhn[H], hc[H];
+        real *R dhr = dh + b * H;
+        const real *R hp = h_prev + b * hp_s;
+        if (dh_mm) {
+            const real *R mm = dh_mm + b * H;
+            for (long k = 0; k < H; k++) dhr[k] += mm[k];
+        }
+        const real *R r = rz + b * 2 * H, *R z = r + H, *R n = cand + b * H;
+        real uu = u ? u[b] : (real)1, stay = (real)1 - uu, dz = 0;
+        if (gate) {  /* dL/du = <h̃ − h_prev, dh>, h̃ recomputed as in the forward step */
+            FN(gru_cand)(H, hc, n, hp, z);
+            real s = 0;
+            for (long k = 0; k < H; k++) s += (hc[k] - hp[k]) * dhr[k];
+            dz = FN(gate_back)(gate, b, s);
+            real *R gw = dgw_rows + b * H;
+            for (long k = 0; k < H; k++) gw[k] += dz * hc[k];
+        }
+        real *R dr = dg_rz + b * 2 * H, *R dzp = dr + H, *R dn = dg_n + b * H;
+        /* dh̃ = u·dh + dz·w */
+        for (long k = 0; k < H; k++) dhn[k] = dhr[k] * uu;
+        if (gate)
+            for (long k = 0; k < H; k++) dhn[k] += dz * gate_w[k];
+        for (long k = 0; k < H; k++) dn[k] = ((real)1 - n[k] * n[k]) * (dhn[k] - z[k] * dhn[k]);
+        for (long k = 0; k < H; k++) dzp[k] = (z[k] - z[k] * z[k]) * (hp[k] - n[k]) * dhn[k];
+        for (long k = 0; k < H; k++) dr[k] = r[k] - r[k] * r[k];
+        /* carried: dh_prev = (1 − u)·dh (+ the output gradient at t − 1) + z·dh̃ (+ step 2's terms) */
+        const real *R dop = dout_prev ? dout_prev + b * H : NULL;
+        if (dop)
+            for (long k = 0; k < H; k++) dhr[k] = dop[k] + dhr[k] * stay + z[k] * dhn[k];
+        else
+            for (long k = 0; k < H; k++) dhr[k] = dhr[k] * stay + z[k] * dhn[k];
+    }
+}
+
+/* Backward step 2: drh = dg_n @ W_n (B, H); dr_pre = r(1 − r) h_prev drh; dh += r drh. */
+void FN(gru_backward_step2)(long B, long H, const real *rz, const real *h_prev, long hp_s, const real *drh,
+                            real *dg_rz, real *dh) {
+    PARALLEL_ROWS
+    for (long b = 0; b < B; b++) {
+        const real *R r = rz + b * 2 * H, *R hp = h_prev + b * hp_s, *R d = drh + b * H;
+        real *R dr = dg_rz + b * 2 * H, *R dhr = dh + b * H;
+        for (long k = 0; k < H; k++) dr[k] = dr[k] * hp[k] * d[k];
+        for (long k = 0; k < H; k++) dhr[k] += r[k] * d[k];
+    }
+}
+
+#undef R
