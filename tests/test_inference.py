@@ -8,11 +8,21 @@ import itertools
 import pytest
 import torch
 
-from skiprnn import SkipRNN, inference
+import skiprnn.fused as fused_module
+from skiprnn import SkipRNN, inference, native
 from skiprnn.rnn import SkipState
 
 MODES = ("lstm", "gru", "skip_lstm", "skip_gru")
 T, H = 40, 8
+
+
+@pytest.fixture(params=["native", "python"])
+def steps(request, monkeypatch):
+    """Batch 1 of a single layer runs in one C call (skip_sequence) or in Python: test both."""
+    if request.param == "native" and native.kernels(torch.float32) is None:
+        pytest.skip("the C kernels could not be built here (no C compiler?)")
+    monkeypatch.setattr(fused_module, "use_native", request.param == "native")
+    return request.param
 
 
 def make(mode, inp=3, layers=1, p_skip=0.0, dtype=torch.float32, seed=0):
@@ -60,7 +70,7 @@ def assert_same(dense, skipping):
 @pytest.mark.parametrize(
     "with_lengths, p_skip, with_state", list(itertools.product([False, True], [0.0, 0.3], [False, True]))
 )
-def test_skipping_path_matches_dense_path(mode, batch, with_lengths, p_skip, with_state):
+def test_skipping_path_matches_dense_path(mode, batch, with_lengths, p_skip, with_state, steps):
     model = make(mode, p_skip=p_skip)
     x = torch.randn(T, batch, 3)
     lengths = torch.tensor([T, 23, 1, 31, 9][:batch] if batch > 1 else [23]) if with_lengths else None
@@ -86,7 +96,7 @@ def test_stacks_wide_inputs_and_float64(mode, batch):
 
 @pytest.mark.parametrize("mode", ["skip_lstm", "skip_gru"])
 @pytest.mark.parametrize("bias, period", [(2.0, 1), (0.0, 2), (-2.0, 5), (-3.0, 11)])
-def test_constant_gate_patterns(mode, bias, period):
+def test_constant_gate_patterns(mode, bias, period, steps):
     """With a constant Δũ = σ(b) the update pattern is periodic; both paths agree at batch 1 and 3."""
     model = make(mode)
     with torch.no_grad():
@@ -101,7 +111,9 @@ def test_constant_gate_patterns(mode, bias, period):
 
 @pytest.mark.parametrize("batch", [1, 4])
 def test_skipped_steps_do_not_evaluate_the_cell(batch, monkeypatch):
-    """The point of the path: the cell runs only for the rows and steps that update."""
+    """The point of the path: the cell runs only for the rows and steps that update (counted on the
+    Python path; the C path for one sequence branches on u_t the same way, see the next test)."""
+    monkeypatch.setattr(fused_module, "use_native", False)
     model = make("skip_gru")
     with torch.no_grad():
         model.update_gate.weight.zero_()
@@ -116,6 +128,20 @@ def test_skipped_steps_do_not_evaluate_the_cell(batch, monkeypatch):
     dense, skipping = both_paths(model, torch.randn(T, batch, 3))
     assert_same(dense, skipping)
     assert sum(rows) == int(skipping.updates.sum()) == batch * T // 5
+
+
+@pytest.mark.skipif(native.kernels(torch.float32) is None, reason="the C kernels could not be built here")
+@pytest.mark.parametrize("mode", ["skip_lstm", "gru"])
+def test_one_sequence_of_one_layer_runs_in_one_c_call(mode, monkeypatch):
+    calls = []
+    kernels = native.kernels(torch.float32)
+    real = kernels.skip_sequence
+    monkeypatch.setattr(kernels, "skip_sequence", lambda *a: calls.append(a[1]) or real(*a))
+    monkeypatch.setattr(inference, "_updater", None)  # the Python loop must not run
+    model = make(mode, p_skip=0.3)
+    dense, skipping = both_paths(model, torch.randn(T, 1, 3))
+    assert_same(dense, skipping)
+    assert calls == [T]
 
 
 def test_continuing_a_stream_step_by_step():

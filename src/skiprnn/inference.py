@@ -2,9 +2,10 @@
 
 The original code computes every step and masks it, so it saves no time. Here, in eval mode:
 
-* one sequence (B = 1): the ũ recursion runs on host scalars in the model's precision, so a run of
-  skipped steps costs a few scalar operations and no tensor work (the run length is Eq. 6's N_skip,
-  found by the same arithmetic the dense path does);
+* one sequence (B = 1): a skipped step costs only the ũ recursion on scalars, in the model's precision
+  (a run of them is Eq. 6's N_skip, found by the same arithmetic the dense path does). A single-layer
+  model runs the whole sequence in one C call (``skip_sequence`` in csrc/steps.c); stacks, and machines
+  without the C kernels, loop in Python with host scalars;
 * a batch: each step computes only the rows that update.
 
 Both give the outputs and update patterns of the dense masked path (see tests/test_inference.py).
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import fused
 from .cells import accumulate_update_prob
 
 _HOST_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
@@ -42,6 +44,9 @@ def _final_state(rnn, h, c, up: Tensor, cum: Tensor):
 
 
 def _single_sequence(rnn, x: Tensor, state, valid, keep):
+    kern = fused._kernels(x) if rnn.num_layers == 1 else None
+    if kern is not None:
+        return _single_sequence_native(kern, rnn, x, state, valid, keep)
     steps = x.shape[0]
     real = _HOST_DTYPES[x.dtype]
     one = real(1.0)
@@ -84,6 +89,34 @@ def _single_sequence(rnn, x: Tensor, state, valid, keep):
     up_t = x.new_tensor([float(up)])
     cum_t = x.new_tensor([float(cum)])
     return output, updates, _final_state(rnn, h, c, up_t, cum_t)
+
+
+def _single_sequence_native(kern, rnn, x: Tensor, state, valid, keep):
+    from .rnn import SkipState
+
+    steps, hs, lstm = x.shape[0], rnn.hidden_size, rnn.has_cell_state
+    length = steps if valid is None else int(valid[:, 0, 0].sum().item())
+    cell = rnn.cells[0]
+    bias = cell.project_input(x.new_zeros(1, rnn.input_size))[0]  # as in fused_forward
+    w_cat = torch.cat([cell.weight_ih, bias.unsqueeze(1), cell.weight_hh], 1)
+    w_cat[hs : 2 * hs] *= 2.0 if lstm else 1.0  # tanh(a) = 2σ(2a) − 1: the LSTM's j rows, the GRU's n rows
+    w_cat[2 * hs :] *= 1.0 if lstm else 2.0
+    wt = w_cat.t().contiguous()
+    xs = x[:, 0].contiguous()
+    h = state.h[0, 0].contiguous().clone()
+    c = state.c[0, 0].contiguous().clone() if lstm else None
+    up_cum = torch.cat([state.update_prob.reshape(1), state.cum_update_prob.reshape(1)]).to(x.dtype)
+    kept = None if keep is None else keep[:, 0, 0].to(x.dtype).contiguous()
+    gate_w = rnn.update_gate.weight.reshape(-1).contiguous() if rnn.gated else None
+    output, updates = x.new_empty(steps, 1, hs), x.new_empty(steps, 1)
+    kern.skip_sequence(
+        int(not lstm), steps, rnn.input_size, hs, xs.data_ptr(), wt.data_ptr(),
+        None if gate_w is None else gate_w.data_ptr(), rnn.update_gate.bias.data_ptr() if rnn.gated else None,
+        None if kept is None else kept.data_ptr(), length, h.data_ptr(), None if c is None else c.data_ptr(),
+        up_cum.data_ptr(), output.data_ptr(), updates.data_ptr(),
+    )  # fmt: skip
+    c_final = c.view(1, 1, hs) if lstm else None
+    return output, updates, SkipState(h.view(1, 1, hs), c_final, up_cum[:1].clone(), up_cum[1:].clone())
 
 
 def _updater(rnn):

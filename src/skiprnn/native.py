@@ -51,6 +51,7 @@ _SIGNATURES = {
     "gru_forward_step": [L, L, P, L, P, P, L, P, P, P, L, P, P],
     "gru_backward_step1": [L, L, P, P, P, L, P, P, P, P, P, P, P, P, P],
     "gru_backward_step2": [L, L, P, P, L, P, P, P],
+    "skip_sequence": [L, L, L, L, P, P, P, P, P, L, P, P, P, P, P],
 }
 
 
@@ -107,7 +108,7 @@ def _load():
 
 
 class Kernels:
-    """The six step functions for one dtype, as attributes (``k.lstm_forward_step(...)``)."""
+    """The kernels for one dtype, as attributes (``k.lstm_forward_step(...)``)."""
 
     def __init__(self, lib, suffix: str):
         for name in _SIGNATURES:

@@ -280,4 +280,69 @@ void FN(gru_backward_step2)(long B, long H, const real *rz, const real *h_prev, 
     }
 }
 
+
+/* ------------------------------------------------------------------------------ one sequence, eval
+ * A single-layer model over one sequence (batch 1) without autograd, as inference.py's skipping path:
+ * a step with u_t = 0 costs only the ũ recursion; the cell runs only where u_t = 1, and its result is
+ * then exactly the candidate (lerp with u = 1), as on the dense path. Steps from `length` on are masked.
+ * wt: (I + 1 + H, G) = [W_ih, b, W_hh]ᵀ, tanh rows scaled by 2 (G = 4H: i, 2j, f, o; G = 3H: r, z, 2n).
+ * gate_w NULL: not gated (u_t = keep_t). h, c (LSTM) and state = (Δũ, cum) are updated in place. */
+static inline void FN(axpy)(long n, real *R y, real a, const real *R w) {
+    for (long k = 0; k < n; k++) y[k] += a * w[k];
+}
+
+void FN(skip_sequence)(long gru, long T, long I, long H, const real *x, const real *wt, const real *gate_w,
+                       const real *gate_b, const real *keep, long length, real *h, real *c, real *state, real *out,
+                       real *updates) {
+    const long G = gru ? 3 * H : 4 * H;
+    real pre[G], tmp[H], cand[H];
+    real up = state[0], cum = state[1];
+    for (long t = 0; t < T; t++) {
+        real u = 0, u_tilde = 0;
+        if (t < length) {
+            u = 1;
+            if (gate_w) {
+                real one_minus_cum = (real)1 - cum;
+                u_tilde = cum + (up < one_minus_cum ? up : one_minus_cum);
+                u = RINT(u_tilde);
+            }
+            if (keep) u *= keep[t];
+        }
+        if (u != 0) {
+            const real *R xt = x + t * I, *R wh = wt + (I + 1) * G;
+            for (long g = 0; g < G; g++) pre[g] = wt[I * G + g];  /* the bias row: x's trailing 1 */
+            for (long k = 0; k < I; k++) FN(axpy)(G, pre, xt[k], wt + k * G);
+            if (!gru) {
+                for (long k = 0; k < H; k++) FN(axpy)(G, pre, h[k], wh + k * G);
+                for (long g = 0; g < G; g++) pre[g] = FN(sigmoid)(pre[g]);
+                real *R si = pre, *R tj = pre + H, *R sf = pre + 2 * H, *R so = pre + 3 * H;
+                for (long k = 0; k < H; k++) tj[k] = tj[k] * 2 - 1;
+                FN(lstm_cand)(H, cand, c, sf, si, tj);
+                for (long k = 0; k < H; k++) {
+                    c[k] = cand[k];
+                    h[k] = (FN(sigmoid)(cand[k] * 2) * 2 - 1) * so[k];
+                }
+            } else {
+                for (long k = 0; k < H; k++) FN(axpy)(2 * H, pre, h[k], wh + k * G);
+                for (long g = 0; g < 2 * H; g++) pre[g] = FN(sigmoid)(pre[g]);
+                for (long k = 0; k < H; k++) tmp[k] = pre[k] * h[k];  /* r ⊙ h */
+                for (long k = 0; k < H; k++) FN(axpy)(H, pre + 2 * H, tmp[k], wh + k * G + 2 * H);
+                for (long k = 0; k < H; k++) tmp[k] = FN(sigmoid)(pre[2 * H + k]) * 2 - 1;  /* n */
+                FN(gru_cand)(H, cand, tmp, h, pre + H);
+                for (long k = 0; k < H; k++) h[k] = cand[k];
+            }
+            if (gate_w) {
+                up = FN(sigmoid)(FN(dot)(H, cand, gate_w) + gate_b[0]);
+                cum = u_tilde - u * u_tilde;
+            }
+        } else if (gate_w && t < length) {
+            cum = u_tilde - u * u_tilde;
+        }
+        for (long k = 0; k < H; k++) out[t * H + k] = h[k];
+        updates[t] = u;
+    }
+    state[0] = up;
+    state[1] = cum;
+}
+
 #undef R
