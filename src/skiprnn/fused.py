@@ -33,8 +33,10 @@ Implementation choices (timings: ``scripts/bench.py``, and one-thread CPU times 
   ``torch.tanh`` to a few ulps.
 * Large buffers are reused across calls (see ``_empty``).
 * The matmuls (forward, dh per step, one dW) are the same as cuDNN's and torch's, through oneDNN on CPU
-  in float32 (see ``_mm``); what remains is ~25
-  small elementwise ops per step, whose Python/dispatch overhead (~1-3 µs each) dominates at batch 1.
+  in float32 (see ``_mm``). The rest of a step is elementwise: on CPU one call of a C kernel per step
+  (``skiprnn.native``, two for the GRU), else ~25 small tensor ops whose dispatch overhead (~1-3 µs each)
+  cost as much as the arithmetic. The two implementations save different tensors for the backward pass
+  (the kernels recompute h̃ and c̃ instead of keeping them), so the backward pass takes the forward's.
 """
 from __future__ import annotations
 
