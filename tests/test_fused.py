@@ -154,6 +154,21 @@ def test_batch_first_and_expanded_initial_state(steps):
         assert_close(grads[name], ref_grads[name], name)
 
 
+def test_strided_initial_cell_state(steps):
+    """A state whose rows are not contiguous (here a transposed buffer) gives the same result."""
+    model = make("skip_lstm")
+    x = torch.randn(T, B, I, dtype=DT)
+    state = random_state("skip_lstm")
+    c = state.c.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()  # strides (B·H, 1, B)
+    assert c.stride(2) != 1
+    ref, ref_grads = run(model, x, True, state=state)
+    out, grads = run(model, x, True, state=state._replace(c=c))
+    assert_close(out.output, ref.output, "output")
+    assert grads.keys() == ref_grads.keys()
+    for name, g_ref in ref_grads.items():
+        assert_close(grads[name], g_ref, f"grad {name}")
+
+
 @pytest.mark.parametrize("mode", ["skip_lstm", "skip_gru"])
 def test_reused_buffers_never_clobber_live_tensors(mode, monkeypatch, steps):
     """Buffers are pooled across calls: a second forward must not overwrite tensors the first still uses

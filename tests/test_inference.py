@@ -94,6 +94,17 @@ def test_stacks_wide_inputs_and_float64(mode, batch):
         assert_same(dense, skipping)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_one_layer_float64_and_wide_inputs(mode, steps):
+    """Batch 1 of one layer (the C call, or the Python loop that projects only updated steps when the input
+    is wider than the state), in float32 and float64."""
+    for dtype in (torch.float32, torch.float64):
+        model = make(mode, inp=2 * H + 1, p_skip=0.2, dtype=dtype)
+        x = torch.randn(T, 1, 2 * H + 1, dtype=dtype)
+        dense, skipping = both_paths(model, x, random_state(mode, 1, 1, dtype), torch.tensor([31]))
+        assert_same(dense, skipping)
+
+
 @pytest.mark.parametrize("mode", ["skip_lstm", "skip_gru"])
 @pytest.mark.parametrize("bias, period", [(2.0, 1), (0.0, 2), (-2.0, 5), (-3.0, 11)])
 def test_constant_gate_patterns(mode, bias, period, steps):

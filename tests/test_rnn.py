@@ -334,6 +334,10 @@ def test_bad_shapes_raise_clear_errors():
         model(torch.randn(5, 2, 3), state=state._replace(cum_update_prob=torch.zeros(1)))
     with pytest.raises(ValueError, match=r"lengths must have shape \(2,\)"):
         budget_loss(torch.ones(5, 2), 1e-3, lengths=torch.tensor([5, 5, 5]))
+    with pytest.raises(ValueError, match=r"state.c has dtype torch.float64, x has torch.float32"):
+        model(torch.randn(5, 2, 3), state=state._replace(c=state.c.double()))
+    with pytest.raises(ValueError, match=r"x has dtype torch.float64, the model's parameters torch.float32"):
+        model(torch.randn(5, 2, 3, dtype=torch.float64))
 
 
 def test_original_stack_bug_switch_feeds_the_network_input_to_upper_candidates():

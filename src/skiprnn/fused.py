@@ -132,7 +132,7 @@ class FusedSkipRNN(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         ctx.cell, ctx.gated = cell, gated
         ctx.has_mask, ctx.has_valid = mask is not None, valid is not None
-        ctx.kern = kern = _kernels(x)  # the backward pass must take the same path (they save different things)
+        ctx.kern = kern = _kernels(x, w_hh.shape[1])  # the backward pass must take the same path (they save different things)
         run = _lstm_forward if cell == "lstm" else _gru_forward
         outputs, saved = run(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, valid, gated, need_grad, kern)
         if need_grad:
@@ -178,9 +178,9 @@ _DEFAULT_ROUND = _round
 use_native = True  # set False to run the steps as Python tensor ops (results agree to float rounding)
 
 
-def _kernels(x: Tensor):
-    """The C step kernels (skiprnn.native) for this input, or None: Python steps."""
-    if not use_native or x.device.type != "cpu" or _round is not _DEFAULT_ROUND:
+def _kernels(x: Tensor, hidden: int):
+    """The C step kernels (skiprnn.native) for this input and state size, or None: Python steps."""
+    if not use_native or x.device.type != "cpu" or _round is not _DEFAULT_ROUND or hidden > native.MAX_HIDDEN:
         return None
     return native.kernels(x.dtype)
 

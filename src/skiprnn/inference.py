@@ -44,7 +44,7 @@ def _final_state(rnn, h, c, up: Tensor, cum: Tensor):
 
 
 def _single_sequence(rnn, x: Tensor, state, valid, keep):
-    kern = fused._kernels(x) if rnn.num_layers == 1 else None
+    kern = fused._kernels(x, rnn.hidden_size) if rnn.num_layers == 1 else None
     if kern is not None:
         return _single_sequence_native(kern, rnn, x, state, valid, keep)
     steps = x.shape[0]

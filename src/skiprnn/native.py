@@ -23,7 +23,9 @@ from pathlib import Path
 import torch
 
 _SRC = Path(__file__).with_name("csrc")
-_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-std=c99", "-fopenmp"]
+_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-std=c99"]
+# The kernels keep a few rows of H reals on the stack (per thread); larger states take the Python steps.
+MAX_HIDDEN = 4096
 _LOCK = threading.Lock()
 _LOADED: dict = {}  # "lib" -> ctypes.CDLL or None (build failed or disabled)
 
@@ -69,8 +71,18 @@ def _library_path() -> Path:
     for f in sorted(_SRC.glob("*.[ch]")):
         digest.update(f.name.encode() + f.read_bytes())
     digest.update(" ".join(_FLAGS).encode() + _cpu_key().encode())
-    root = Path(os.environ.get("SKIPRNN_CACHE", Path.home() / ".cache" / "skiprnn"))
+    root = Path(os.environ.get("SKIPRNN_CACHE", "~/.cache/skiprnn")).expanduser()
     return root / f"steps-{digest.hexdigest()[:16]}.so"
+
+
+def _compile(cc: str, openmp: list, obj: Path, lib: Path) -> None:
+    # Compiled with -ffast-math but linked without it: linking with it would switch the whole process
+    # to flush-denormals-to-zero when the library loads.
+    for cmd in ([cc, *_FLAGS, *openmp, "-c", str(_SRC / "steps.c"), "-o", str(obj)],
+                [cc, "-shared", *openmp, str(obj), "-o", str(lib), "-lm"]):  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()}")
 
 
 def _build(target: Path) -> None:
@@ -80,20 +92,18 @@ def _build(target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         obj, lib = Path(tmp) / "steps.o", Path(tmp) / "steps.so"
-        # Compiled with -ffast-math but linked without it: linking with it would switch the whole process
-        # to flush-denormals-to-zero when the library loads.
-        for cmd in ([cc, *_FLAGS, "-c", str(_SRC / "steps.c"), "-o", str(obj)], [cc, "-shared", "-fopenmp", str(obj), "-o", str(lib), "-lm"]):
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()}")
+        try:
+            _compile(cc, ["-fopenmp"], obj, lib)
+        except RuntimeError:  # a compiler without OpenMP (e.g. Apple clang): one thread per step
+            _compile(cc, [], obj, lib)
         os.replace(lib, target)  # atomic: concurrent builders (parallel sweep jobs) never see half a file
 
 
 def _load():
     if os.environ.get("SKIPRNN_NATIVE", "1") == "0":
         return None
-    path = _library_path()
     try:
+        path = _library_path()
         if not path.exists():
             _build(path)
         lib = ctypes.CDLL(str(path))

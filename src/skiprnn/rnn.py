@@ -117,7 +117,7 @@ class SkipRNN(nn.Module):
         up = self.h0.new_ones(batch_size)
         return SkipState(h, c, up, self.h0.new_zeros(batch_size))
 
-    def _check_state(self, state: SkipState, batch_size: int) -> None:
+    def _check_state(self, state: SkipState, batch_size: int, dtype: torch.dtype) -> None:
         want = (self.num_layers, batch_size, self.hidden_size)
         if not isinstance(state, SkipState):
             raise ValueError("state must be the SkipState returned by a previous call")
@@ -126,19 +126,25 @@ class SkipRNN(nn.Module):
         for name in ("update_prob", "cum_update_prob"):
             if tuple(getattr(state, name).shape) != (batch_size,):
                 raise ValueError(f"state.{name} must have shape ({batch_size},); got {tuple(getattr(state, name).shape)}")
+        for name, value in state._asdict().items():
+            if value is not None and value.dtype != dtype:
+                raise ValueError(f"state.{name} has dtype {value.dtype}, x has {dtype}: they must match")
 
     # --------------------------------------------------------------------------------- forward
     def forward(self, x: Tensor, state: SkipState | None = None, lengths: Tensor | None = None) -> SkipRNNOutput:
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
             raise ValueError(f"x must have shape {layout} with input_size={self.input_size}; got {tuple(x.shape)}")
+        if x.dtype != self.h0.dtype:
+            raise ValueError(f"x has dtype {x.dtype}, the model's parameters {self.h0.dtype}: convert one of them, "
+                             f"e.g. model.to({x.dtype})")
         if self.batch_first:
             x = x.transpose(0, 1)
         steps, batch = x.shape[:2]
         if state is None:
             state = self.initial_state(batch)
         else:
-            self._check_state(state, batch)
+            self._check_state(state, batch, x.dtype)
         valid = None if lengths is None else self._valid_mask(lengths, steps, batch, x)
         keep = self._random_keep(steps, batch, x)
 

@@ -13,8 +13,10 @@
 #include <math.h>
 #include <stddef.h>
 
-/* Rows are independent: split them over torch's OpenMP threads (the same libgomp, found by soname) when
- * a step has enough work to pay for it, as torch's own elementwise kernels do. */
+/* Rows are independent: split them over torch's OpenMP threads when a step has enough work to pay for
+ * it, as torch's own elementwise kernels do. Torch's Linux wheels load libgomp.so.1, and this library's
+ * libgomp.so.1 resolves to that same copy by soname (one thread pool, torch.set_num_threads applies);
+ * with another OpenMP runtime in torch the kernels get a pool of their own. */
 #ifdef _OPENMP
 #define PARALLEL_ROWS _Pragma("omp parallel for schedule(static) if (B * H >= 16384)")
 #else
