@@ -119,3 +119,23 @@ def test_switched_off_by_environment(fresh_build, monkeypatch):
     monkeypatch.setenv("SKIPRNN_NATIVE", "0")
     assert native.kernels(torch.float32) is None
     assert not list(fresh_build.iterdir())
+
+
+@needs_kernels
+@pytest.mark.parametrize("mode", MODES)
+def test_saturated_gates_stay_finite(mode, monkeypatch):
+    """Pre-activations far beyond exp's float32 range (σ(−1000) = 0): the kernels, built with -ffast-math,
+    must still give the finite values of the Python steps, with finite gradients."""
+    model = gated_model(mode, 3, 16)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(300.0)
+    x = 50.0 * torch.randn(10, 64, 3)
+    results = []
+    for use in (True, False):
+        monkeypatch.setattr(fused_module, "use_native", use)
+        results.append(train_step(model, x))
+    (a, grads_a), (b, grads_b) = results
+    assert torch.isfinite(a.output).all() and all(torch.isfinite(g).all() for g in grads_a.values())
+    assert torch.equal(a.updates, b.updates)
+    torch.testing.assert_close(a.output, b.output, rtol=1e-5, atol=1e-6)

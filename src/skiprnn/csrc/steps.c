@@ -28,16 +28,19 @@
 
 #define real float
 #define EXP expf
+#define EXP_LIMIT 80.0f
 #define RINT nearbyintf
 #define FN(name) CAT(name, _f32)
 #include "steps_impl.h"
 #undef real
 #undef EXP
+#undef EXP_LIMIT
 #undef RINT
 #undef FN
 
 #define real double
 #define EXP exp
+#define EXP_LIMIT 700.0
 #define RINT nearbyint
 #define FN(name) CAT(name, _f64)
 #include "steps_impl.h"

@@ -1,6 +1,11 @@
 /* Included by steps.c once per element type: `real`, EXP, RINT and FN(name) are defined there. */
 
-static inline real FN(sigmoid)(real x) { return (real)1 / ((real)1 + EXP(-x)); }
+/* x is clamped below so that exp(−x) stays finite: -ffast-math assumes finite values (and divides through
+ * a reciprocal estimate, which turns 1/∞ into NaN). σ(−EXP_LIMIT) is below 1e-34 in either precision. */
+static inline real FN(sigmoid)(real x) {
+    x = x < -EXP_LIMIT ? -EXP_LIMIT : x;
+    return (real)1 / ((real)1 + EXP(-x));
+}
 
 /* torch.lerp's two-sided formula: exact at w = 0 and at w = 1. */
 static inline real FN(lerp)(real a, real b, real w) {
