@@ -2,10 +2,11 @@
 
 One call per time step replaces the ~25 small tensor ops of the Python step in ``fused.py``, whose
 dispatch overhead (a few µs each) costs as much as the arithmetic at the paper's sizes. The library is
-compiled once per machine with the system C compiler (``cc``, ``-O3 -march=native``; vectorised
-``exp`` from glibc's libmvec) into ``$SKIPRNN_CACHE`` (default ``~/.cache/skiprnn``). Without a
-compiler, or when ``SKIPRNN_NATIVE=0``, :func:`kernels` returns None and the fused path stays in Python
-with a one-time warning; both give the same results to float rounding (``tests/test_fused.py``).
+compiled once per machine and source version with the system C compiler (``cc -O3 -march=native
+-ffast-math -fopenmp``; vectorised ``exp`` from glibc's libmvec) into ``$SKIPRNN_CACHE`` (default
+``~/.cache/skiprnn``). Without a compiler, or when ``SKIPRNN_NATIVE=0``, :func:`kernels` returns None
+and the fused path stays in Python (with a one-time warning when the build failed); both give the same
+results to float rounding (``tests/test_fused.py``, ``tests/test_native.py``).
 """
 from __future__ import annotations
 
@@ -33,15 +34,12 @@ P = ctypes.c_void_p
 L = ctypes.c_long
 
 
-def _gate_fields():
-    return [(n, P) for n in ("mask", "valid", "w", "bias", "ups", "cums", "ut", "us", "dl")] + [("t", L), ("batch", L)]
+class GateForward(ctypes.Structure):  # gate_fwd in csrc/steps_impl.h, field for field
+    _fields_ = [(n, P) for n in ("mask", "valid", "w", "bias", "ups", "cums", "ut", "us", "dl")]
+    _fields_ += [("t", L), ("batch", L)]
 
 
-class GateForward(ctypes.Structure):
-    _fields_ = _gate_fields()
-
-
-class GateBackward(ctypes.Structure):
+class GateBackward(ctypes.Structure):  # gate_bwd in csrc/steps_impl.h
     _fields_ = [(n, P) for n in ("ups", "cums", "ut", "us", "dl", "mask", "valid", "dupd", "state", "dz")]
     _fields_ += [("t", L), ("batch", L)]
 
@@ -142,7 +140,3 @@ def kernels(dtype: torch.dtype) -> Kernels | None:
     if dtype not in _BY_DTYPE:
         _BY_DTYPE[dtype] = Kernels(lib, "_f32" if dtype == torch.float32 else "_f64")
     return _BY_DTYPE[dtype]
-
-
-def ptr(t: torch.Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
