@@ -24,31 +24,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
-from skiprnn.model import SequenceModel  # noqa: E402
-from skiprnn.tasks import build_task  # noqa: E402
 from skiprnn.tasks.mnist import SIDE, STEPS, to_sequence  # noqa: E402
+from skiprnn.trainer import load_trained  # noqa: E402
 
 
 def load(run_dir: Path, data_root: str | None):
     """The run's resolved config, its model (from checkpoint.pt) and its MNIST task."""
-    cfg_path, ckpt_path = run_dir / ".hydra" / "config.yaml", run_dir / "checkpoint.pt"
-    for path in (cfg_path, ckpt_path):
-        if not path.is_file():
-            raise SystemExit(f"{path} not found: pass a run directory written by `python -m skiprnn.train` "
-                             f"(its checkpoint.pt is kept unless `make clean-checkpoints` removed it)")
-    cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True, enum_to_str=True)
+    try:
+        cfg, model, task, step = load_trained(run_dir, **({} if data_root is None else {"data_root": data_root}))
+    except FileNotFoundError as err:
+        raise SystemExit(str(err)) from None
     if cfg["task"]["name"] != "mnist":
         raise SystemExit(f"{run_dir} is a {cfg['task']['name']!r} run, not an MNIST one")
-    if data_root is not None:
-        cfg["task"]["data_root"] = data_root
-    task = build_task(cfg["task"], cfg["trainer"]["batch_size"])
-    m = cfg["model"]
-    model = SequenceModel(m["mode"], task.input_size, task.output_size, m["hidden_size"], m["num_layers"], m["p_skip"])
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    return cfg, model.eval(), task, state["step"]
+    return cfg, model, task, step
 
 
 def update_rates(model, images: torch.Tensor, chunk: int = 500) -> dict:

@@ -1,7 +1,10 @@
 """The frequency discrimination task (Table 4): the generator against its own description, loss/score/solved,
-a tiny real run through the CLI, and the Table 4 sweep and experiment configs."""
+a tiny real run through the CLI and the update figure on it, and the Table 4 sweep and experiment configs."""
+import importlib.util
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ from omegaconf import OmegaConf
 from skiprnn.tasks.base import step_generator
 from skiprnn.tasks.frequency import TABLE4, TABLES, FrequencyTask, alias_in_target_band
 
-from conftest import CONF
+from conftest import CONF, ROOT
 
 VARIANTS = ("original", "paper")
 TABLE4_EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment" / "table4").glob("*.yaml"))
@@ -130,6 +133,34 @@ def test_tiny_run_through_the_cli(cli, tmp_path):
     assert 0 <= final["val_accuracy"] <= 1 and final["val_accuracy"] * 8 == round(final["val_accuracy"] * 8)
     assert 0 < final["val_updates"] <= 100 and final["val_solved"] is (final["val_accuracy"] > 0.99)
     assert [json.loads(line)["step"] for line in (run_dir / "curve.jsonl").read_text().splitlines()] == [3, 6]
+
+    out = tmp_path / "figure.png"
+    proc = subprocess.run([sys.executable, "scripts/plot_frequency_updates.py", str(run_dir), str(run_dir),
+                           "--sequences", "16", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert proc.stdout.count("of 100 updates") == 2
+
+
+def test_update_figure_profile_against_a_hand_count():
+    """A model that updates at steps 0, 1 and 2 (at T_s = 0.5 ms: 0-1 ms) and, for the distractors, also at the
+    last step."""
+    spec = importlib.util.spec_from_file_location("plot_frequency_updates", ROOT / "scripts" / "plot_frequency_updates.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    task = FrequencyTask(sampling_period=0.5)
+
+    def model(x):
+        used = torch.zeros(x.shape[:2])
+        used[:3] = 1.0
+        used[-1, x.shape[1] // 2 :] = 1.0  # the second half of every batch: the distractors
+        return None, used
+
+    (x, used), rate, mean = script.update_profile(model, task, sequences=40, chunk=8)
+    assert x.shape == used.shape == (200, 2)
+    assert used[:, 0].sum() == 3 and used[:, 1].sum() == 4
+    assert rate[:3].tolist() == [1.0, 1.0, 1.0] and rate[-1] == 0.5 and rate[3:-1].sum() == 0
+    assert mean == pytest.approx(3.5)
 
 
 # ------------------------------------------------------------------------------------------------ Table 4

@@ -30,6 +30,28 @@ class RunConflict(RuntimeError):
     pass
 
 
+def load_trained(run_dir: Path, **task_overrides):
+    """A run directory's resolved config, its model from ``checkpoint.pt`` (eval mode, CPU), its task (with
+    ``task_overrides``, e.g. a local ``data_root``) and the checkpoint's step: for figures and analyses."""
+    from omegaconf import OmegaConf
+
+    run_dir = Path(run_dir)
+    cfg_path, ckpt_path = run_dir / ".hydra" / "config.yaml", run_dir / tracking.CHECKPOINT
+    for path in (cfg_path, ckpt_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: pass a run directory written by `python -m skiprnn.train` "
+                                    f"(its checkpoint.pt is kept unless `make clean-checkpoints` removed it)")
+    cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True, enum_to_str=True)
+    cfg["task"].update(task_overrides)
+    task = build_task(cfg["task"], cfg["trainer"]["batch_size"])
+    m = cfg["model"]
+    model = SequenceModel(m["mode"], task.input_size, task.output_size, m["hidden_size"], m["num_layers"],
+                          m["p_skip"], m.get("original_stack_bug", False))
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    return cfg, model.eval(), task, state["step"]
+
+
 def fingerprint(cfg: dict) -> dict:
     fp = {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT["top"]}
     for group in ("trainer", "task"):
