@@ -1,6 +1,6 @@
 """Learning curves of a table's runs as markdown: the metric and the state updates every N steps.
 
-    python scripts/curves.py results/table4 [--every 1500] [--seed 0] [--metric accuracy]
+    python scripts/curves.py results/table4 [--every 1500] [--seed 0] [--metric accuracy] [--rows '*lam1e-4*']
 
 Reads ``<dir>/<row>/seed=<k>/curve.jsonl`` (what the trainer writes at every evaluation) and prints one table
 per row: step, validation metric and validation state updates, so that a training budget can be chosen
@@ -9,6 +9,7 @@ from measured curves (and the choice checked later). Runs still training are rea
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import sys
 from pathlib import Path
 
@@ -44,10 +45,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="steps between the evaluations shown; best a multiple of trainer.eval_every (default 1500)")
     parser.add_argument("--seed", type=int, default=0, help="which seed's runs (default 0)")
     parser.add_argument("--metric", default=None, help="mse or accuracy (default: whichever the curve has)")
+    parser.add_argument("--rows", default="*", help="only the rows whose name matches this pattern (default: all)")
     args = parser.parse_args(argv)
-    runs = sorted(p.parent for p in args.table_dir.glob(f"*/seed={args.seed}/curve.jsonl"))
+    runs = sorted(p.parent for p in args.table_dir.glob(f"*/seed={args.seed}/curve.jsonl")
+                  if fnmatch.fnmatchcase(p.parent.parent.name, args.rows))
     if not runs:
-        raise SystemExit(f"no {args.table_dir}/<row>/seed={args.seed}/curve.jsonl found")
+        raise SystemExit(f"no {args.table_dir}/<row>/seed={args.seed}/curve.jsonl found for rows {args.rows!r}")
     for run in runs:
         curve = read_curve(run)
         if not curve:

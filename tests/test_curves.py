@@ -3,6 +3,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -27,3 +29,8 @@ def test_prints_one_table_per_row(tmp_path, capsys):
     assert "**lstm_ts1**" in out and "**skip_gru_lam0_ts1**" in out
     assert "| step | 300 | 600 | 900 |" in out
     assert "| val accuracy | 0.750 | 0.750 | 0.750 |" in out and "| val updates | 97.0 | 94.0 | 91.0 |" in out
+    curves.main([str(tmp_path), "--rows", "skip_*"])
+    out = capsys.readouterr().out
+    assert "**skip_gru_lam0_ts1**" in out and "lstm_ts1" not in out
+    with pytest.raises(SystemExit, match=r"for rows 'gru_\*'"):
+        curves.main([str(tmp_path), "--rows", "gru_*"])
