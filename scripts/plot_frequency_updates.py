@@ -72,7 +72,7 @@ def plot(run_dirs: list[Path], out: Path, sequences: int) -> list[dict]:
         ax_rate.bar(t, rate, width=task.sampling_period, color="tab:red")
         ax_rate.set_ylim(0, 1.02)
         ax_rate.set_ylabel("fraction updating")
-        ax_rate.set_title(f"T_s = {task.sampling_period:g} ms: {mean:.1f} of {task.seq_len} updates per sequence, "
+        ax_rate.set_title(f"T_s = {task.sampling_period:g} ms: {mean:.1f} of {task.seq_len} updates, "
                           f"{early:.0%} of them in the first 10 ms", fontsize=9)
         summary.append({"run": str(run_dir), "sampling_period": task.sampling_period, "length": task.seq_len,
                         "updates": mean, "first_10ms": early})
