@@ -313,23 +313,44 @@ def _native_gate_forward(gate: _GateForward, mask, valid, gate_w, gate_b):
     )  # fmt: skip
 
 
-def _native_gate_backward(gate_saved, gate_w, mask, valid, grads):
-    """The C kernels' gate state for the backward pass: (struct, gate_w, dz (T, B, 1), the per-row
-    accumulator of the gate weight's gradient (B, H), the carried [dL/dΔũ, dL/dcum] (B, 2))."""
-    ups, cums, ut, us, dl = gate_saved
-    dupd, dup_t, dcum_t = grads
-    steps, batch = us.shape
-    dz_all = us.new_empty(steps, batch, 1)
-    dgw_rows = us.new_zeros(batch, gate_w.shape[1])
-    state = us.new_zeros(batch, 2)  # of the state after the current step
-    for col, grad in enumerate((dup_t, dcum_t)):
-        if grad is not None:
-            state[:, col] = grad
-    struct = _struct(
-        native.GateBackward, batch, ups=ups, cums=cums, ut=ut, us=us, dl=dl, mask=mask, valid=valid,
-        dupd=dupd, state=state, dz=dz_all,
-    )  # fmt: skip
-    return struct, gate_w.contiguous(), dz_all, dgw_rows, state
+class _NativeBackwardGate:
+    """What the C backward kernels need of the updates and the gate, as pointers fixed for the whole loop:
+    ``u_p`` (the (T, B) updates: u_t when gated, else the random-skip mask, else None), and when gated
+    ``addr`` (the GateBackward struct, moved along with :meth:`at`), ``w_p`` and ``dgw_p`` (the per-row
+    accumulator of the gate weight's gradient, (B, H))."""
+
+    def __init__(self, gate_saved, gate_w, mask, valid, grads, gated: bool):
+        self.mask = None if mask is None else mask.contiguous()  # kept: the kernels read it through u_p
+        self.u_p = None if mask is None else self.mask.data_ptr()
+        self.struct = self.addr = self.w_p = self.dgw_p = None
+        if not gated:
+            return
+        ups, cums, ut, us, dl = gate_saved
+        dupd, dup_t, dcum_t = grads
+        steps, batch = us.shape
+        self.gate_w = gate_w.contiguous()
+        self.dz_all = us.new_empty(steps, batch, 1)
+        self.dgw_rows = us.new_zeros(batch, gate_w.shape[1])
+        self.state = us.new_zeros(batch, 2)  # [dL/dΔũ, dL/dcum] of the state after the current step
+        for col, grad in enumerate((dup_t, dcum_t)):
+            if grad is not None:
+                self.state[:, col] = grad
+        self.struct = _struct(
+            native.GateBackward, batch, ups=ups, cums=cums, ut=ut, us=us, dl=dl, mask=self.mask, valid=valid,
+            dupd=dupd, state=self.state, dz=self.dz_all,
+        )  # fmt: skip
+        self.addr, self.u_p = ctypes.addressof(self.struct), us.data_ptr()
+        self.w_p, self.dgw_p = self.gate_w.data_ptr(), self.dgw_rows.data_ptr()
+
+    def at(self, t: int) -> None:
+        if self.struct is not None:
+            self.struct.t = t
+
+    def results(self):
+        """(dz (T, B, 1), dL/dw of the gate (1, H), (dL/dΔũ_0, dL/dcum_0)), or Nones when not gated."""
+        if self.struct is None:
+            return None, None, (None, None)
+        return self.dz_all, self.dgw_rows.sum(0, keepdim=True), (self.state[:, 0].clone(), self.state[:, 1].clone())
 
 
 def _input_grads(ctx, blocks, w_cat, inp):
@@ -387,6 +408,7 @@ def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, 
         step_xh, step_g, step_h = batch * xrow * es, batch * g * es, batch * hs * es
         h_at = xh.data_ptr() + (inp + 1) * es  # h_{t-1} inside [x_t, 1, h_{t-1}]
         acts_p, tc_p, out_p, cs_p = (b.data_ptr() for b in (acts, tanh_c, out, cs))
+        gate_addr = None if gate_c is None else ctypes.addressof(gate_c)
         xh_t = xh.unbind(0)
         for t in range(steps):
             pre = _mm(xh_t[t], w_cat)
@@ -399,7 +421,7 @@ def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, 
                 out_p + t * step_h, cs_p + t * step_h if masked else None,
                 h_at + (t + 1) * step_xh if t + 1 < steps else None, xrow,
                 None if mask_c is None or gated else mask_c.data_ptr() + t * batch * es,
-                None if gate_c is None else ctypes.addressof(gate_c),
+                gate_addr,
             )  # fmt: skip
     else:
         _lstm_forward_python(x, w_cat, xh, acts, cand_c, tanh_c, out, cs, cand_h, c0, mask, gate, gate_w, gate_b, masked)
@@ -587,31 +609,22 @@ def _lstm_backward_native(kern, saved, grads, mask, valid, gated, w_hh_t):
     acts_p, tc_p, cs_p, dg_p = (b.data_ptr() for b in (acts, tanh_c, cs, dgates))
     dout_p = None if dout is None else dout.data_ptr()
     c_init = c0 if c0.stride(1) == 1 else c0.contiguous()
-    gate_c = dz_all = gate_w = dgw_rows = None
-    mask = None if mask is None else mask.contiguous()
-    u_p = None if mask is None else mask.data_ptr()
-    if gated:  # dgw_rows: per-row sums of dz·c̃ over time
-        gate_c, gate_w, dz_all, dgw_rows, state = _native_gate_backward(saved[11:], saved[8], mask, valid, grads[3:])
-        u_p = saved[14].data_ptr()  # u_t
+    gate = _NativeBackwardGate(saved[11:] if gated else None, saved[8] if gated else None, mask, valid, grads[3:], gated)
+    dh_p, dc_p, u_p = dh.data_ptr(), dc.data_ptr(), gate.u_p
     dg_t = dgates.unbind(0)
     pending = None  # dgates_{t+1} @ W_hh, added to dh by the next kernel call
     for t in range(steps - 1, -1, -1):
-        if gated:
-            gate_c.t = t
+        gate.at(t)
         kern.lstm_backward_step(
             batch, hs, acts_p + t * step_g, tc_p + t * step_h,
             c_init.data_ptr() if t == 0 else cs_p + (t - 1) * step_h, c_init.stride(0) if t == 0 else hs,
-            dh.data_ptr(), dc.data_ptr(), None if pending is None else pending.data_ptr(),
+            dh_p, dc_p, None if pending is None else pending.data_ptr(),
             dout_p + (t - 1) * step_h if dout_p is not None and t > 0 else None, dg_p + t * step_g,
-            None if u_p is None else u_p + t * step_u, h_at + t * step_xh, xrow,
-            None if gate_w is None else gate_w.data_ptr(), None if dgw_rows is None else dgw_rows.data_ptr(),
-            None if gate_c is None else ctypes.addressof(gate_c),
+            None if u_p is None else u_p + t * step_u, h_at + t * step_xh, xrow, gate.w_p, gate.dgw_p, gate.addr,
         )  # fmt: skip
         pending = _mm(dg_t[t], w_hh_t)
     dh.add_(pending)
-    if not gated:
-        return dgates, dh, dc, None, None, (None, None)
-    return dgates, dh, dc, dz_all, dgw_rows.sum(0, keepdim=True), (state[:, 0].clone(), state[:, 1].clone())
+    return (dgates, dh, dc, *gate.results())
 
 
 # ------------------------------------------------------------------------------------------------- GRU
@@ -643,6 +656,7 @@ def _gru_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, v
         step_xh, step_2h, step_h = batch * xrow * es, batch * two * es, batch * hs * es
         h_at, rh_at = xh.data_ptr() + (inp + 1) * es, xrh.data_ptr() + (inp + 1) * es
         rz_p, cand_p, out_p = rz.data_ptr(), cand.data_ptr(), out.data_ptr()
+        gate_addr = None if gate_c is None else ctypes.addressof(gate_c)
         xh_t, xrh_t = xh.unbind(0), xrh.unbind(0)
         for t in range(steps):
             pre = _mm(xh_t[t], w_rz)
@@ -658,7 +672,7 @@ def _gru_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, v
                 cand_p + t * step_h, out_p + t * step_h,
                 h_at + (t + 1) * step_xh if t + 1 < steps else None, xrow,
                 None if mask_c is None or gated else mask_c.data_ptr() + t * batch * es,
-                None if gate_c is None else ctypes.addressof(gate_c),
+                gate_addr,
             )  # fmt: skip
 
     outputs = (out, out[-1].clone())
@@ -821,34 +835,25 @@ def _gru_backward_native(kern, saved, grads, mask, valid, gated, w_rz_t, w_n_t):
     h_at = xh.data_ptr() + (inp + 1) * es
     rz_p, cand_p, drz_p, dn_p = (b.data_ptr() for b in (rz, cand, dg_rz, dg_n))
     dout_p = None if dout is None else dout.data_ptr()
-    gate_c = dz_all = gate_w = dgw_rows = None
-    mask = None if mask is None else mask.contiguous()
-    u_p = None if mask is None else mask.data_ptr()
-    if gated:  # dgw_rows: per-row sums of dz·h̃ over time
-        gate_c, gate_w, dz_all, dgw_rows, state = _native_gate_backward(saved[9:], saved[7], mask, valid, grads[2:])
-        u_p = saved[12].data_ptr()  # u_t
-    dh_p = dh.data_ptr()
+    gate = _NativeBackwardGate(saved[9:] if gated else None, saved[7] if gated else None, mask, valid, grads[2:], gated)
+    dh_p, u_p = dh.data_ptr(), gate.u_p
     dg_rz_t, dg_n_t = dg_rz.unbind(0), dg_n.unbind(0)
     pending = None  # [dr, dz]_{t+1} @ W_rz, added to dh by the next kernel call
     for t in range(steps - 1, -1, -1):
-        if gated:
-            gate_c.t = t
+        gate.at(t)
         h_prev = h_at + t * step_xh
         kern.gru_backward_step1(
             batch, hs, rz_p + t * step_2h, cand_p + t * step_h, h_prev, xrow, dh_p,
             None if pending is None else pending.data_ptr(),
             dout_p + (t - 1) * step_h if dout_p is not None and t > 0 else None,
             drz_p + t * step_2h, dn_p + t * step_h, None if u_p is None else u_p + t * step_u,
-            None if gate_w is None else gate_w.data_ptr(), None if dgw_rows is None else dgw_rows.data_ptr(),
-            None if gate_c is None else ctypes.addressof(gate_c),
+            gate.w_p, gate.dgw_p, gate.addr,
         )  # fmt: skip
         drh = _mm(dg_n_t[t], w_n_t)
         kern.gru_backward_step2(batch, hs, rz_p + t * step_2h, h_prev, xrow, drh.data_ptr(), drz_p + t * step_2h, dh_p)
         pending = _mm(dg_rz_t[t], w_rz_t)
     dh.add_(pending)
-    if not gated:
-        return dg_rz, dg_n, dh, None, None, (None, None)
-    return dg_rz, dg_n, dh, dz_all, dgw_rows.sum(0, keepdim=True), (state[:, 0].clone(), state[:, 1].clone())
+    return (dg_rz, dg_n, dh, *gate.results())
 
 
 # --------------------------------------------------------------------------------------------- wrapper
