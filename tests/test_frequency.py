@@ -203,3 +203,27 @@ def test_table4_paper_values_as_printed():
     assert rows["skip_gru_lam0_ts0.5"].paper["updates"] == "167.0 ± 18.3"
     assert rows["skip_gru_lam1e-4_ts1"].paper["updates"] == "23.5 ± 6.2"
     assert "T_s = 0.5 ms" in rows["skip_gru_lam1e-5_ts0.5"].label
+
+
+def test_table4_compares_each_skip_model_at_both_lengths(tmp_path):
+    """The length-invariance section: mean counts at 1 ms and 0.5 ms and their ratio, ours and the paper's;
+    a row with no finished run shows a dash instead of a number."""
+    from skiprnn import tables, tracking
+
+    def finished(row, seed, updates, stable):
+        run = tmp_path / "table4" / row / f"seed={seed}"
+        run.mkdir(parents=True)
+        final = {"val_updates": updates, "stable_updates": stable, "val_update_fraction": updates / 200,
+                 "val_solved": True, "val_accuracy": 0.995, "stable_accuracy": 0.995, "stable_window": 5}
+        tracking.write_json(run / tracking.METRICS, {"step": 10, "commit": "abc", "final": final})
+
+    finished("skip_lstm_lam1e-4_ts1", 0, 20.0, 21.0)
+    finished("skip_lstm_lam1e-4_ts1", 1, 30.0, 29.0)
+    finished("skip_lstm_lam1e-4_ts0.5", 0, 40.0, 25.0)
+    finished("skip_lstm_lam1e-4_ts0.5", 1, 35.0, 25.0)
+    text, _ = tables.build(TABLE4, tmp_path, [0, 1])
+    section = text[text.index("## State updates when the sequence doubles"):text.index("## Every run")]
+    lines = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| Skip")}
+    assert len(lines) == 6  # the six Skip rows (λ = 0 for contrast)
+    assert "| 25.0 → 37.5 (×1.50) | 25.0 → 25.0 (×1.00) | 12.7 → 19.9 (×1.57) |" in lines["Skip LSTM, λ = 1e-4"]
+    assert "| – | – | 23.5 → 22.5 (×0.96) |" in lines["Skip GRU, λ = 1e-4"]

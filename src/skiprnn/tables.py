@@ -130,6 +130,40 @@ COLUMNS = {
 }
 
 
+def _leading_number(printed: str) -> float:
+    """The mean of a printed "mean ± std" value."""
+    try:
+        return float(printed.split("±")[0])
+    except ValueError:
+        return math.nan
+
+
+def _change(a: float, b: float, fmt: str = ".1f") -> str:
+    if not (math.isfinite(a) and math.isfinite(b)) or a == 0:
+        return "–"
+    return f"{a:{fmt}} → {b:{fmt}} (×{b / a:.2f})"
+
+
+def _pairs_section(table: PaperTable, grid: dict[str, list[Run]]) -> list[str]:
+    """Mean update counts of row pairs the paper compares, ours (final and last five evaluations) and the paper's."""
+    if not table.pairs:
+        return []
+    paper_key = next((paper for ours, paper, _ in table.columns if ours == "updates_steps"), None)
+    printed = {row.row: row.paper.get(paper_key, "") for row in table.rows}
+
+    def mean_of(row: str, key: str) -> float:
+        values = [r.final.get(key, math.nan) for r in grid[row] if r.status == "completed"]
+        return statistics.fmean(values) if values else math.nan
+
+    lines = [f"## {table.pairs_title}", "", "| Model | Updates (ours) | Last 5 evals (ours) | Updates (paper) |",
+             "|---|---|---|---|"]
+    for label, a, b in table.pairs:
+        lines.append(f"| {label} | {_change(mean_of(a, 'val_updates'), mean_of(b, 'val_updates'))} | "
+                     f"{_change(mean_of(a, 'stable_updates'), mean_of(b, 'stable_updates'))} | "
+                     f"{_change(_leading_number(printed[a]), _leading_number(printed[b]))} |")
+    return lines + [""]
+
+
 def _status(runs: list[Run]) -> str:
     counts = {}
     for r in runs:
@@ -197,6 +231,7 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") ->
         "",
         *lines,
         "",
+        *_pairs_section(table, grid),
         "## Every run",
         "",
         *detail,

@@ -30,6 +30,9 @@ class PaperTable:
     rows: tuple[PaperRow, ...]
     columns: tuple[tuple[str, str | None, str], ...]
     seeds: tuple[int, ...] = (0, 1, 2, 3)
+    # Rows whose update counts the paper compares: (label, row, other row), e.g. one model at two sequence lengths.
+    pairs: tuple[tuple[str, str, str], ...] = ()
+    pairs_title: str = ""
 
 
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
