@@ -199,6 +199,8 @@ def test_figure_update_rates_on_ink_and_blank_pixels():
     assert rates["ink"] == pytest.approx(4 / 6)
     blank_top, blank_all = 14 * 28 - 4, 784 - 7
     assert rates["blank"] == pytest.approx(blank_top / blank_all)
+    # The border frame outside the central 20x20 box: rows 0-3 whole, then 8 pixels in each of rows 4-13.
+    assert rates["border"] == pytest.approx((4 * 28 + 10 * 8) / (784 - 20 * 20))
 
 
 @pytest.mark.skipif(not (REAL_DATA / "MNIST" / "raw").is_dir(), reason="the real MNIST files are not on this machine")
