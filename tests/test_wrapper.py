@@ -1,6 +1,7 @@
 """SkipCell around arbitrary cells: against SkipRNN (an independent implementation of the same maths), against the
 closed-form gate sequence, and its no-grad skipping of the cell."""
 import math
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -57,11 +58,15 @@ def test_wrapping_our_cell_reproduces_skip_rnn(mode, fused):
 
     h0 = model.h0[0].expand(4, -1)
     cell_state = (h0, model.c0[0].expand(4, -1)) if mode == "skip_lstm" else h0
-    start = SkipCellState(cell_state, x.new_ones(4), x.new_zeros(4))
-    output, updates, final = unroll(wrapped, x, start)
+    output, updates, final = unroll(wrapped, x, SkipCell.initial_state(cell_state))
     torch.testing.assert_close(output, out.output, rtol=0, atol=1e-12)
     assert torch.equal(updates, out.updates)
-    torch.testing.assert_close(final.cum_update_prob, out.state.cum_update_prob, rtol=0, atol=1e-12)
+    final_h = final.cell[0] if mode == "skip_lstm" else final.cell
+    torch.testing.assert_close(final_h, out.state.h[0], rtol=0, atol=1e-12)
+    if mode == "skip_lstm":
+        torch.testing.assert_close(final.cell[1], out.state.c[0], rtol=0, atol=1e-12)
+    for name in ("update_prob", "cum_update_prob"):
+        torch.testing.assert_close(getattr(final, name), getattr(out.state, name), rtol=0, atol=1e-12)
     grads_wrapped = torch.autograd.grad(loss_of(output, updates), list(model.parameters()))
     for name, a, b in zip([n for n, _ in model.named_parameters()], grads, grads_wrapped):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12, msg=name)
@@ -102,20 +107,79 @@ def test_gate_reads_the_chosen_state_element():
 
 
 def test_no_grad_skips_the_cell_and_gives_the_same_results():
+    """Eval mode under no_grad: the cell is called only on steps where some row updates, and everything (outputs,
+    updates, the final state) equals the dense path bit for bit."""
     torch.manual_seed(3)
-    cell = SkipCell(CountingCell(2, 6))
+    cell = SkipCell(CountingCell(2, 6)).eval()
     with torch.no_grad():
-        cell.update_gate.weight.zero_()
-        cell.update_gate.bias.fill_(-2.0)  # period 5
-    x = torch.randn(30, 1, 2)
+        cell.update_gate.weight.normal_(0, 1.0)
+        cell.update_gate.bias.fill_(-2.5)
+    x = torch.randn(40, 3, 2)
     with torch.no_grad():
-        out, updates, _ = unroll(cell, x)
-    assert cell.cell.calls == 6 and updates.sum() == 6  # t = 0, 5, ..., 25
+        out, updates, final = unroll(cell, x)
+    some = int((updates.sum(1) > 0).sum())
+    assert 0 < some < 40 and bool(((updates.sum(1) > 0) & (updates.sum(1) < 3)).any())  # all-skip and mixed steps
+    assert cell.cell.calls == some
     cell.cell.calls = 0
-    dense_out, dense_updates, _ = unroll(cell, x)  # with gradients: every step evaluates the cell
-    assert cell.cell.calls == 30
+    dense_out, dense_updates, dense_final = unroll(cell, x)  # with gradients: every step evaluates the cell
+    assert cell.cell.calls == 40
     assert torch.equal(updates, dense_updates.detach())
-    torch.testing.assert_close(out, dense_out.detach(), rtol=0, atol=0)
+    assert torch.equal(out, dense_out.detach())
+    for a, b in zip(final, dense_final):
+        assert torch.equal(a, b.detach())
+
+
+def test_state_none_starts_from_the_cells_own_zero_state():
+    torch.manual_seed(5)
+    cell = SkipCell(nn.LSTMCell(3, 4)).double()
+    with torch.no_grad():
+        cell.update_gate.weight.normal_(0, 1.0)
+        cell.update_gate.bias.fill_(-0.5)
+    x = torch.randn(15, 2, 3, dtype=torch.float64)
+    zeros = torch.zeros(2, 4, dtype=torch.float64)
+    implicit = unroll(cell, x)
+    explicit = unroll(cell, x, SkipCell.initial_state((zeros, zeros)))
+    assert 0 < implicit[1].sum() < implicit[1].numel()
+    for a, b in zip(implicit[:2], explicit[:2]):
+        assert torch.equal(a, b)
+    assert implicit[1].dtype == torch.float64
+
+
+class NamedState(NamedTuple):
+    h: torch.Tensor
+    grid: torch.Tensor
+
+
+class ConvLikeCell(nn.Module):
+    """A state of mixed shapes, (B, 4) and (B, 2, 3, 3), as a NamedTuple the cell reads by name."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3 + 4, 4)
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x, state=None):
+        if state is None:
+            state = NamedState(x.new_zeros(x.shape[0], 4), x.new_zeros(x.shape[0], 2, 3, 3))
+        h = torch.tanh(self.lin(torch.cat([x, state.h], 1)))
+        return NamedState(h, torch.tanh(self.conv(state.grid) + h[:, :2, None, None]))
+
+
+def test_named_tuple_state_of_mixed_shapes():
+    torch.manual_seed(6)
+    cell = SkipCell(ConvLikeCell(), gate_size=18, gate_from=1)
+    with torch.no_grad():
+        cell.update_gate.bias.fill_(-2.0)  # with a zero weight: period 5
+        cell.update_gate.weight.zero_()
+    state, previous = None, None
+    for t in range(11):
+        previous = state
+        output, update, state = cell(torch.randn(2, 3), state)
+        assert isinstance(state.cell, NamedState) and state.cell.grid.shape == (2, 2, 3, 3)
+        assert torch.equal(output, state.cell.h)
+        assert update.tolist() == [1.0 if t % 5 == 0 else 0.0] * 2
+        if t % 5:
+            assert torch.equal(state.cell.grid, previous.cell.grid) and torch.equal(state.cell.h, previous.cell.h)
 
 
 def test_budget_loss_trains_the_gate_and_batch_first():
@@ -124,8 +188,11 @@ def test_budget_loss_trains_the_gate_and_batch_first():
     x = torch.randn(4, 9, 2)  # (B, T, input)
     output, updates, state = unroll(cell, x, batch_first=True)
     assert output.shape == (4, 9, 6) and updates.shape == (4, 9) and state.update_prob.shape == (4,)
+    time_major = unroll(cell, x.transpose(0, 1))
+    assert torch.equal(time_major[0].transpose(0, 1), output) and torch.equal(time_major[1].t(), updates)
     budget_loss(updates, 1e-2, batch_first=True).backward()
-    assert cell.update_gate.weight.grad.abs().sum() > 0 and cell.update_gate.bias.grad.abs().sum() > 0
+    assert cell.update_gate.weight.grad.abs().sum() > 0
+    assert cell.update_gate.bias.grad.item() > 0  # descending it lowers b_p: fewer updates
 
 
 def test_clear_errors():
@@ -136,7 +203,20 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="pass gate_size"):
         SkipCell(NoSize())
     SkipCell(NoSize(), gate_size=3)(torch.randn(2, 3))  # explicit size works
-    with pytest.raises(ValueError, match="gate_from=2 is out of range for a state of 2 tensors"):
+    with pytest.raises(ValueError, match="gate_from=2 is out of range for a state of 2 elements"):
         SkipCell(nn.LSTMCell(3, 4), gate_from=2)(torch.randn(2, 3))
     with pytest.raises(ValueError, match="SkipCellState"):
         SkipCell(nn.GRUCell(3, 4))(torch.randn(2, 3), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="gate_from=1 needs a tuple state"):
+        SkipCell(nn.GRUCell(3, 4), gate_from=1)(torch.randn(2, 3))
+    with pytest.raises(ValueError, match="gate_from must be an integer"):
+        SkipCell(nn.GRUCell(3, 4), gate_from=True)
+    with pytest.raises(ValueError, match=r"18 values per row .* pass gate_size=18"):
+        SkipCell(ConvLikeCell(), gate_size=4, gate_from=1)(torch.randn(2, 3))
+    with pytest.raises(ValueError, match=r"another structure \(tensor\) than it was given \(\(tensor, tensor\)\)"):
+        start = SkipCell.initial_state((torch.zeros(2, 3), torch.zeros(2, 3)))
+        SkipCell(NoSize(), gate_size=3)(torch.randn(2, 3), start)  # given a tuple, it returns a tensor
+    with pytest.raises(ValueError, match=r"update_prob must have shape \(2,\)"):
+        SkipCell(nn.GRUCell(3, 4))(torch.randn(2, 3), SkipCellState(torch.zeros(2, 4), torch.ones(1), torch.zeros(2)))
+    with pytest.raises(ValueError, match="no time steps"):
+        unroll(SkipCell(nn.GRUCell(3, 4)), torch.randn(0, 2, 3))

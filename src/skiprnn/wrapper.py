@@ -1,20 +1,21 @@
 """``SkipCell``: turn any recurrent cell into a Skip RNN cell (paper Eq. 2-5).
 
-The wrapped cell is any module called as ``cell(x)`` (its own initial state) or ``cell(x, state)``, returning the
-new state: a tensor, or a tuple of tensors such as ``torch.nn.LSTMCell``'s ``(h, c)``. The wrapper adds the update
-gate: on a step with u_t = 0 the whole state is copied, and Δũ is computed from the new state as in the
-original code. ``SkipRNN`` is the fast path for LSTM and GRU; this is for every other cell.
+The wrapped cell is any module called as ``cell(x)`` (from its own initial state) and ``cell(x, state)``,
+returning its new state: a tensor, or a tuple (a NamedTuple, or nested tuples) of tensors such as
+``torch.nn.LSTMCell``'s ``(h, c)``. Every state tensor has the batch in its first dimension. The wrapper adds
+the update gate: on a step with u_t = 0 the whole state is copied, and Δũ is computed from the candidate state
+as in the original code. ``SkipRNN`` is the fast path for LSTM and GRU; this is for every other cell.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from .cells import accumulate_update_prob, round_ste
 
-CellState = Union[Tensor, tuple[Tensor, ...]]
+CellState = Any  # a tensor, or a (named, possibly nested) tuple of tensors, each (B, ...)
 
 
 class SkipCellState(NamedTuple):
@@ -34,80 +35,130 @@ class SkipCell(nn.Module):
 
     Args:
         cell: the recurrent cell (see the module docstring).
-        gate_size: the width of the state Δũ is computed from (flattened per row); defaults to ``cell.hidden_size``.
+        gate_size: the number of values per row of the state element Δũ is computed from (flattened);
+            defaults to ``cell.hidden_size``, which is right for vector states.
         gate_from: for a tuple state, the element Δũ is computed from. The default, -1, is c for
             ``nn.LSTMCell``'s (h, c), as the original Skip LSTM.
 
-    ``forward(x, state=None)`` takes one step; ``state=None`` starts from the cell's own initial state, and
-    the first step always updates. Under ``torch.no_grad()`` a step on which no row updates does not call the cell.
+    ``forward(x, state=None)`` takes one step. ``state=None`` starts from the cell's own initial state
+    (zeros for torch's cells, where ``SkipRNN`` learns one); ``SkipCell.initial_state(cell_state)`` starts from
+    a given one. The first step always updates. In eval mode under ``torch.no_grad()`` a step on which no row
+    updates does not call the cell.
     """
 
     def __init__(self, cell: nn.Module, gate_size: int | None = None, gate_from: int = -1):
         super().__init__()
         if gate_size is None:
             gate_size = getattr(cell, "hidden_size", None)
-            if not isinstance(gate_size, int):
-                raise ValueError(f"{type(cell).__name__} has no integer hidden_size: pass gate_size, the width of the "
-                                 "state the update gate reads")
-        self.cell, self.gate_from = cell, gate_from
+            if not _positive_int(gate_size):
+                raise ValueError(f"{type(cell).__name__} has no integer hidden_size: pass gate_size, the number of "
+                                 "values per row of the state the update gate reads")
+        if not _positive_int(gate_size):
+            raise ValueError(f"gate_size must be a positive integer; got {gate_size!r}")
+        if not isinstance(gate_from, int) or isinstance(gate_from, bool):
+            raise ValueError(f"gate_from must be an integer index into the cell's state tuple; got {gate_from!r}")
+        self.cell, self.gate_size, self.gate_from = cell, gate_size, gate_from
         self.update_gate = nn.Linear(gate_size, 1)
         with torch.no_grad():  # b_p = 1: every step updates at the start of training
             self.update_gate.bias.fill_(1.0)
 
+    @staticmethod
+    def initial_state(cell_state: CellState) -> SkipCellState:
+        """Start from a given cell state; ũ_1 = 1 (Δũ = 1, nothing accumulated), so the first step updates."""
+        first = _leaves(cell_state)[0]
+        ones = first.new_ones(first.shape[0])
+        return SkipCellState(cell_state, ones, torch.zeros_like(ones))
+
     def forward(self, x: Tensor, state: SkipCellState | None = None) -> SkipCellOutput:
         if state is None:
-            ones = x.new_ones(x.shape[0])
-            # Δũ = 1 and nothing accumulated give ũ_1 = 1: the first step updates, so there is nothing to copy.
-            return self._finish(self.cell(x), ones, ones, ones)
+            candidate = self.cell(x)
+            delta = self._update_prob(candidate)
+            ones = torch.ones_like(delta)
+            return SkipCellOutput(_output(candidate), ones, SkipCellState(candidate, delta, torch.zeros_like(delta)))
         if not isinstance(state, SkipCellState):
-            raise ValueError("state must be None or the SkipCellState of a previous step")
+            raise ValueError("state must be None or a SkipCellState (from a previous step or SkipCell.initial_state)")
+        batch = _leaves(state.cell)[0].shape[0]
+        for name in ("update_prob", "cum_update_prob"):
+            if tuple(getattr(state, name).shape) != (batch,):
+                raise ValueError(f"state.{name} must have shape ({batch},); got {tuple(getattr(state, name).shape)}")
         u_tilde = accumulate_update_prob(state.update_prob, state.cum_update_prob)
         u = round_ste(u_tilde)
-        if not torch.is_grad_enabled() and not bool(u.any()):
+        if not self.training and not torch.is_grad_enabled() and not bool(u.any()):
             # Nothing updates and no gradient is needed: skip the cell itself (Δũ is kept on a skip anyway).
             return SkipCellOutput(_output(state.cell), u, SkipCellState(state.cell, state.update_prob, u_tilde))
         candidate = self.cell(x, state.cell)
         blended = _map(lambda old, new: torch.lerp(old, new, _rows(u, old)), state.cell, candidate)
-        return self._finish(blended, u, u_tilde, state.update_prob, candidate)
+        update_prob = torch.lerp(state.update_prob, self._update_prob(candidate), u)
+        return SkipCellOutput(_output(blended), u, SkipCellState(blended, update_prob, (1.0 - u) * u_tilde))
 
-    def _finish(self, cell_state, u, u_tilde, update_prob, candidate=None) -> SkipCellOutput:
-        """The new SkipCellState; Δũ comes from the candidate (the cell's output before the skip blend)."""
-        candidate = cell_state if candidate is None else candidate
+    def _update_prob(self, candidate: CellState) -> Tensor:
+        """Δũ (B,) from the candidate state, before the skip blend (Eq. 4)."""
         if isinstance(candidate, tuple):
             if not -len(candidate) <= self.gate_from < len(candidate):
-                raise ValueError(f"gate_from={self.gate_from} is out of range for a state of {len(candidate)} tensors")
+                raise ValueError(f"gate_from={self.gate_from} is out of range for a state of {len(candidate)} elements")
             candidate = candidate[self.gate_from]
-        delta = torch.sigmoid(self.update_gate(candidate.flatten(1))).squeeze(1)
-        return SkipCellOutput(
-            _output(cell_state), u, SkipCellState(cell_state, torch.lerp(update_prob, delta, u), (1.0 - u) * u_tilde)
-        )
+        elif self.gate_from not in (0, -1):
+            raise ValueError(f"gate_from={self.gate_from} needs a tuple state; this cell's state is one tensor")
+        if not isinstance(candidate, Tensor):
+            raise ValueError(f"the state element at gate_from={self.gate_from} must be a tensor; got {type(candidate).__name__}")
+        flat = candidate.flatten(1)
+        if flat.shape[1] != self.gate_size:
+            raise ValueError(f"the gated state has {flat.shape[1]} values per row ({tuple(candidate.shape)}), but "
+                             f"gate_size={self.gate_size}: pass gate_size={flat.shape[1]}")
+        return torch.sigmoid(self.update_gate(flat)).squeeze(1)
 
 
-def unroll(cell: SkipCell, x: Tensor, state: SkipCellState | None = None, batch_first: bool = False):
-    """Run a ``SkipCell`` over a sequence: returns (outputs (T, B, ...), updates (T, B), final state),
-    batch-major with ``batch_first``. ``updates`` goes straight into :func:`skiprnn.budget_loss`."""
-    steps = x.unbind(1 if batch_first else 0)
+def unroll(cell: SkipCell, x: Tensor, state: SkipCellState | None = None,
+           batch_first: bool = False) -> tuple[Tensor, Tensor, SkipCellState]:
+    """Run a ``SkipCell`` over a sequence: (outputs (T, B, ...), updates (T, B), final state), batch-major with
+    ``batch_first``. ``updates`` goes straight into :func:`skiprnn.budget_loss`. Every step counts: there is no
+    padding mask here (``SkipRNN`` takes ``lengths``)."""
+    dim = 1 if batch_first else 0
+    if x.shape[dim] == 0:
+        raise ValueError(f"x has no time steps: shape {tuple(x.shape)}")
     outputs, updates = [], []
-    for x_t in steps:
+    for x_t in x.unbind(dim):
         output, update, state = cell(x_t, state)
         outputs.append(output)
         updates.append(update)
-    dim = 1 if batch_first else 0
     return torch.stack(outputs, dim), torch.stack(updates, dim), state
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _rows(u: Tensor, like: Tensor) -> Tensor:
     """u (B,) shaped to broadcast over one row of ``like`` (B, ...)."""
+    if like.shape[0] != u.shape[0]:
+        raise ValueError(f"every state tensor must have the batch ({u.shape[0]}) first; got shape {tuple(like.shape)}")
     return u.view(-1, *([1] * (like.dim() - 1)))
 
 
-def _map(fn, old: CellState, new: CellState) -> CellState:
-    if isinstance(new, tuple):
-        if not isinstance(old, tuple) or len(old) != len(new):
-            raise ValueError("the cell returned a state of a different structure from the one it was given")
-        return tuple(fn(a, b) for a, b in zip(old, new))
-    return fn(old, new)
+def _map(fn: Callable[[Tensor, Tensor], Tensor], old: CellState, new: CellState) -> CellState:
+    """fn over matching tensors of two states of the same structure; tuples keep their (named) type."""
+    if isinstance(new, Tensor) and isinstance(old, Tensor):
+        return fn(old, new)
+    if isinstance(new, tuple) and isinstance(old, tuple) and len(old) == len(new):
+        items = [_map(fn, a, b) for a, b in zip(old, new)]
+        return type(new)(*items) if hasattr(new, "_fields") else type(new)(items)
+    raise ValueError(f"the cell returned a state of another structure ({_structure(new)}) than it was given "
+                     f"({_structure(old)})")
+
+
+def _structure(state: CellState) -> str:
+    if isinstance(state, tuple):
+        return "(" + ", ".join(_structure(s) for s in state) + ")"
+    return "tensor" if isinstance(state, Tensor) else type(state).__name__
+
+
+def _leaves(state: CellState) -> list[Tensor]:
+    if isinstance(state, tuple):
+        return [leaf for item in state for leaf in _leaves(item)]
+    if not isinstance(state, Tensor):
+        raise ValueError(f"a cell state must be a tensor or a tuple of tensors; got {type(state).__name__}")
+    return [state]
 
 
 def _output(cell_state: CellState) -> Tensor:
-    return cell_state[0] if isinstance(cell_state, tuple) else cell_state
+    return _output(cell_state[0]) if isinstance(cell_state, tuple) else cell_state
