@@ -47,12 +47,17 @@ def test_finished_run_is_not_trained_again_and_conflicts_are_refused(cli, tmp_pa
     args = ["trainer.max_steps=2", "trainer.eval_every=2", f"hydra.run.dir={run_dir}", "logger=none", *TINY]
     cli(*args)
     before = (run_dir / "metrics.json").read_text()
-    again = cli(*args)
+    record = {p.name: p.read_text() for p in (run_dir / ".hydra").iterdir()}
+    assert set(record) == {"config.yaml", "overrides.yaml"} and "trainer.max_steps=2" in record["overrides.yaml"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "checkpoint.pt", "curve.jsonl", "metrics.json"]
+    again = cli(*args[1:], "trainer.max_steps=1", "trainer.progress=false")  # a smaller budget: nothing to train
     assert "not training again" in again.stdout
     assert (run_dir / "metrics.json").read_text() == before
     clash = cli(*args, "lam=0.1", check=False)
     assert clash.returncode != 0 and "differs in: lam" in clash.stderr
     assert (run_dir / "metrics.json").read_text() == before  # a finished result is never overwritten
+    # ... nor the record of the invocation that trained it
+    assert {p.name: p.read_text() for p in (run_dir / ".hydra").iterdir()} == record
 
 
 def test_resumed_run_ends_like_an_uninterrupted_one(cli, tmp_path):
@@ -84,9 +89,11 @@ def test_a_checkpoint_of_another_config_is_refused_and_left_as_it_was(cli, tmp_p
               f"hydra.run.dir={run_dir}"]
     cli(*common, "trainer.halt_after_steps=2")
     before = (run_dir / "checkpoint.pt").read_bytes()
+    record = (run_dir / ".hydra" / "config.yaml").read_text()
     clash = cli(*common, "lam=0.1", check=False)
     assert clash.returncode != 0 and "differs in: lam" in clash.stderr
     assert (run_dir / "checkpoint.pt").read_bytes() == before
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == record
     assert not (run_dir / "failed.json").exists()  # the other run is unfinished, not failed
 
 

@@ -81,7 +81,7 @@ _PLUMBING = ("experiment=", "seed=", "table=", "hydra.", "trainer.progress=", "t
 
 def run_overrides(path: Path) -> list[str]:
     """The command-line overrides a run was made with (from Hydra's record), minus plumbing."""
-    record = path / ".hydra" / "overrides.yaml"
+    record = path / tracking.RECORD / "overrides.yaml"
     if not record.exists():
         return []
     from omegaconf import OmegaConf

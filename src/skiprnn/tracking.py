@@ -12,6 +12,7 @@ from typing import IO, Any, Callable
 
 METRICS, CURVE, FAILED, CHECKPOINT = "metrics.json", "curve.jsonl", "failed.json", "checkpoint.pt"
 WANDB_ID = "wandb_id.txt"  # the W&B run id, so that a resumed run continues the same W&B run
+RECORD = ".hydra"  # config.yaml and overrides.yaml of the invocation that trained the run (Hydra's layout)
 
 
 def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:

@@ -28,8 +28,8 @@ def main(cfg: DictConfig) -> None:
     check_values(plain)
     if plain["threads"] > 0:
         torch.set_num_threads(plain["threads"])
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    train(plain, run_dir)
+    hydra_cfg = HydraConfig.get()
+    train(plain, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
 
 
 if __name__ == "__main__":

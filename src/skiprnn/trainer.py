@@ -36,7 +36,7 @@ def load_trained(run_dir: Path, **task_overrides):
     from omegaconf import OmegaConf
 
     run_dir = Path(run_dir)
-    cfg_path, ckpt_path = run_dir / ".hydra" / "config.yaml", run_dir / tracking.CHECKPOINT
+    cfg_path, ckpt_path = run_dir / tracking.RECORD / "config.yaml", run_dir / tracking.CHECKPOINT
     for path in (cfg_path, ckpt_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: pass a run directory written by `python -m skiprnn.train` "
@@ -182,9 +182,11 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, curve: list, fp: d
     tracking.atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
 
-def train(cfg: dict, run_dir: Path) -> dict | None:
+def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None) -> dict | None:
     """Train one run described by the resolved config ``cfg`` into ``run_dir``.
 
+    ``overrides`` (the command line's) are recorded with the config in ``.hydra/`` when training starts or
+    resumes, never by an invocation that finds the run finished or holding another config.
     Returns the final metrics, or None when the run halted early (``trainer.halt_after_steps``).
     """
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -213,7 +215,7 @@ def train(cfg: dict, run_dir: Path) -> dict | None:
             return done
 
     try:
-        return _run(cfg, run_dir, task, max_steps, eval_every, fp)
+        return _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides or [])
     except RunConflict:
         raise  # another config's run lives here: leave its directory as it is
     except Exception as error:
@@ -222,7 +224,18 @@ def train(cfg: dict, run_dir: Path) -> dict | None:
         raise
 
 
-def _run(cfg, run_dir, task, max_steps, eval_every, fp):
+def record_config(run_dir: Path, cfg: dict, overrides: list[str]) -> None:
+    """The config and command-line overrides of the invocation that trains this run, in Hydra's layout
+    (``.hydra/config.yaml``, ``.hydra/overrides.yaml``; Hydra's own copy is turned off, see conf/config.yaml)."""
+    from omegaconf import OmegaConf
+
+    record = run_dir / tracking.RECORD
+    record.mkdir(parents=True, exist_ok=True)
+    tracking.atomic_write_text(record / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    tracking.atomic_write_text(record / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+
+
+def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides):
     tcfg, mcfg = cfg["trainer"], cfg["model"]
     ckpt_path = run_dir / tracking.CHECKPOINT
     torch.manual_seed(cfg["seed"])
@@ -243,6 +256,7 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp):
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         print(f"{cfg['row']} seed={cfg['seed']}: resuming from step {start}", flush=True)
+    record_config(run_dir, cfg, overrides)
     (run_dir / tracking.FAILED).unlink(missing_ok=True)
     wandb_id_file = run_dir / tracking.WANDB_ID
     resume_id = wandb_id_file.read_text().strip() if wandb_id_file.exists() else None
