@@ -50,9 +50,11 @@ def test_finished_run_is_not_trained_again_and_conflicts_are_refused(cli, tmp_pa
     record = {p.name: p.read_text() for p in (run_dir / ".hydra").iterdir()}
     assert set(record) == {"config.yaml", "overrides.yaml"} and "trainer.max_steps=2" in record["overrides.yaml"]
     assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "checkpoint.pt", "curve.jsonl", "metrics.json"]
+    assert json.loads(before)["overrides"] == [a for a in args if not a.startswith("hydra.")]  # stored with the result
     again = cli(*args[1:], "trainer.max_steps=1", "trainer.progress=false")  # a smaller budget: nothing to train
     assert "not training again" in again.stdout
     assert (run_dir / "metrics.json").read_text() == before
+    assert {p.name: p.read_text() for p in (run_dir / ".hydra").iterdir()} == record
     clash = cli(*args, "lam=0.1", check=False)
     assert clash.returncode != 0 and "differs in: lam" in clash.stderr
     assert (run_dir / "metrics.json").read_text() == before  # a finished result is never overwritten
@@ -95,6 +97,29 @@ def test_a_checkpoint_of_another_config_is_refused_and_left_as_it_was(cli, tmp_p
     assert (run_dir / "checkpoint.pt").read_bytes() == before
     assert (run_dir / ".hydra" / "config.yaml").read_text() == record
     assert not (run_dir / "failed.json").exists()  # the other run is unfinished, not failed
+
+
+def test_a_checkpoint_past_a_smaller_budget_is_left_alone(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    common = ["trainer.eval_every=2", "logger=none", *TINY, f"hydra.run.dir={run_dir}"]
+    cli(*common, "trainer.max_steps=10", "trainer.halt_after_steps=4")
+    record = (run_dir / ".hydra" / "overrides.yaml").read_text()
+    smaller = cli(*common, "trainer.max_steps=2")
+    assert "is at step 4, past trainer.max_steps=2; nothing to train" in smaller.stdout
+    assert not (run_dir / "metrics.json").exists()  # no result claiming 2 steps for a model trained for 4
+    assert (run_dir / ".hydra" / "overrides.yaml").read_text() == record
+
+
+def test_table_overrides_come_from_the_finished_result(tmp_path):
+    """A later attempt that rewrote .hydra/ and then failed must not relabel the finished result."""
+    from skiprnn import tables, tracking
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("- trainer.max_steps=50000\n- seed=0\n")
+    assert tables.run_overrides(run) == ["trainer.max_steps=50000"]  # an unfinished run: its last invocation
+    tracking.write_json(run / tracking.METRICS, {"overrides": ["seed=0", "trainer.max_steps=2", "force=true"]})
+    assert tables.run_overrides(run) == ["trainer.max_steps=2"]
 
 
 def test_epochs_on_a_task_without_epochs_is_a_clear_error(cli, tmp_path):

@@ -76,17 +76,24 @@ def _read_run(path: Path, seed: int) -> Run:
 
 # ---------------------------------------------------------------------------------- our columns
 # Overrides that say nothing about what was trained.
-_PLUMBING = ("experiment=", "seed=", "table=", "hydra.", "trainer.progress=", "threads=", "logger", "trainer.halt_after_steps=")
+_PLUMBING = ("experiment=", "seed=", "table=", "hydra.", "trainer.progress=", "threads=", "logger", "trainer.halt_after_steps=",
+             "force=")
 
 
 def run_overrides(path: Path) -> list[str]:
-    """The command-line overrides a run was made with (from Hydra's record), minus plumbing."""
-    record = path / tracking.RECORD / "overrides.yaml"
-    if not record.exists():
-        return []
-    from omegaconf import OmegaConf
+    """The command-line overrides a run was made with, minus plumbing: those stored with its finished result,
+    else those of the invocation that last trained it (``.hydra/overrides.yaml``)."""
+    overrides = None
+    if (path / tracking.METRICS).exists():
+        overrides = tracking.read_json(path / tracking.METRICS).get("overrides")  # absent in older runs
+    if overrides is None:
+        record = path / tracking.RECORD / "overrides.yaml"
+        if not record.exists():
+            return []
+        from omegaconf import OmegaConf
 
-    return [o for o in OmegaConf.load(record) if not o.startswith(_PLUMBING)]
+        overrides = OmegaConf.load(record)
+    return [o for o in overrides if not o.startswith(_PLUMBING)]
 
 
 def _mean_std(values: list[float], fmt: str, scale: float = 1.0, unit: str = "") -> str:

@@ -6,6 +6,7 @@ config and at least the same budget) does not train again; a run that finds a ch
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
 import traceback
@@ -196,6 +197,7 @@ def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None) -> dict 
     if cfg.get("force"):
         for name in (tracking.METRICS, tracking.CHECKPOINT, tracking.CURVE, tracking.FAILED, tracking.WANDB_ID):
             (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / tracking.RECORD, ignore_errors=True)
 
     task = build_task(cfg["task"], tcfg["batch_size"])
     max_steps, eval_every = tcfg["max_steps"], tcfg["eval_every"]
@@ -214,13 +216,15 @@ def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None) -> dict 
             print(f"{cfg['row']} seed={cfg['seed']}: finished result found in {run_dir}, not training again", flush=True)
             return done
 
+    overrides = list(overrides or [])
     try:
-        return _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides or [])
+        return _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides)
     except RunConflict:
         raise  # another config's run lives here: leave its directory as it is
     except Exception as error:
         # A failed run is recorded as such (the table shows it), and its checkpoint stays for a retry.
-        tracking.write_json(run_dir / tracking.FAILED, {"error": repr(error), "traceback": traceback.format_exc()})
+        tracking.write_json(run_dir / tracking.FAILED, {"error": repr(error), "traceback": traceback.format_exc(),
+                                                        "overrides": overrides, "config": cfg})
         raise
 
 
@@ -255,6 +259,10 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides):
         torch.set_rng_state(state["rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if start > max_steps:
+            print(f"{cfg['row']} seed={cfg['seed']}: the checkpoint in {run_dir} is at step {start}, past "
+                  f"trainer.max_steps={max_steps}; nothing to train (raise the budget to go on)", flush=True)
+            return None
         print(f"{cfg['row']} seed={cfg['seed']}: resuming from step {start}", flush=True)
     record_config(run_dir, cfg, overrides)
     (run_dir / tracking.FAILED).unlink(missing_ok=True)
@@ -264,10 +272,11 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides):
     with tracker:
         if tracker.run_id:
             wandb_id_file.write_text(tracker.run_id)
-        return _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device)
+        return _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device,
+                     overrides)
 
 
-def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device):
+def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device, overrides):
     tcfg, seed, lam = cfg["trainer"], cfg["seed"], cfg["lam"]
     halt = tcfg.get("halt_after_steps")
     progress = Progress(max_steps, start, f"{cfg['row']}-seed{seed}", tcfg["progress"])
@@ -319,7 +328,7 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
 
     final = summarize(curve, task, cfg, cfg["model"])
     metrics = {"status": "completed", "step": max_steps, "row": cfg["row"], "seed": seed, "commit": tracking.git_commit(),
-               "final": final, "fingerprint": fp, "config": cfg}
+               "final": final, "fingerprint": fp, "config": cfg, "overrides": overrides}
     tracking.write_json(run_dir / tracking.METRICS, metrics)  # first: W&B only mirrors it
     tracker.summary({k: v for k, v in final.items() if isinstance(v, (int, float))})
     return metrics
