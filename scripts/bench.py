@@ -1,6 +1,6 @@
 """Time SkipRNN training steps and inference against torch's fused nn.LSTM / nn.GRU, and real skipping.
 
-    .venv/bin/python scripts/bench.py [--threads 2] [--repeats 5] [--quick] [--out results/]
+    .venv/bin/python scripts/bench.py [--threads 2] [--repeats 7] [--quick] [--out results/]
 
 Writes <out>/bench.md (tables) and <out>/bench_skip_inference.png (time against the update fraction).
 Every timing is wall-clock, after warm-up, over several repeats: min / median / max in ms; ratios use
