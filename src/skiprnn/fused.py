@@ -319,11 +319,12 @@ class _NativeBackwardGate:
     ``addr`` (the GateBackward struct, moved along with :meth:`at`), ``w_p`` and ``dgw_p`` (the per-row
     accumulator of the gate weight's gradient, (B, H))."""
 
-    def __init__(self, gate_saved, gate_w, mask, valid, grads, gated: bool):
+    def __init__(self, gate_saved, gate_w, mask, valid, grads):
+        """gate_saved and gate_w are None for an ungated model."""
         self.mask = None if mask is None else mask.contiguous()  # kept: the kernels read it through u_p
         self.u_p = None if mask is None else self.mask.data_ptr()
         self.struct = self.addr = self.w_p = self.dgw_p = None
-        if not gated:
+        if gate_saved is None:
             return
         ups, cums, ut, us, dl = gate_saved
         dupd, dup_t, dcum_t = grads
@@ -609,7 +610,7 @@ def _lstm_backward_native(kern, saved, grads, mask, valid, gated, w_hh_t):
     acts_p, tc_p, cs_p, dg_p = (b.data_ptr() for b in (acts, tanh_c, cs, dgates))
     dout_p = None if dout is None else dout.data_ptr()
     c_init = c0 if c0.stride(1) == 1 else c0.contiguous()
-    gate = _NativeBackwardGate(saved[11:] if gated else None, saved[8] if gated else None, mask, valid, grads[3:], gated)
+    gate = _NativeBackwardGate(saved[11:] if gated else None, saved[8] if gated else None, mask, valid, grads[3:])
     dh_p, dc_p, u_p = dh.data_ptr(), dc.data_ptr(), gate.u_p
     dg_t = dgates.unbind(0)
     pending = None  # dgates_{t+1} @ W_hh, added to dh by the next kernel call
@@ -835,7 +836,7 @@ def _gru_backward_native(kern, saved, grads, mask, valid, gated, w_rz_t, w_n_t):
     h_at = xh.data_ptr() + (inp + 1) * es
     rz_p, cand_p, drz_p, dn_p = (b.data_ptr() for b in (rz, cand, dg_rz, dg_n))
     dout_p = None if dout is None else dout.data_ptr()
-    gate = _NativeBackwardGate(saved[9:] if gated else None, saved[7] if gated else None, mask, valid, grads[2:], gated)
+    gate = _NativeBackwardGate(saved[9:] if gated else None, saved[7] if gated else None, mask, valid, grads[2:])
     dh_p, u_p = dh.data_ptr(), gate.u_p
     dg_rz_t, dg_n_t = dg_rz.unbind(0), dg_n.unbind(0)
     pending = None  # [dr, dz]_{t+1} @ W_rz, added to dh by the next kernel call
