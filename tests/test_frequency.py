@@ -103,6 +103,12 @@ def test_bad_variant_is_refused():
         FrequencyTask(variant="sine")
 
 
+def test_a_batch_too_small_for_both_classes_is_refused():
+    with pytest.raises(ValueError, match="trainer.batch_size must be >= 2.*got 1"):
+        FrequencyTask(batch_size=1)
+    assert FrequencyTask(batch_size=2).sample(2, torch.Generator().manual_seed(0)).y.tolist() == [0, 1]
+
+
 @pytest.mark.parametrize("sampling_period, duration", [(0.3, 100.0), (0.0, 100.0), (200.0, 100.0), (0.7, 100.0)])
 def test_a_sampling_period_that_does_not_divide_the_signal_is_refused(sampling_period, duration):
     with pytest.raises(ValueError, match=r"task.sampling_period=.*task.duration="):
@@ -221,9 +227,16 @@ def test_table4_compares_each_skip_model_at_both_lengths(tmp_path):
     finished("skip_lstm_lam1e-4_ts1", 1, 30.0, 29.0)
     finished("skip_lstm_lam1e-4_ts0.5", 0, 40.0, 25.0)
     finished("skip_lstm_lam1e-4_ts0.5", 1, 35.0, 25.0)
+    finished("skip_lstm_lam1e-5_ts1", 0, 10.0, 11.0)
+    finished("skip_lstm_lam1e-5_ts1", 1, 50.0, 50.0)  # seed 1 has no partner at 0.5 ms: left out of the ratio
+    finished("skip_lstm_lam1e-5_ts0.5", 0, 12.0, 11.0)
     text, _ = tables.build(TABLE4, tmp_path, [0, 1])
     section = text[text.index("## State updates when the sequence doubles"):text.index("## Every run")]
     lines = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| Skip")}
     assert len(lines) == 6  # the six Skip rows (λ = 0 for contrast)
-    assert "| 25.0 → 37.5 (×1.50) | 25.0 → 25.0 (×1.00) | 12.7 → 19.9 (×1.57) |" in lines["Skip LSTM, λ = 1e-4"]
-    assert "| – | – | 23.5 → 22.5 (×0.96) |" in lines["Skip GRU, λ = 1e-4"]
+    assert "| 25.0 → 37.5 (×1.50) | 25.0 → 25.0 (×1.00) | 0, 1 | 12.7 → 19.9 (×1.57) |" in lines["Skip LSTM, λ = 1e-4"]
+    assert "| 10.0 → 12.0 (×1.20) | 11.0 → 11.0 (×1.00) | 0 | 47.4 → 50.7 (×1.07) |" in lines["Skip LSTM, λ = 1e-5"]
+    assert "| – | – | – | 23.5 → 22.5 (×0.96) |" in lines["Skip GRU, λ = 1e-4"]
+    main = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| Skip LSTM, λ = 1e-5 (")}
+    assert "| 30.0 ± 20.0 |" in main["Skip LSTM, λ = 1e-5 (T_s = 1 ms)"]  # population std of 10 and 50
+    assert "| 12.0 |" in main["Skip LSTM, λ = 1e-5 (T_s = 0.5 ms)"]  # one run: its value, no "± 0"

@@ -151,6 +151,39 @@ def test_sweep_with_a_failed_job_exits_nonzero_and_the_table_shows_it(cli, tmp_p
     assert csv_text.count("\n") == 11  # header + 10 rows, none dropped
 
 
+def test_table_flags_mixed_budgets_survives_a_broken_record_and_keeps_its_note(cli, tmp_path):
+    from skiprnn import tracking
+
+    def finished(row, seed, steps):
+        run = tmp_path / "table1" / row / f"seed={seed}"
+        run.mkdir(parents=True)
+        final = {"val_mse": 1e-4, "val_updates": 50.0, "val_update_fraction": 1.0, "val_solved": True,
+                 "inference_flops": 2.46e6, "stable_mse": 1e-4, "stable_update_fraction": 1.0, "stable_window": 1,
+                 "stable_updates": 50.0}
+        tracking.write_json(run / tracking.METRICS, {"step": steps, "commit": "abc", "final": final})
+        return run
+
+    finished("lstm", 0, 50000)
+    finished("lstm", 1, 2000)
+    finished("gru", 0, 50000)
+    (finished("skip_lstm_lam0", 0, 50000) / tracking.METRICS).write_text('{"step": 5')  # cut off mid-write
+    cli("table1", "--seeds", "0,1", "--results", str(tmp_path), "--note", "Seed 1 is a smoke run.",
+        module="skiprnn.tables")
+    cli("table1", "--seeds", "0,1", "--results", str(tmp_path), module="skiprnn.tables")  # a rebuild, no --note
+    table = (tmp_path / "table1.md").read_text()
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert "2 completed (2,000 and 50,000 steps, mixed budgets)" in lines["LSTM"]
+    assert "1 completed, 1 missing (50,000 steps) |" in lines["GRU"]
+    assert "1 unreadable, 1 missing" in lines["Skip LSTM, λ = 0"]
+    assert "**Note:** Seed 1 is a smoke run." in table
+
+
+def test_table_of_a_folder_without_runs_is_a_clear_error(cli, tmp_path):
+    proc = cli("table1", "--results", str(tmp_path / "typo"), module="skiprnn.tables", check=False)
+    assert proc.returncode != 0 and "no runs in" in proc.stderr and "--results" in proc.stderr
+    assert not (tmp_path / "typo").exists()
+
+
 def test_table_counts_a_run_resumed_with_a_larger_budget_as_unfinished(tmp_path):
     """metrics.json of an earlier, smaller budget must not pass for the result of the run now going further."""
     from skiprnn import tables, tracking

@@ -4,6 +4,8 @@
 
 reads results/table1/<row>/seed=<k>/{metrics.json, failed.json, curve.jsonl} and writes results/table1.md
 and results/table1.csv. Missing, failed and unfinished runs are listed as such, never dropped.
+``--note "..."`` adds a sentence to the table's header and keeps it in results/table1_note.md, so later
+rebuilds (``make table1``) carry it; edit or delete that file to change it.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+from yaml import YAMLError
 
 from . import tracking
 from .tasks.base import PaperTable
@@ -45,13 +49,16 @@ class Run:
     final: dict | None = None  # completed: metrics.json's "final"; unfinished: the last curve row
     commit: str = ""
     error: str = ""
+    overrides: tuple[str, ...] = ()  # what it was trained with, minus plumbing (run_overrides)
 
 
 def load_run(path: Path, seed: int) -> Run:
     """One run directory's state; an unreadable record is listed as such instead of stopping the table."""
     try:
-        return _read_run(path, seed)
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+        run = _read_run(path, seed)
+        run.overrides = tuple(run_overrides(path))
+        return run
+    except (OSError, ValueError, KeyError, TypeError, IndexError, YAMLError) as error:
         return Run(seed, "unreadable", error=f"{path}: {error!r}")
 
 
@@ -97,11 +104,13 @@ def run_overrides(path: Path) -> list[str]:
 
 
 def _mean_std(values: list[float], fmt: str, scale: float = 1.0, unit: str = "") -> str:
+    """mean ± population std; one run prints its value alone, since "± 0" would read as a measured spread."""
     if not values:
         return "–"
     mean = statistics.fmean(values) * scale
-    std = statistics.pstdev(values) * scale if len(values) > 1 else 0.0
-    return f"{mean:{fmt}}{unit} ± {std:{fmt}}{unit}"
+    if len(values) == 1:
+        return f"{mean:{fmt}}{unit}"
+    return f"{mean:{fmt}}{unit} ± {statistics.pstdev(values) * scale:{fmt}}{unit}"
 
 
 def _sci(x: float) -> str:
@@ -152,31 +161,39 @@ def _change(a: float, b: float, fmt: str = ".1f") -> str:
 
 
 def _pairs_section(table: PaperTable, grid: dict[str, list[Run]]) -> list[str]:
-    """Mean update counts of row pairs the paper compares, ours (final and last five evaluations) and the paper's."""
+    """Mean update counts of row pairs the paper compares, ours (final and last five evaluations) and the paper's.
+    Ours average only the seeds finished in both rows, so a ratio never compares different seeds."""
     if not table.pairs:
         return []
     paper_key = next((paper for ours, paper, _ in table.columns if ours == "updates_steps"), None)
     printed = {row.row: row.paper.get(paper_key, "") for row in table.rows}
+    finished = {row: {r.seed: r for r in runs if r.status == "completed"} for row, runs in grid.items()}
 
-    def mean_of(row: str, key: str) -> float:
-        values = [r.final.get(key, math.nan) for r in grid[row] if r.status == "completed"]
-        return statistics.fmean(values) if values else math.nan
+    def mean_of(row: str, seeds: list[int], key: str) -> float:
+        return statistics.fmean(finished[row][s].final.get(key, math.nan) for s in seeds) if seeds else math.nan
 
-    lines = [f"## {table.pairs_title}", "", "| Model | Updates (ours) | Last 5 evals (ours) | Updates (paper) |",
-             "|---|---|---|---|"]
+    lines = [f"## {table.pairs_title}", "",
+             "| Model | Updates (ours) | Last 5 evals (ours) | Seeds (ours) | Updates (paper) |", "|---|---|---|---|---|"]
     for label, a, b in table.pairs:
-        lines.append(f"| {label} | {_change(mean_of(a, 'val_updates'), mean_of(b, 'val_updates'))} | "
-                     f"{_change(mean_of(a, 'stable_updates'), mean_of(b, 'stable_updates'))} | "
+        seeds = sorted(finished[a].keys() & finished[b].keys())
+        lines.append(f"| {label} | {_change(mean_of(a, seeds, 'val_updates'), mean_of(b, seeds, 'val_updates'))} | "
+                     f"{_change(mean_of(a, seeds, 'stable_updates'), mean_of(b, seeds, 'stable_updates'))} | "
+                     f"{', '.join(map(str, seeds)) or '–'} | "
                      f"{_change(_leading_number(printed[a]), _leading_number(printed[b]))} |")
     return lines + [""]
 
 
 def _status(runs: list[Run]) -> str:
+    """Counts by status, and the budget(s) the finished runs trained for, flagged when they differ."""
     counts = {}
     for r in runs:
         counts[r.status] = counts.get(r.status, 0) + 1
     order = ("completed", "unfinished", "failed", "unreadable", "missing")
-    return ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
+    text = ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
+    budgets = sorted({r.max_steps for r in runs if r.status == "completed"})
+    if budgets:
+        text += f" ({' and '.join(f'{b:,}' for b in budgets)} steps{', mixed budgets' if len(budgets) > 1 else ''})"
+    return text
 
 
 def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") -> tuple[str, list[dict]]:
@@ -184,8 +201,7 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") ->
     done = [r for runs in grid.values() for r in runs if r.status == "completed"]
     commits = sorted({r.commit for r in done}) or ["–"]
     budgets = sorted({r.max_steps for runs in grid.values() for r in runs if r.max_steps})
-    overrides = sorted({o for row in table.rows for s in seeds
-                        for o in run_overrides(results / table.name / row.row / f"seed={s}")})
+    overrides = sorted({o for runs in grid.values() for r in runs for o in r.overrides})
 
     header = ["Model"]
     for ours, paper, title in table.columns:
@@ -231,7 +247,8 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") ->
         f"{', '.join(map(str, budgets)) or '–'} steps. Finished runs: {len(done)} of {len(seeds) * len(table.rows)}.",
         f"- **Overrides on top of the table config:** {' '.join(f'`{o}`' for o in overrides) if overrides else 'none'}",
         *([f"- **Note:** {note}"] if note else []),
-        "- Ours: mean ± std over the finished seeds of the final evaluation"
+        "- Ours: mean ± std (population std) over the finished seeds of the final evaluation; a cell with one run "
+        "shows that run's value alone"
         + ("; 'Last 5 evals' averages the last five evaluations of each run, to show how settled the final numbers are"
            if any(title.startswith("Last 5") for *_, title in table.columns) else "")
         + ". Only finished runs enter the statistics.",
@@ -266,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("table", help=f"one of {', '.join(tables)}")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds expected per row (default: the paper's four)")
     parser.add_argument("--results", default="results", type=Path)
-    parser.add_argument("--note", default="", help="a sentence for the table's header, e.g. why the run is reduced")
+    parser.add_argument("--note", default=None,
+                        help="a sentence for the table's header, e.g. why the run is reduced; kept in "
+                             "<results>/<table>_note.md for later rebuilds (default: that file's text)")
     args = parser.parse_args(argv)
     if args.table not in tables:
         parser.error(f"unknown table {args.table!r}; choose one of {', '.join(tables)}")
@@ -275,7 +294,14 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(table.seeds)
     except ValueError:
         parser.error(f"--seeds must be comma-separated integers, e.g. 0,1,2,3; got {args.seeds!r}")
-    out = write(table, args.results, seeds, args.note)
+    if not (args.results / table.name).is_dir():
+        parser.error(f"no runs in {args.results / table.name}: train them first (make reproduce-{table.name}) "
+                     "or point --results at the folder that holds them")
+    note_file = args.results / f"{table.name}_note.md"
+    if args.note is not None:
+        tracking.atomic_write_text(note_file, args.note.strip() + "\n")
+    note = note_file.read_text().strip() if note_file.exists() else ""
+    out = write(table, args.results, seeds, note)
     print(f"wrote {out}")
     return 0
 

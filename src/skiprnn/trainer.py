@@ -40,8 +40,9 @@ def load_trained(run_dir: Path, **task_overrides):
     cfg_path, ckpt_path = run_dir / tracking.RECORD / "config.yaml", run_dir / tracking.CHECKPOINT
     for path in (cfg_path, ckpt_path):
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: pass a run directory written by `python -m skiprnn.train` "
-                                    f"(its checkpoint.pt is kept unless `make clean-checkpoints` removed it)")
+            raise FileNotFoundError(f"{path} not found: pass a run directory trained on this machine by "
+                                    f"`python -m skiprnn.train`; checkpoints are not committed with results/, "
+                                    f"and `make clean-checkpoints` deletes them")
     cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True, enum_to_str=True)
     cfg["task"].update(task_overrides)
     task = build_task(cfg["task"], cfg["trainer"]["batch_size"])

@@ -92,6 +92,9 @@ class FrequencyTask(SyntheticTask):
         if steps < 1 or abs(steps - round(steps)) > 1e-9:
             raise ValueError(f"task.sampling_period must be > 0 and divide task.duration into whole steps; got "
                              f"task.sampling_period={sampling_period}, task.duration={duration}")
+        if batch_size < 2:
+            raise ValueError(f"trainer.batch_size must be >= 2 for the frequency task, whose batches hold both classes "
+                             f"half and half; got {batch_size}")
         self.name = "frequency"
         self.sampling_period, self.duration, self.variant = float(sampling_period), float(duration), variant
         self.n_eval_batches, self.solved_accuracy, self.batch_size = eval_batches, solved_accuracy, batch_size
