@@ -11,6 +11,8 @@ EPOCHS ?=
 JOBS   ?= $(shell nproc)
 # Extra Hydra overrides for every reproduction, e.g. ARGS='logger=none'
 ARGS   ?=
+# Where a table's runs and the table itself go; another folder keeps a variant apart from the committed runs
+RESULTS ?= results
 
 train_overrides = $(if $(STEPS),trainer.max_steps=$(STEPS)) $(if $(EPOCHS),trainer.max_epochs=$(EPOCHS)) hydra.launcher.n_jobs=$(JOBS) $(ARGS)
 
@@ -32,11 +34,12 @@ bench: venv ## time training and skipping inference; writes results/bench.md
 	$(PY) scripts/bench.py
 
 reproduce-table%: venv ## run a table's sweep (SEEDS=0,1 STEPS=2000 for a quick one), then write results/table%.md
-	status=0; $(PY) -m skiprnn.train -m table=table$* seed=$(SEEDS) $(train_overrides) || status=$$?; \
-	$(PY) -m skiprnn.tables table$* --seeds $(SEEDS); exit $$status
+	status=0; $(PY) -m skiprnn.train -m table=table$* seed=$(SEEDS) hydra.sweep.dir=$(RESULTS)/table$* \
+	  $(train_overrides) || status=$$?; \
+	$(PY) -m skiprnn.tables table$* --seeds $(SEEDS) --results $(RESULTS); exit $$status
 
 table%: venv ## rebuild results/table%.md from the runs already in results/ (no training)
-	$(PY) -m skiprnn.tables $@ --seeds $(SEEDS)
+	$(PY) -m skiprnn.tables $@ --seeds $(SEEDS) --results $(RESULTS)
 
 clean-checkpoints: ## delete every checkpoint under results/ (finished metrics stay)
 	find results -name checkpoint.pt -delete
