@@ -125,6 +125,13 @@ def test_table_overrides_come_from_the_finished_result(tmp_path):
 def test_epochs_on_a_task_without_epochs_is_a_clear_error(cli, tmp_path):
     proc = cli("task=adding", "trainer.max_epochs=2", "logger=none", *TINY, f"hydra.run.dir={tmp_path}", check=False)
     assert proc.returncode != 0 and "trainer.max_epochs=2 is not allowed" in proc.stderr and "max_steps" in proc.stderr
+    assert "Traceback" not in proc.stderr  # the message alone: it names the key and what is allowed
+
+
+def test_a_task_refusing_its_config_says_why_without_a_traceback(cli, tmp_path):
+    proc = cli("task=frequency", "task.sampling_period=0.3", "logger=none", f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "error: task.sampling_period must be > 0 and divide task.duration" in proc.stderr
 
 
 def test_sweep_with_a_failed_job_exits_nonzero_and_the_table_shows_it(cli, tmp_path):

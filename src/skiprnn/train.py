@@ -1,13 +1,15 @@
 """Hydra entry point: ``python -m skiprnn.train task=adding model=skip_gru lam=1e-5 seed=3`` (``-m`` sweeps)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .config import check_values, register
+from .config import ConfigError, check_values, register
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 register()
@@ -24,12 +26,17 @@ def main(cfg: DictConfig) -> None:
 
     from .trainer import train
 
-    plain = resolved(cfg)
-    check_values(plain)
-    if plain["threads"] > 0:
-        torch.set_num_threads(plain["threads"])
     hydra_cfg = HydraConfig.get()
-    train(plain, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+    try:
+        plain = resolved(cfg)
+        check_values(plain)
+        if plain["threads"] > 0:
+            torch.set_num_threads(plain["threads"])
+        train(plain, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+    except ConfigError as error:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise  # the sweep goes on with its other jobs and reports this one's error at the end
+        sys.exit(f"error: {error}")  # the message names the key and the allowed values; a traceback adds nothing
 
 
 if __name__ == "__main__":

@@ -17,5 +17,7 @@ def build_task(cfg, batch_size: int) -> Task:
     elif name == "mnist":
         from .mnist import MnistTask as cls
     else:
-        raise ValueError(f"task.name must be one of adding, frequency, mnist; got {name!r}")
+        from ..config import ConfigError
+
+        raise ConfigError(f"task.name must be one of adding, frequency, mnist; got {name!r}")
     return cls(batch_size=batch_size, **params)

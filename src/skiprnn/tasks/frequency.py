@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from ..config import ConfigError
 from .base import PaperRow, PaperTable, SyntheticTask
 
 TARGET_BAND = (5.0, 6.0)  # ms, class 0
@@ -87,13 +88,13 @@ class FrequencyTask(SyntheticTask):
                  eval_batches: int = 15, solved_accuracy: float = 0.99, batch_size: int = 256, **_):
         variant = getattr(variant, "value", variant)
         if variant not in VARIANTS:
-            raise ValueError(f"task.variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
+            raise ConfigError(f"task.variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
         steps = duration / sampling_period if sampling_period > 0 else 0.0
         if steps < 1 or abs(steps - round(steps)) > 1e-9:
-            raise ValueError(f"task.sampling_period must be > 0 and divide task.duration into whole steps; got "
+            raise ConfigError(f"task.sampling_period must be > 0 and divide task.duration into whole steps; got "
                              f"task.sampling_period={sampling_period}, task.duration={duration}")
         if batch_size < 2:
-            raise ValueError(f"trainer.batch_size must be >= 2 for the frequency task, whose batches hold both classes "
+            raise ConfigError(f"trainer.batch_size must be >= 2 for the frequency task, whose batches hold both classes "
                              f"half and half; got {batch_size}")
         self.name = "frequency"
         self.sampling_period, self.duration, self.variant = float(sampling_period), float(duration), variant

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import ConfigError
 from .base import PaperRow, PaperTable, Task, step_generator
 
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -114,18 +115,18 @@ class MnistTask(Task):
         data = load_mnist(self.data_root, download)
         images, labels = data["train"]
         if not 0 < validation_size < images.shape[0]:
-            raise ValueError(f"task.validation_size must lie in [1, {images.shape[0] - 1}] (the training set has "
+            raise ConfigError(f"task.validation_size must lie in [1, {images.shape[0] - 1}] (the training set has "
                              f"{images.shape[0]} images); got {validation_size}")
         self.splits = {"val": (images[:validation_size], labels[:validation_size]),
                        "train": (images[validation_size:], labels[validation_size:]),
                        "test": data["test"]}
         if train_limit is not None:
             if train_limit < 1:
-                raise ValueError(f"task.train_limit must be a positive number of images or null; got {train_limit}")
+                raise ConfigError(f"task.train_limit must be a positive number of images or null; got {train_limit}")
             self.splits["train"] = tuple(t[:train_limit] for t in self.splits["train"])
         self.n_train = self.splits["train"][0].shape[0]
         if self.n_train < batch_size:
-            raise ValueError(f"the training set ({self.n_train} images) is smaller than one batch ({batch_size})")
+            raise ConfigError(f"trainer.batch_size={batch_size} is larger than the training set ({self.n_train} images)")
         self.steps_per_epoch = self.n_train // batch_size  # the last partial batch is dropped, as the original
         self._perm_key, self._perm = None, None
 
