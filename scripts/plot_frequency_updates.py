@@ -8,9 +8,9 @@ For each run directory (``.hydra/config.yaml`` and ``checkpoint.pt``, as the tra
 model in evaluation mode on ``--sequences`` fresh test sequences (half of each class, seed 0) and draws one row:
 two example inputs with the sampled points where the state is updated in red, and the fraction of sequences
 updating at each time (in ms, so that runs at different sampling periods share an axis). It prints the mean
-number of updates and the share of them in the first 10 ms. The paper's Figure 6 shows a Skip LSTM (λ = 1e-4,
-T_s = 0.5 ms) using mostly the first samples of each sequence; Table 4's point is that the number of updates
-barely changes when the sampling period halves.
+number of updates (overall and for each class) and the share of them in the first 10 ms. The paper's Figure 6
+shows a Skip LSTM (λ = 1e-4, T_s = 0.5 ms) using mostly the first samples of each sequence; Table 4's point is
+that the number of updates barely changes when the sampling period halves.
 """
 from __future__ import annotations
 
@@ -29,19 +29,23 @@ from skiprnn.trainer import load_trained  # noqa: E402
 
 def update_profile(model, task, sequences: int, chunk: int = 512):
     """(examples: input (T, 2) of one target and one distractor sequence, their updates (T, 2);
-    rate (T,): the fraction of sequences updating at each step; mean updates per sequence)."""
+    rate (T,): the fraction of sequences updating at each step; mean updates per sequence;
+    (mean updates per target sequence, mean per distractor sequence))."""
     generator = torch.Generator().manual_seed(0)
-    updates, first = [], None
+    updates, labels, first = [], [], None
     with torch.no_grad():
         for start in range(0, sequences, chunk):
             batch = task.sample(min(chunk, sequences - start), generator)
             _, used = model(batch.x)
             updates.append(used)
+            labels.append(batch.y)
             if first is None:
                 pick = [0, batch.x.shape[1] - 1]  # the first target and the last distractor
                 first = (batch.x[:, pick, 0], used[:, pick])
-    updates = torch.cat(updates, 1)
-    return first, updates.mean(1), updates.sum(0).mean().item()
+    updates, labels = torch.cat(updates, 1), torch.cat(labels)
+    per_sequence = updates.sum(0)
+    by_class = tuple(per_sequence[labels == k].mean().item() for k in (0, 1))
+    return first, updates.mean(1), per_sequence.mean().item(), by_class
 
 
 def plot(run_dirs: list[Path], out: Path, sequences: int) -> list[dict]:
@@ -55,7 +59,7 @@ def plot(run_dirs: list[Path], out: Path, sequences: int) -> list[dict]:
         if cfg["task"]["name"] != "frequency":
             raise SystemExit(f"{run_dir} is a {cfg['task']['name']!r} run, not a frequency-discrimination one")
         torch.manual_seed(0)  # the p_skip baselines draw their random skips from the global generator
-        (x, used), rate, mean = update_profile(model, task, sequences)
+        (x, used), rate, mean, (target, distractor) = update_profile(model, task, sequences)
         t = task.t.float()
         early = rate[t < 10.0].sum().item() / max(rate.sum().item(), 1e-12)
         label = f"{cfg['row']} (seed {cfg['seed']}, λ = {cfg.get('lam', 0.0):g}, step {step})"
@@ -75,7 +79,8 @@ def plot(run_dirs: list[Path], out: Path, sequences: int) -> list[dict]:
         ax_rate.set_title(f"T_s = {task.sampling_period:g} ms: {mean:.1f} of {task.seq_len} updates, "
                           f"{early:.0%} of them in the first 10 ms", fontsize=9)
         summary.append({"run": str(run_dir), "sampling_period": task.sampling_period, "length": task.seq_len,
-                        "updates": mean, "first_10ms": early})
+                        "updates": mean, "target_updates": target, "distractor_updates": distractor,
+                        "first_10ms": early})
     for ax in axes[-1]:
         ax.set_xlabel("time (ms)")
     fig.suptitle(f"Frequency discrimination: where the state is updated ({sequences} fresh test sequences per run)",
@@ -96,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.sequences < 2:
         parser.error("--sequences must be at least 2")
     for row in plot(args.run_dirs, args.out, args.sequences):
-        print(f"{row['run']}: T_s = {row['sampling_period']:g} ms, {row['updates']:.1f} of {row['length']} updates, "
+        print(f"{row['run']}: T_s = {row['sampling_period']:g} ms, {row['updates']:.1f} of {row['length']} updates "
+              f"(target class {row['target_updates']:.1f}, distractors {row['distractor_updates']:.1f}), "
               f"{row['first_10ms']:.0%} in the first 10 ms")
     print(f"wrote {args.out}")
     return 0

@@ -162,11 +162,11 @@ def test_update_figure_profile_against_a_hand_count():
         used[-1, x.shape[1] // 2 :] = 1.0  # the second half of every batch: the distractors
         return None, used
 
-    (x, used), rate, mean = script.update_profile(model, task, sequences=40, chunk=8)
+    (x, used), rate, mean, by_class = script.update_profile(model, task, sequences=40, chunk=8)
     assert x.shape == used.shape == (200, 2)
     assert used[:, 0].sum() == 3 and used[:, 1].sum() == 4
     assert rate[:3].tolist() == [1.0, 1.0, 1.0] and rate[-1] == 0.5 and rate[3:-1].sum() == 0
-    assert mean == pytest.approx(3.5)
+    assert mean == pytest.approx(3.5) and by_class == pytest.approx((3.0, 4.0))
 
 
 # ------------------------------------------------------------------------------------------------ Table 4
