@@ -10,19 +10,6 @@ from torch import nn
 from skiprnn import SkipCell, SkipCellState, SkipRNN, budget_loss, unroll
 
 
-class TFStep(nn.Module):
-    """Our TF-style LSTM/GRU cell behind the plain cell(x, state) interface, so SkipCell can wrap it."""
-
-    def __init__(self, cell):
-        super().__init__()
-        self.inner, self.hidden_size = cell, cell.hidden_size
-
-    def forward(self, x, state):
-        if self.inner.has_cell_state:
-            return self.inner.step(self.inner.project_input(x), *state)
-        return self.inner.step(self.inner.project_input(x), state)[0]
-
-
 class CountingCell(nn.Module):
     """torch.nn.GRUCell that counts its calls."""
 
@@ -44,7 +31,7 @@ def test_wrapping_our_cell_reproduces_skip_rnn(mode, fused):
     with torch.no_grad():
         model.update_gate.weight.normal_(0, 1.0)
         model.update_gate.bias.fill_(-0.2)
-    wrapped = SkipCell(TFStep(model.cells[0])).double()
+    wrapped = SkipCell(model.cells[0]).double()  # our TF-style cells have torch's cell(x, state) interface
     wrapped.update_gate = model.update_gate  # shared, so the gradients accumulate on the same tensors
     x = torch.randn(20, 4, 3, dtype=torch.float64)
     coef = torch.randn(20, 4, dtype=torch.float64)
@@ -195,6 +182,85 @@ def test_budget_loss_trains_the_gate_and_batch_first():
     assert cell.update_gate.bias.grad.item() > 0  # descending it lowers b_p: fewer updates
 
 
+def test_our_cells_take_torchs_cell_interface():
+    """skiprnn.LSTMCell/GRUCell as cell(x, state), from zeros when no state is given, as torch's cells."""
+    from skiprnn import GRUCell, LSTMCell
+
+    torch.manual_seed(10)
+    x, h, c = torch.randn(3, 2), torch.randn(3, 4), torch.randn(3, 4)
+    lstm, gru = LSTMCell(2, 4), GRUCell(2, 4)
+    assert all(torch.equal(a, b) for a, b in zip(lstm(x, (h, c)), lstm.step(lstm.project_input(x), h, c)))
+    assert torch.equal(gru(x, h), gru.step(gru.project_input(x), h)[0])
+    zeros = torch.zeros(3, 4)
+    assert all(torch.equal(a, b) for a, b in zip(lstm(x), lstm(x, (zeros, zeros))))
+    assert torch.equal(gru(x), gru(x, zeros))
+
+
+class StackedLSTM(nn.Module):
+    """Two nn.LSTMCell layers with the state ((h1, c1), (h2, c2))."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.layers = nn.ModuleList([nn.LSTMCell(input_size, hidden_size), nn.LSTMCell(hidden_size, hidden_size)])
+
+    def forward(self, x, state=None):
+        state = state or (None, None)
+        first = self.layers[0](x, state[0])
+        return first, self.layers[1](first[0], state[1])
+
+
+class NoStep(nn.Module):
+    hidden_size = 3
+
+
+def test_gate_reads_a_nested_state_element():
+    """gate_from=(-1, 1): the top layer's c of a stack, where the paper's stacked Skip LSTM reads Δũ."""
+    torch.manual_seed(7)
+    stack = StackedLSTM(3, 4)
+    x = torch.randn(5, 3)
+    cell = SkipCell(stack, gate_from=(-1, 1))
+    start = SkipCell.initial_state(((torch.zeros(5, 4),) * 2, (torch.zeros(5, 4),) * 2))
+    _, update, state = cell(x, start)
+    top_c = stack(x, start.cell)[1][1]
+    assert torch.all(update == 1)
+    torch.testing.assert_close(state.update_prob, torch.sigmoid(cell.update_gate(top_c)).squeeze(1))
+
+
+def test_feeding_a_sequence_in_chunks_equals_one_call():
+    torch.manual_seed(8)
+    cell = SkipCell(nn.LSTMCell(3, 5))
+    with torch.no_grad():
+        cell.update_gate.bias.fill_(-0.5)
+    x = torch.randn(12, 4, 3)
+    whole = unroll(cell, x)
+    first = unroll(cell, x[:5])
+    second = unroll(cell, x[5:], first[2])
+    assert 0 < whole[1].sum() < whole[1].numel()
+    assert torch.equal(torch.cat([first[0], second[0]]), whole[0]) and torch.equal(torch.cat([first[1], second[1]]), whole[1])
+
+
+@pytest.mark.parametrize("make_cell", [lambda: nn.LSTMCell(3, 5), lambda: nn.GRUCell(3, 5)])
+@pytest.mark.parametrize("given_start", [False, True])
+def test_runs_under_autocast(make_cell, given_start):
+    """bfloat16 autocast on the CPU: the state keeps its dtype, the gate's values stay float32, and the updates
+    match float32 where the gate is far from its threshold."""
+    torch.manual_seed(9)
+    cell = SkipCell(make_cell())
+    with torch.no_grad():
+        cell.update_gate.weight.zero_()
+        cell.update_gate.bias.fill_(-1.0)  # Δũ = 0.27: an update every second step, whatever the precision
+    x = torch.randn(6, 2, 3)
+    zeros = torch.zeros(2, 5)
+    start = SkipCell.initial_state((zeros, zeros) if isinstance(cell.cell, nn.LSTMCell) else zeros) if given_start else None
+    reference = unroll(cell, x, start)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output, updates, state = unroll(cell, x, start)
+    assert state.update_prob.dtype == torch.float32 and updates.dtype == torch.float32
+    assert torch.equal(updates, reference[1]) and updates[:, 0].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    torch.testing.assert_close(output.float(), reference[0], rtol=0, atol=0.05)
+
+
 def test_clear_errors():
     class NoSize(nn.Module):
         def forward(self, x, state=None):
@@ -203,14 +269,22 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="pass gate_size"):
         SkipCell(NoSize())
     SkipCell(NoSize(), gate_size=3)(torch.randn(2, 3))  # explicit size works
-    with pytest.raises(ValueError, match="gate_from=2 is out of range for a state of 2 elements"):
+    with pytest.raises(ValueError, match=r"gate_from=2 is out of range for a state of \(tensor, tensor\)"):
         SkipCell(nn.LSTMCell(3, 4), gate_from=2)(torch.randn(2, 3))
     with pytest.raises(ValueError, match="SkipCellState"):
         SkipCell(nn.GRUCell(3, 4))(torch.randn(2, 3), torch.zeros(2, 4))
-    with pytest.raises(ValueError, match="gate_from=1 needs a tuple state"):
+    with pytest.raises(ValueError, match="gate_from=1 indexes into a tuple, but the state there is one tensor"):
         SkipCell(nn.GRUCell(3, 4), gate_from=1)(torch.randn(2, 3))
-    with pytest.raises(ValueError, match="gate_from must be an integer"):
+    with pytest.raises(ValueError, match="gate_from must be an index"):
         SkipCell(nn.GRUCell(3, 4), gate_from=True)
+    with pytest.raises(ValueError, match="gate_from must be an index"):
+        SkipCell(nn.GRUCell(3, 4), gate_from=())
+    with pytest.raises(ValueError, match=r"got \(tensor, tensor\): give gate_from as a tuple of indices"):
+        SkipCell(StackedLSTM(3, 4), gate_from=-1)(torch.randn(2, 3))
+    with pytest.raises(ValueError, match=r"NoStep has no forward\(x, state\)"):
+        SkipCell(NoStep())
+    with pytest.raises(ValueError, match=r"x must be \(T, B, ...\)"):
+        unroll(SkipCell(nn.GRUCell(3, 4)), torch.randn(5), batch_first=True)
     with pytest.raises(ValueError, match=r"18 values per row .* pass gate_size=18"):
         SkipCell(ConvLikeCell(), gate_size=4, gate_from=1)(torch.randn(2, 3))
     with pytest.raises(ValueError, match=r"another structure \(tensor\) than it was given \(\(tensor, tensor\)\)"):

@@ -49,6 +49,13 @@ class LSTMCell(nn.Module):
         """x (..., input_size) -> the input part of the gate pre-activations (..., 4H)."""
         return torch.nn.functional.linear(x, self.weight_ih, self.bias + self.bias_offset)
 
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """One step in ``torch.nn.LSTMCell``'s interface: x (B, in), state (h, c) or None for zeros -> (h', c')."""
+        if state is None:
+            zeros = x.new_zeros(x.shape[0], self.hidden_size)
+            state = (zeros, zeros)
+        return self.step(self.project_input(x), *state)
+
     def step(self, x_proj: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         gates = torch.addmm(x_proj, h, self.weight_hh.t())
         i, _, f, o = torch.sigmoid(gates).chunk(4, 1)  # one sigmoid over all four blocks (j's is unused): fewer small ops
@@ -89,6 +96,12 @@ class GRUCell(nn.Module):
 
     def project_input(self, x: Tensor) -> Tensor:
         return torch.nn.functional.linear(x, self.weight_ih, self.bias)
+
+    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
+        """One step in ``torch.nn.GRUCell``'s interface: x (B, in), h (B, H) or None for zeros -> h'."""
+        if h is None:
+            h = x.new_zeros(x.shape[0], self.hidden_size)
+        return self.step(self.project_input(x), h)[0]
 
     def step(self, x_proj: Tensor, h: Tensor, c: Tensor | None = None) -> tuple[Tensor, None]:
         hs = self.hidden_size

@@ -37,16 +37,18 @@ class SkipCell(nn.Module):
         cell: the recurrent cell (see the module docstring).
         gate_size: the number of values per row of the state element Δũ is computed from (flattened);
             defaults to ``cell.hidden_size``, which is right for vector states.
-        gate_from: for a tuple state, the element Δũ is computed from. The default, -1, is c for
-            ``nn.LSTMCell``'s (h, c), as the original Skip LSTM.
+        gate_from: for a tuple state, the element Δũ is computed from: an index, or a tuple of indices into
+            nested tuples (``(-1, 1)``: the top layer's c of a stack whose state is ((h1, c1), (h2, c2))).
+            The default, -1, is c for ``nn.LSTMCell``'s (h, c), as the original Skip LSTM.
 
     ``forward(x, state=None)`` takes one step. ``state=None`` starts from the cell's own initial state
     (zeros for torch's cells, where ``SkipRNN`` learns one); ``SkipCell.initial_state(cell_state)`` starts from
     a given one. The first step always updates. In eval mode under ``torch.no_grad()`` a step on which no row
-    updates does not call the cell.
+    updates does not call the cell. The gate's own quantities (u, Δũ, ũ) are float32 or wider, and each state
+    tensor keeps its dtype, so the wrapper also runs under ``torch.autocast``.
     """
 
-    def __init__(self, cell: nn.Module, gate_size: int | None = None, gate_from: int = -1):
+    def __init__(self, cell: nn.Module, gate_size: int | None = None, gate_from: int | tuple[int, ...] = -1):
         super().__init__()
         if gate_size is None:
             gate_size = getattr(cell, "hidden_size", None)
@@ -55,8 +57,13 @@ class SkipCell(nn.Module):
                                  "values per row of the state the update gate reads")
         if not _positive_int(gate_size):
             raise ValueError(f"gate_size must be a positive integer; got {gate_size!r}")
-        if not isinstance(gate_from, int) or isinstance(gate_from, bool):
-            raise ValueError(f"gate_from must be an integer index into the cell's state tuple; got {gate_from!r}")
+        if type(cell).forward is nn.Module.forward:
+            raise ValueError(f"{type(cell).__name__} has no forward(x, state): SkipCell calls the cell as cell(x) and "
+                             "cell(x, state), like torch.nn.LSTMCell")
+        path = gate_from if isinstance(gate_from, tuple) else (gate_from,)
+        if not path or not all(isinstance(i, int) and not isinstance(i, bool) for i in path):
+            raise ValueError(f"gate_from must be an index into the cell's state tuple, or a tuple of indices into "
+                             f"nested tuples; got {gate_from!r}")
         self.cell, self.gate_size, self.gate_from = cell, gate_size, gate_from
         self.update_gate = nn.Linear(gate_size, 1)
         with torch.no_grad():  # b_p = 1: every step updates at the start of training
@@ -87,25 +94,29 @@ class SkipCell(nn.Module):
             # Nothing updates and no gradient is needed: skip the cell itself (Δũ is kept on a skip anyway).
             return SkipCellOutput(_output(state.cell), u, SkipCellState(state.cell, state.update_prob, u_tilde))
         candidate = self.cell(x, state.cell)
-        blended = _map(lambda old, new: torch.lerp(old, new, _rows(u, old)), state.cell, candidate)
-        update_prob = torch.lerp(state.update_prob, self._update_prob(candidate), u)
+        blended = _map(lambda old, new: torch.lerp(old, new.to(old.dtype), _rows(u, old)), state.cell, candidate)
+        update_prob = torch.lerp(state.update_prob, self._update_prob(candidate).to(u.dtype), u)
         return SkipCellOutput(_output(blended), u, SkipCellState(blended, update_prob, (1.0 - u) * u_tilde))
 
     def _update_prob(self, candidate: CellState) -> Tensor:
-        """Δũ (B,) from the candidate state, before the skip blend (Eq. 4)."""
-        if isinstance(candidate, tuple):
-            if not -len(candidate) <= self.gate_from < len(candidate):
-                raise ValueError(f"gate_from={self.gate_from} is out of range for a state of {len(candidate)} elements")
-            candidate = candidate[self.gate_from]
-        elif self.gate_from not in (0, -1):
-            raise ValueError(f"gate_from={self.gate_from} needs a tuple state; this cell's state is one tensor")
+        """Δũ (B,) from the candidate state, before the skip blend (Eq. 4); float32 at least, also under autocast."""
+        path = self.gate_from if isinstance(self.gate_from, tuple) else (self.gate_from,)
+        for index in path:
+            if isinstance(candidate, tuple):
+                if not -len(candidate) <= index < len(candidate):
+                    raise ValueError(f"gate_from={self.gate_from} is out of range for a state of {_structure(candidate)}")
+                candidate = candidate[index]
+            elif index not in (0, -1):
+                raise ValueError(f"gate_from={self.gate_from} indexes into a tuple, but the state there is one tensor")
         if not isinstance(candidate, Tensor):
-            raise ValueError(f"the state element at gate_from={self.gate_from} must be a tensor; got {type(candidate).__name__}")
+            raise ValueError(f"the state element at gate_from={self.gate_from} must be a tensor; got "
+                             f"{_structure(candidate)}: give gate_from as a tuple of indices to reach into it")
         flat = candidate.flatten(1)
         if flat.shape[1] != self.gate_size:
             raise ValueError(f"the gated state has {flat.shape[1]} values per row ({tuple(candidate.shape)}), but "
                              f"gate_size={self.gate_size}: pass gate_size={flat.shape[1]}")
-        return torch.sigmoid(self.update_gate(flat)).squeeze(1)
+        delta = torch.sigmoid(self.update_gate(flat)).squeeze(1)
+        return delta if delta.dtype in (torch.float32, torch.float64) else delta.float()
 
 
 def unroll(cell: SkipCell, x: Tensor, state: SkipCellState | None = None,
@@ -114,6 +125,8 @@ def unroll(cell: SkipCell, x: Tensor, state: SkipCellState | None = None,
     ``batch_first``. ``updates`` goes straight into :func:`skiprnn.budget_loss`. Every step counts: there is no
     padding mask here (``SkipRNN`` takes ``lengths``)."""
     dim = 1 if batch_first else 0
+    if x.dim() < 2:
+        raise ValueError(f"x must be (T, B, ...), or (B, T, ...) with batch_first=True; got shape {tuple(x.shape)}")
     if x.shape[dim] == 0:
         raise ValueError(f"x has no time steps: shape {tuple(x.shape)}")
     outputs, updates = [], []
@@ -132,7 +145,7 @@ def _rows(u: Tensor, like: Tensor) -> Tensor:
     """u (B,) shaped to broadcast over one row of ``like`` (B, ...)."""
     if like.shape[0] != u.shape[0]:
         raise ValueError(f"every state tensor must have the batch ({u.shape[0]}) first; got shape {tuple(like.shape)}")
-    return u.view(-1, *([1] * (like.dim() - 1)))
+    return u.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
 
 def _map(fn: Callable[[Tensor, Tensor], Tensor], old: CellState, new: CellState) -> CellState:
