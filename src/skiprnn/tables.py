@@ -162,7 +162,8 @@ def _change(a: float, b: float, fmt: str = ".1f") -> str:
 
 def _pairs_section(table: PaperTable, grid: dict[str, list[Run]]) -> list[str]:
     """Mean update counts of row pairs the paper compares, ours (final and last five evaluations) and the paper's.
-    Ours average only the seeds finished in both rows, so a ratio never compares different seeds."""
+    Ours average only the seeds finished in both rows, so a ratio never compares different seeds; each seed's
+    own ratio is listed too."""
     if not table.pairs:
         return []
     paper_key = next((paper for ours, paper, _ in table.columns if ours == "updates_steps"), None)
@@ -172,13 +173,19 @@ def _pairs_section(table: PaperTable, grid: dict[str, list[Run]]) -> list[str]:
     def mean_of(row: str, seeds: list[int], key: str) -> float:
         return statistics.fmean(finished[row][s].final.get(key, math.nan) for s in seeds) if seeds else math.nan
 
+    def ratios(a: str, b: str, seeds: list[int]) -> str:
+        """Each seed's own ratio, so that one unsettled run cannot hide inside a mean."""
+        each = [(finished[a][s].final["val_updates"], finished[b][s].final["val_updates"]) for s in seeds]
+        return ", ".join(f"{s}: ×{y / x:.2f}" for s, (x, y) in zip(seeds, each) if x) or "–"
+
     lines = [f"## {table.pairs_title}", "",
-             "| Model | Updates (ours) | Last 5 evals (ours) | Seeds (ours) | Updates (paper) |", "|---|---|---|---|---|"]
+             "| Model | Updates (ours) | Last 5 evals (ours) | Ratio per seed (ours) | Updates (paper) |",
+             "|---|---|---|---|---|"]
     for label, a, b in table.pairs:
         seeds = sorted(finished[a].keys() & finished[b].keys())
         lines.append(f"| {label} | {_change(mean_of(a, seeds, 'val_updates'), mean_of(b, seeds, 'val_updates'))} | "
                      f"{_change(mean_of(a, seeds, 'stable_updates'), mean_of(b, seeds, 'stable_updates'))} | "
-                     f"{', '.join(map(str, seeds)) or '–'} | "
+                     f"{ratios(a, b, seeds)} | "
                      f"{_change(_leading_number(printed[a]), _leading_number(printed[b]))} |")
     return lines + [""]
 
