@@ -92,10 +92,10 @@ class FrequencyTask(SyntheticTask):
         steps = duration / sampling_period if sampling_period > 0 else 0.0
         if steps < 1 or abs(steps - round(steps)) > 1e-9:
             raise ConfigError(f"task.sampling_period must be > 0 and divide task.duration into whole steps; got "
-                             f"task.sampling_period={sampling_period}, task.duration={duration}")
+                              f"task.sampling_period={sampling_period}, task.duration={duration}")
         if batch_size < 2:
             raise ConfigError(f"trainer.batch_size must be >= 2 for the frequency task, whose batches hold both classes "
-                             f"half and half; got {batch_size}")
+                              f"half and half; got {batch_size}")
         self.name = "frequency"
         self.sampling_period, self.duration, self.variant = float(sampling_period), float(duration), variant
         self.n_eval_batches, self.solved_accuracy, self.batch_size = eval_batches, solved_accuracy, batch_size

@@ -116,7 +116,7 @@ class MnistTask(Task):
         images, labels = data["train"]
         if not 0 < validation_size < images.shape[0]:
             raise ConfigError(f"task.validation_size must lie in [1, {images.shape[0] - 1}] (the training set has "
-                             f"{images.shape[0]} images); got {validation_size}")
+                              f"{images.shape[0]} images); got {validation_size}")
         self.splits = {"val": (images[:validation_size], labels[:validation_size]),
                        "train": (images[validation_size:], labels[validation_size:]),
                        "test": data["test"]}
