@@ -65,6 +65,7 @@ class SkipCell(nn.Module):
             raise ValueError(f"gate_from must be an index into the cell's state tuple, or a tuple of indices into "
                              f"nested tuples; got {gate_from!r}")
         self.cell, self.gate_size, self.gate_from = cell, gate_size, gate_from
+        self._gate_path = path  # gate_from as a tuple of indices, resolved once
         self.update_gate = nn.Linear(gate_size, 1)
         with torch.no_grad():  # b_p = 1: every step updates at the start of training
             self.update_gate.bias.fill_(1.0)
@@ -100,8 +101,7 @@ class SkipCell(nn.Module):
 
     def _update_prob(self, candidate: CellState) -> Tensor:
         """Δũ (B,) from the candidate state, before the skip blend (Eq. 4); float32 at least, also under autocast."""
-        path = self.gate_from if isinstance(self.gate_from, tuple) else (self.gate_from,)
-        for index in path:
+        for index in self._gate_path:
             if isinstance(candidate, tuple):
                 if not -len(candidate) <= index < len(candidate):
                     raise ValueError(f"gate_from={self.gate_from} is out of range for a state of {_structure(candidate)}")
