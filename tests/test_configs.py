@@ -22,7 +22,10 @@ def test_every_group_option_composes(compose_cfg, group):
     for path in sorted((CONF / group).glob("*.yaml")):
         cfg = job_part(compose_cfg(f"{group}={path.stem}"))
         check_values(cfg)
-        assert cfg[group] is not None
+        if group == "task":
+            assert cfg["task"]["name"] == path.stem, "a task file builds the task it is named after"
+        if group == "model":
+            assert cfg["model"]["mode"] == path.stem
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -54,10 +57,13 @@ def test_table1_rows_match_the_paper_table(compose_cfg):
         assert cfg["task"]["name"] == "adding" and cfg["model"]["hidden_size"] == 110
 
 
-def test_paper_hyperparameters_are_the_defaults(compose_cfg):
-    cfg = job_part(compose_cfg())
+@pytest.mark.parametrize("overrides", [(), ("table=table4", "experiment=table4/skip_gru_lam1e-4_ts0.5")])
+def test_paper_hyperparameters_are_the_defaults(compose_cfg, overrides):
+    """paper.md §2: Adam 1e-4, batch 256, global-norm clip 1, 110 units, evaluation every 300 steps on 15 batches."""
+    cfg = job_part(compose_cfg(*overrides))
     assert cfg["trainer"]["lr"] == 1e-4 and cfg["trainer"]["batch_size"] == 256 and cfg["trainer"]["grad_clip"] == 1.0
     assert cfg["trainer"]["eval_every"] == 300 and cfg["task"]["eval_batches"] == 15
+    assert cfg["model"]["hidden_size"] == 110 and cfg["model"]["num_layers"] == 1
     assert cfg["logger"]["mode"] == "offline"
 
 
@@ -82,10 +88,23 @@ def test_bad_overrides_fail_at_composition(compose_cfg, override, words):
 @pytest.mark.parametrize("override, key", [("model.p_skip=1.5", "model.p_skip"), ("lam=-1", "lam"),
                                            ("trainer.max_steps=0", "trainer.max_steps"),
                                            ("task.eval_batches=1001", "task.eval_batches"),
-                                           ("task.solved_mse=0", "task.solved_mse")])
+                                           ("task.solved_mse=0", "task.solved_mse"),
+                                           ("trainer.lr=inf", "trainer.lr"),
+                                           ("task=frequency task.duration=inf", "task.duration"),
+                                           ("task=frequency task.sampling_period=nan", "task.sampling_period"),
+                                           ("task=frequency task.solved_accuracy=1", "task.solved_accuracy")])
 def test_out_of_range_values_name_the_key(compose_cfg, override, key):
     with pytest.raises(ConfigError, match=rf"{key}=.* must be"):
-        check_values(job_part(compose_cfg(override)))
+        check_values(job_part(compose_cfg(*override.split())))
+
+
+def test_a_task_given_another_tasks_keys_names_the_stray_key(compose_cfg):
+    from skiprnn.tasks import build_task
+
+    cfg = job_part(compose_cfg("task=adding", "task.name=frequency"))
+    with pytest.raises(ConfigError, match=r"task\.(eval_batches|seq_len|solved_mse) is not a key of the frequency task.*"
+                                         r"sampling_period, duration, variant"):
+        build_task(cfg["task"], 256)
 
 
 def test_cli_reports_a_bad_value_clearly(cli):

@@ -2,6 +2,7 @@
 a wrong type (``lam=abc``) or an unknown choice fails at startup and names the key."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
@@ -131,7 +132,7 @@ class ConfigError(ValueError):
 
 # key -> (test, what is allowed)
 _RULES = {
-    "lam": (lambda v: v >= 0, "a number >= 0"),
+    "lam": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
     "threads": (lambda v: v >= 0, "an integer >= 0 (0 keeps torch's default)"),
     "model.hidden_size": (lambda v: v >= 1, "an integer >= 1"),
     "model.num_layers": (lambda v: v >= 1, "an integer >= 1"),
@@ -139,18 +140,18 @@ _RULES = {
     "trainer.max_steps": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.max_epochs": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
     "trainer.batch_size": (lambda v: v >= 1, "an integer >= 1"),
-    "trainer.lr": (lambda v: v > 0, "a number > 0"),
-    "trainer.grad_clip": (lambda v: v > 0, "a number > 0"),
+    "trainer.lr": (lambda v: 0 < v < math.inf, "a finite number > 0"),
+    "trainer.grad_clip": (lambda v: 0 < v < math.inf, "a finite number > 0"),
     "trainer.eval_every": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.stable_window": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.halt_after_steps": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
     "task.seq_len": (lambda v: v >= 10, "an integer >= 10 (the markers need 10% and 50% of it)"),
     "task.eval_batches": (lambda v: 1 <= v <= 1000, "an integer in [1, 1000] (each evaluation draws from its own block of 1000 batch seeds)"),
-    "task.sampling_period": (lambda v: v > 0, "a number of milliseconds > 0"),
+    "task.sampling_period": (lambda v: 0 < v < math.inf, "a finite number of milliseconds > 0"),
     "task.validation_size": (lambda v: v >= 1, "an integer >= 1"),
-    "task.duration": (lambda v: v > 0, "a number of milliseconds > 0"),
-    "task.solved_accuracy": (lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
-    "task.solved_mse": (lambda v: v > 0, "a number > 0"),
+    "task.duration": (lambda v: 0 < v < math.inf, "a finite number of milliseconds > 0"),
+    "task.solved_accuracy": (lambda v: 0 < v < 1, "a fraction in (0, 1) (solved means accuracy above it)"),
+    "task.solved_mse": (lambda v: 0 < v < math.inf, "a finite number > 0"),
     "task.train_limit": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
 }
 

@@ -15,7 +15,7 @@ class AddingTask(SyntheticTask):
     input_size, output_size = 2, 1
     metric, higher_is_better = "mse", False
 
-    def __init__(self, seq_len: int = 50, eval_batches: int = 15, solved_mse: float = 1 / 600, batch_size: int = 256, **_):
+    def __init__(self, seq_len: int = 50, eval_batches: int = 15, solved_mse: float = 1 / 600, batch_size: int = 256):
         self.name = "adding"
         self.seq_len, self.n_eval_batches, self.solved_mse, self.batch_size = seq_len, eval_batches, solved_mse, batch_size
 

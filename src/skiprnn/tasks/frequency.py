@@ -11,8 +11,9 @@ Two variants (``task.variant``), because the released code and the paper disagre
     t = k·T_s (``np.linspace(0, duration - T_s, L)``), x = cos(2π·(1/T)·t + φ) with φ ~ U(0, T) added directly in
     radians (not a time shift), and distractor periods from ``random_disjoint_interval(0, 100, 5, 6)``: U(0, 99),
     plus 1 when above 5, i.e. uniform on [0, 5] ∪ (6, 100].
-``paper`` — what Appendix A.1 describes: x = sin(2π·(t + τ)/T), with the phase shift τ ~ U(0, T) a time shift in
-    ms (so the phase is uniform on [0, 2π)), and distractor periods uniform on (1, 5) ∪ (6, 100).
+``paper`` — what Appendix A.1 describes: sine waves with a random phase shift τ ~ U(0, T) and distractor periods
+    on (1, 5) ∪ (6, 100). We read the shift as a time shift in ms, x = sin(2π·(t + τ)/T), so the phase is uniform
+    on [0, 2π).
 
 Why ``original`` is the default: Table 4's numbers were produced by the released code (the only primary source of
 the data pipeline), so the faithful reproduction feeds the models what that code fed them. The differences are
@@ -42,6 +43,7 @@ from .base import PaperRow, PaperTable, SyntheticTask
 TARGET_BAND = (5.0, 6.0)  # ms, class 0
 PERIOD_RANGE = {"original": (0.0, 100.0), "paper": (1.0, 100.0)}  # ms, where distractor periods are drawn from
 VARIANTS = tuple(PERIOD_RANGE)
+MAX_STEPS = 100_000  # sequence length cap: a typo in task.sampling_period should not try to allocate 1e11 samples
 
 
 class FrequencyBatch(NamedTuple):
@@ -85,14 +87,15 @@ class FrequencyTask(SyntheticTask):
     metric, higher_is_better = "accuracy", True
 
     def __init__(self, sampling_period: float = 1.0, duration: float = 100.0, variant: str = "original",
-                 eval_batches: int = 15, solved_accuracy: float = 0.99, batch_size: int = 256, **_):
+                 eval_batches: int = 15, solved_accuracy: float = 0.99, batch_size: int = 256):
         variant = getattr(variant, "value", variant)
         if variant not in VARIANTS:
             raise ConfigError(f"task.variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
-        steps = duration / sampling_period if sampling_period > 0 else 0.0
-        if steps < 1 or abs(steps - round(steps)) > 1e-9:
-            raise ConfigError(f"task.sampling_period must be > 0 and divide task.duration into whole steps; got "
-                              f"task.sampling_period={sampling_period}, task.duration={duration}")
+        steps = duration / sampling_period if 0 < sampling_period < math.inf and duration < math.inf else 0.0
+        if not 1 <= steps <= MAX_STEPS or abs(steps - round(steps)) > 1e-9:
+            raise ConfigError(f"task.sampling_period must be > 0 and divide task.duration into a whole number of steps "
+                              f"from 1 to {MAX_STEPS:,}; got task.sampling_period={sampling_period}, "
+                              f"task.duration={duration}")
         if batch_size < 2:
             raise ConfigError(f"trainer.batch_size must be >= 2 for the frequency task, whose batches hold both classes "
                               f"half and half; got {batch_size}")

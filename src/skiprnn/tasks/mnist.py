@@ -108,7 +108,7 @@ class MnistTask(Task):
 
     def __init__(self, data_root: str = "data", download: bool = True, validation_size: int = 5000,
                  train_limit: int | None = None, solved_accuracy: float = 0.9,
-                 batch_size: int = 256, **_):
+                 batch_size: int = 256):
         self.name = "mnist"
         self.data_root, self.batch_size = str(data_root), batch_size
         self.solved_accuracy = solved_accuracy
