@@ -83,6 +83,10 @@ def test_resumed_run_ends_like_an_uninterrupted_one(cli, tmp_path):
     split = json.loads((tmp_path / "split" / "metrics.json").read_text())["final"]
     whole.pop("seconds_per_step"), split.pop("seconds_per_step")
     assert split == whole
+    # each invocation that trained the run is a leg, with the commit it ran and the step it started from
+    legs = json.loads((tmp_path / "split" / "metrics.json").read_text())["legs"]
+    assert [leg["from_step"] for leg in legs] == [0, 4, 6]
+    assert [leg["from_step"] for leg in json.loads((tmp_path / "whole" / "metrics.json").read_text())["legs"]] == [0]
 
 
 def test_a_checkpoint_of_another_config_is_refused_and_left_as_it_was(cli, tmp_path):
@@ -153,7 +157,7 @@ def test_sweep_with_a_failed_job_exits_nonzero_and_the_table_shows_it(cli, tmp_p
     assert "1 failed" in lines["Skip GRU, λ = 1e-5"]
     assert "1 missing" in lines["GRU"]
     assert "| 2.46e6 |" in lines["LSTM"]  # the paper column stands beside ours
-    assert "seeds" in table.lower() and "training budget:** 2 steps" in table
+    assert "**Seeds asked for:** 0" in table and "**Training budget:** 2 steps" in table
     csv_text = (tmp_path / "table1.csv").read_text()
     assert csv_text.count("\n") == 11  # header + 10 rows, none dropped
 
@@ -173,16 +177,50 @@ def test_table_flags_mixed_budgets_survives_a_broken_record_and_keeps_its_note(c
     finished("lstm", 0, 50000)
     finished("lstm", 1, 2000)
     finished("gru", 0, 50000)
+    finished("gru", 2, 50000)  # a seed the table is not asked for
     (finished("skip_lstm_lam0", 0, 50000) / tracking.METRICS).write_text('{"step": 5')  # cut off mid-write
+    older = finished("skip_gru_lam0", 0, 50000)  # a record without the update counts the table prints
+    tracking.write_json(older / tracking.METRICS, {"step": 50000, "commit": "abc", "final": {"val_mse": 1e-4, "stable_window": 1}})
     cli("table1", "--seeds", "0,1", "--results", str(tmp_path), "--note", "Seed 1 is a smoke run.",
         module="skiprnn.tables")
-    cli("table1", "--seeds", "0,1", "--results", str(tmp_path), module="skiprnn.tables")  # a rebuild, no --note
+    rebuild = cli("table1", "--seeds", "0,1", "--results", str(tmp_path), module="skiprnn.tables")  # no --note
+    assert "leaves out finished runs of seed(s) 2" in rebuild.stderr
     table = (tmp_path / "table1.md").read_text()
     lines = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     assert "2 completed (2,000 and 50,000 steps, mixed budgets)" in lines["LSTM"]
     assert "1 completed, 1 missing (50,000 steps) |" in lines["GRU"]
     assert "1 unreadable, 1 missing" in lines["Skip LSTM, λ = 0"]
+    assert "1 unreadable, 1 missing" in lines["Skip GRU, λ = 0"]
+    assert "has no usable 'val_solved' for column 'solved'" in table
     assert "**Note:** Seed 1 is a smoke run." in table
+    assert "**Left out by --seeds:** finished runs of seed 2 (1 row)" in table
+    assert "**Seeds asked for:** 0, 1; finished per row: 0–2." in table
+    cli("table1", "--seeds", "0,1,2", "--results", str(tmp_path), "--note", "", module="skiprnn.tables")
+    table = (tmp_path / "table1.md").read_text()
+    assert "**Note:**" not in table and "Left out" not in table and not (tmp_path / "table1_note.md").exists()
+    assert "2 completed, 1 missing (50,000 steps)" in table
+    twice = cli("table1", "--seeds", "0,0", "--results", str(tmp_path), module="skiprnn.tables", check=False)
+    assert twice.returncode != 0 and "lists a seed twice" in twice.stderr
+
+
+def test_table_lists_every_leg_of_a_run_resumed_across_commits_and_a_late_collapse(tmp_path):
+    from skiprnn import tables, tracking
+    from skiprnn.tasks.frequency import TABLE4
+
+    run = tmp_path / "table4" / "lstm_ts1" / "seed=0"
+    run.mkdir(parents=True)
+    final = {"val_accuracy": 0.995, "val_updates": 100.0, "val_update_fraction": 1.0, "val_solved": True,
+             "stable_accuracy": 0.99, "stable_updates": 100.0, "stable_window": 5}
+    legs = [{"commit": "aaa", "from_step": 0}, {"commit": "bbb", "from_step": 3900}]
+    tracking.write_json(run / tracking.METRICS, {"step": 8, "commit": "bbb", "legs": legs, "final": final})
+    curve = [(2, 0.999, True), (4, 0.999, True), (6, 0.999, True), (7, 0.6, False), (8, 0.995, True)]
+    (run / tracking.CURVE).write_text("".join(json.dumps({"step": s, "max_steps": 8, "val_accuracy": a, "val_solved": ok})
+                                              + "\n" for s, a, ok in curve))
+    text, _ = tables.build(TABLE4, tmp_path, [0])
+    assert "**Code commit(s) of the finished runs:** aaa, bbb" in text
+    # the last quarter of 8 steps is steps 6-8: the dip at step 7 shows although the run ends solved
+    assert "| accuracy 0.6 at 7; 1 of 3 evals unsolved |" in text
+    assert "| aaa (from 0) → bbb (from 3,900) |" in text
 
 
 def test_table_of_a_folder_without_runs_is_a_clear_error(cli, tmp_path):

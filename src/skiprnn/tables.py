@@ -3,9 +3,10 @@
     python -m skiprnn.tables table1 [--seeds 0,1,2,3] [--results results]
 
 reads results/table1/<row>/seed=<k>/{metrics.json, failed.json, curve.jsonl} and writes results/table1.md
-and results/table1.csv. Missing, failed and unfinished runs are listed as such, never dropped.
+and results/table1.csv. Missing, failed and unfinished runs of the seeds asked for are listed as such, never
+dropped; finished runs of other seeds are counted in the header (and on stderr) as left out.
 ``--note "..."`` adds a sentence to the table's header and keeps it in results/table1_note.md, so later
-rebuilds (``make table1``) carry it; edit or delete that file to change it.
+rebuilds (``make table1``) carry it; edit that file to change it, or pass ``--note ""`` to remove it.
 """
 from __future__ import annotations
 
@@ -47,9 +48,31 @@ class Run:
     step: int = 0
     max_steps: int = 0
     final: dict | None = None  # completed: metrics.json's "final"; unfinished: the last curve row
-    commit: str = ""
+    commit: str = ""  # the commit(s) that trained it: "abc" or, resumed across commits, "abc (from 0) → def (from 3,900)"
     error: str = ""
     overrides: tuple[str, ...] = ()  # what it was trained with, minus plumbing (run_overrides)
+    commits: tuple[str, ...] = ()
+    worst: str = ""  # the worst evaluation in the last quarter of training, so that a late collapse shows
+
+
+def _provenance(m: dict) -> tuple[str, tuple[str, ...]]:
+    """The commit text and commits of a finished run; runs made before legs were kept have one commit."""
+    legs = m.get("legs") or ([{"commit": m["commit"], "from_step": 0}] if m.get("commit") else [])
+    commits = tuple(dict.fromkeys(leg["commit"] for leg in legs))
+    if len(legs) <= 1:
+        return (legs[0]["commit"] if legs else ""), commits
+    return " → ".join(f"{leg['commit']} (from {leg['from_step']:,})" for leg in legs), commits
+
+
+def _worst_late(curve: list[dict], metric_key: str, higher_is_better: bool) -> str:
+    """The worst evaluation in the last quarter of the steps, and how many there fell short of "solved"."""
+    if not curve or metric_key not in curve[-1]:
+        return ""
+    late = [r for r in curve if r["step"] >= 0.75 * curve[-1]["step"]]
+    worst = (min if higher_is_better else max)(late, key=lambda r: r[metric_key])
+    short = sum(not r.get("val_solved", True) for r in late)
+    return (f"{metric_key.removeprefix('val_')} {worst[metric_key]:.4g} at {worst['step']:,}; "
+            f"{short} of {len(late)} evals unsolved")
 
 
 def load_run(path: Path, seed: int) -> Run:
@@ -73,7 +96,10 @@ def _read_run(path: Path, seed: int) -> Run:
             final = m["final"]
             if "stable_updates" not in final and curve:  # runs made before it was recorded
                 final["stable_updates"] = statistics.fmean(r["val_updates"] for r in curve[-final["stable_window"]:])
-            return Run(seed, "completed", m["step"], m["step"], final, m.get("commit", ""))
+            commit, commits = _provenance(m)
+            key = next((k for k in ("val_mse", "val_accuracy") if k in final), "")
+            worst = _worst_late(curve, key, key == "val_accuracy") if key else ""
+            return Run(seed, "completed", m["step"], m["step"], final, commit, commits=commits, worst=worst)
     if (path / tracking.FAILED).exists():
         return Run(seed, "failed", error=tracking.read_json(path / tracking.FAILED).get("error", ""))
     if last is not None:
@@ -203,12 +229,45 @@ def _status(runs: list[Run]) -> str:
     return text
 
 
+def _check_columns(table: PaperTable, run: Run) -> Run:
+    """A finished run whose metrics.json lacks what the table prints (an older format, another task's run) is
+    listed as unreadable, naming the missing key, instead of stopping the table."""
+    for ours, _, _ in table.columns:
+        try:
+            COLUMNS[ours]([run])
+        except (KeyError, TypeError, ZeroDivisionError) as error:
+            return Run(run.seed, "unreadable", error=f"metrics.json of seed {run.seed} has no usable {error} for column {ours!r}")
+    return run
+
+
+def finished_seeds_left_out(table: PaperTable, results: Path, seeds: list[int]) -> dict[int, int]:
+    """Seed -> number of finished runs on disk that ``seeds`` leaves out of the table."""
+    left = {}
+    for row in table.rows:
+        for path in (results / table.name / row.row).glob("seed=*"):
+            seed = path.name.removeprefix("seed=")
+            if seed.lstrip("-").isdigit() and int(seed) not in seeds and (path / tracking.METRICS).exists():
+                left[int(seed)] = left.get(int(seed), 0) + 1
+    return dict(sorted(left.items()))
+
+
+def _overrides_summary(runs: list[Run]) -> str:
+    """Each distinct set of overrides and how many finished runs used it (the runs are in 'Every run')."""
+    counts = {}
+    for r in runs:
+        key = " ".join(f"`{o}`" for o in r.overrides) or "none"
+        counts[key] = counts.get(key, 0) + 1
+    return "; ".join(f"{key} ({n} run{'s' * (n != 1)})" for key, n in sorted(counts.items())) or "–"
+
+
 def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") -> tuple[str, list[dict]]:
     grid = {row.row: [load_run(results / table.name / row.row / f"seed={s}", s) for s in seeds] for row in table.rows}
+    grid = {row: [_check_columns(table, r) if r.status == "completed" else r for r in runs] for row, runs in grid.items()}
     done = [r for runs in grid.values() for r in runs if r.status == "completed"]
-    commits = sorted({r.commit for r in done}) or ["–"]
-    budgets = sorted({r.max_steps for runs in grid.values() for r in runs if r.max_steps})
-    overrides = sorted({o for runs in grid.values() for r in runs for o in r.overrides})
+    commits = sorted({c for r in done for c in r.commits}) or ["–"]
+    budgets = sorted({r.max_steps for r in done})
+    per_row = sorted({sum(r.status == "completed" for r in runs) for runs in grid.values()})
+    left_out = finished_seeds_left_out(table, results, seeds)
 
     header = ["Model"]
     for ours, paper, title in table.columns:
@@ -230,29 +289,37 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") ->
         lines.append("| " + " | ".join(cells) + " |")
         csv_rows.append(record)
 
-    detail = ["| Row | Seed | Status | Step | Metric | Updates | Commit / error |", "|---|---|---|---|---|---|---|"]
+    detail = ["| Row | Seed | Status | Step | Metric | Updates | Worst eval, last quarter of steps | Overrides | Commit / error |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for row in table.rows:
         for r in grid[row.row]:
             metric = updates = "–"
-            if r.final:
-                key = next(k for k in ("val_mse", "val_accuracy") if k in r.final)
+            key = next((k for k in ("val_mse", "val_accuracy") if k in (r.final or {})), None)
+            if key:
                 metric = f"{key.removeprefix('val_')} {r.final[key]:.4g}"
                 updates = f"{100 * r.final['val_update_fraction']:.1f}%"
-            detail.append(f"| {row.row} | {r.seed} | {r.status} | {r.step}/{r.max_steps or '?'} | {metric} | {updates} | {r.commit or r.error} |")
+            overrides = " ".join(f"`{o}`" for o in r.overrides) if r.status == "completed" else ""
+            detail.append(f"| {row.row} | {r.seed} | {r.status} | {r.step}/{r.max_steps or '?'} | {metric} | {updates} | "
+                          f"{r.worst or '–'} | {overrides} | {r.commit or r.error} |")
 
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    seeds_text = ", ".join(map(str, seeds))
+    finished_per_row = "–".join(map(str, (per_row[0], per_row[-1]))) if per_row[0] != per_row[-1] else str(per_row[0])
     md = [
         f"# {table.title}",
         "",
         f"> Paper caption: {table.caption}",
         "",
-        f"- **Produced by:** `make reproduce-{table.name}` (sweep: `conf/table/{table.name}.yaml`, one file per row in "
-        f"`conf/experiment/{table.name}/`), aggregated {now} by "
+        f"- **Sweep:** `make reproduce-{table.name}` (`conf/table/{table.name}.yaml`, one file per row in "
+        f"`conf/experiment/{table.name}/`). **Aggregated** {now} by "
         f"`python -m skiprnn.tables {table.name} --seeds {','.join(map(str, seeds))}`.",
-        f"- **Code commit(s) of the finished runs:** {', '.join(commits)}",
-        f"- **Seeds:** {', '.join(map(str, seeds))} ({len(seeds)} per row); **training budget:** "
-        f"{', '.join(map(str, budgets)) or '–'} steps. Finished runs: {len(done)} of {len(seeds) * len(table.rows)}.",
-        f"- **Overrides on top of the table config:** {' '.join(f'`{o}`' for o in overrides) if overrides else 'none'}",
+        f"- **Code commit(s) of the finished runs:** {', '.join(commits)} (per run, and per leg of a run resumed "
+        "across commits, in 'Every run')",
+        f"- **Seeds asked for:** {seeds_text}; finished per row: {finished_per_row}. **Training budget:** "
+        f"{', '.join(f'{b:,}' for b in budgets) or '–'} steps. Finished runs: {len(done)} of {len(seeds) * len(table.rows)}.",
+        *([f"- **Left out by --seeds:** finished runs of seed "
+           + ", ".join(f"{seed} ({n} row{'s' * (n != 1)})" for seed, n in left_out.items())] if left_out else []),
+        f"- **Overrides on top of the table config:** {_overrides_summary(done)}",
         *([f"- **Note:** {note}"] if note else []),
         "- Ours: mean ± std (population std) over the finished seeds of the final evaluation; a cell with one run "
         "shows that run's value alone"
@@ -273,14 +340,13 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") ->
 
 def write(table: PaperTable, results: Path, seeds: list[int], note: str = "") -> Path:
     text, rows = build(table, results, seeds, note)
-    buffer = io.StringIO()  # both files are built before either is written, so they always agree
+    buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
     results.mkdir(parents=True, exist_ok=True)
     out = results / f"{table.name}.md"
-    tracking.atomic_write_text(out, text)
-    tracking.atomic_write_text(results / f"{table.name}.csv", buffer.getvalue())
+    tracking.atomic_write_texts({out: text, results / f"{table.name}.csv": buffer.getvalue()})
     return out
 
 
@@ -304,11 +370,20 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.results / table.name).is_dir():
         parser.error(f"no runs in {args.results / table.name}: train them first (make reproduce-{table.name}) "
                      "or point --results at the folder that holds them")
+    if len(set(seeds)) != len(seeds):
+        parser.error(f"--seeds lists a seed twice: {args.seeds!r}")
     note_file = args.results / f"{table.name}_note.md"
-    if args.note is not None:
-        tracking.atomic_write_text(note_file, args.note.strip() + "\n")
-    note = note_file.read_text().strip() if note_file.exists() else ""
+    note = args.note.strip() if args.note is not None else (note_file.read_text().strip() if note_file.exists() else "")
     out = write(table, args.results, seeds, note)
+    if args.note is not None:  # kept only once the table it belongs to is written
+        if note:
+            tracking.atomic_write_text(note_file, note + "\n")
+        else:
+            note_file.unlink(missing_ok=True)
+    left_out = finished_seeds_left_out(table, args.results, seeds)
+    if left_out:
+        print(f"note: --seeds {args.seeds} leaves out finished runs of seed(s) {', '.join(map(str, left_out))}; "
+              f"pass them in --seeds to include them", file=sys.stderr)
     print(f"wrote {out}")
     return 0
 

@@ -33,6 +33,24 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text))
 
 
+def atomic_write_texts(files: dict[Path, str]) -> None:
+    """Several files that belong together (a table's .md and .csv): each is written and synced in full before
+    any replaces its old version, so a failure while writing leaves all the old files."""
+    temps = {}
+    try:
+        for path, text in files.items():
+            fd, temps[path] = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps.values():
+            Path(tmp).unlink(missing_ok=True)
+
+
 def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 

@@ -176,9 +176,9 @@ def _wandb_key(key: str) -> str:
     return f"{split}/{rest}" if split in ("train", "val", "test") else key
 
 
-def _save_checkpoint(path: Path, model, optimizer, step: int, curve: list, fp: dict) -> None:
+def _save_checkpoint(path: Path, model, optimizer, step: int, curve: list, fp: dict, legs: list) -> None:
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "curve": curve,
-             "rng": torch.get_rng_state(), "fingerprint": fp}
+             "rng": torch.get_rng_state(), "fingerprint": fp, "legs": legs}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()  # p_skip draws on the device's generator
     tracking.atomic_write(path, lambda f: torch.save(state, f), binary=True)
@@ -248,7 +248,7 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides):
     model = SequenceModel(mcfg["mode"], task.input_size, task.output_size, mcfg["hidden_size"],
                           mcfg["num_layers"], mcfg["p_skip"], mcfg.get("original_stack_bug", False)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], betas=(0.9, 0.999), eps=1e-8)
-    start, curve = 0, []
+    start, curve, legs = 0, [], []
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if differences(state["fingerprint"], fp):
@@ -257,6 +257,7 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides):
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, curve = state["step"], state["curve"]
+        legs = state.get("legs") or [{"commit": "unrecorded", "from_step": 0}]  # checkpoints made before legs were kept
         torch.set_rng_state(state["rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -265,6 +266,8 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides):
                   f"trainer.max_steps={max_steps}; nothing to train (raise the budget to go on)", flush=True)
             return None
         print(f"{cfg['row']} seed={cfg['seed']}: resuming from step {start}", flush=True)
+    # The code this invocation runs, read now (HEAD may move while it trains); a resumed run keeps every leg's.
+    legs = legs + [{"commit": tracking.git_commit(), "from_step": start}]
     record_config(run_dir, cfg, overrides)
     (run_dir / tracking.FAILED).unlink(missing_ok=True)
     wandb_id_file = run_dir / tracking.WANDB_ID
@@ -274,10 +277,11 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides):
         if tracker.run_id:
             wandb_id_file.write_text(tracker.run_id)
         return _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device,
-                     overrides)
+                     overrides, legs)
 
 
-def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device, overrides):
+def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device, overrides,
+          legs):
     tcfg, seed, lam = cfg["trainer"], cfg["seed"], cfg["lam"]
     halt = tcfg.get("halt_after_steps")
     progress = Progress(max_steps, start, f"{cfg['row']}-seed{seed}", tcfg["progress"])
@@ -317,7 +321,7 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
                 sums = {k: 0.0 for k in sums}
                 train_seconds = 0.0
                 tracking.write_curve(run_dir, curve)
-                _save_checkpoint(run_dir / tracking.CHECKPOINT, model, optimizer, step, curve, fp)
+                _save_checkpoint(run_dir / tracking.CHECKPOINT, model, optimizer, step, curve, fp, legs)
                 tracker.log({_wandb_key(k): v for k, v in row.items() if k != "step"}, step)
                 progress.evaluation(row, task.metric, max_steps)
             if halt and evaluated and step - start >= halt and step < max_steps:
@@ -328,8 +332,8 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
         progress.close()
 
     final = summarize(curve, task, cfg, cfg["model"])
-    metrics = {"status": "completed", "step": max_steps, "row": cfg["row"], "seed": seed, "commit": tracking.git_commit(),
-               "final": final, "fingerprint": fp, "config": cfg, "overrides": overrides}
+    metrics = {"status": "completed", "step": max_steps, "row": cfg["row"], "seed": seed, "commit": legs[-1]["commit"],
+               "legs": legs, "final": final, "fingerprint": fp, "config": cfg, "overrides": overrides}
     tracking.write_json(run_dir / tracking.METRICS, metrics)  # first: W&B only mirrors it
     tracker.summary({k: v for k, v in final.items() if isinstance(v, (int, float))})
     return metrics
