@@ -205,14 +205,16 @@ def _pairs_section(table: PaperTable, grid: dict[str, list[Run]]) -> list[str]:
         return ", ".join(f"{s}: ×{y / x:.2f}" for s, (x, y) in zip(seeds, each) if x) or "–"
 
     lines = [f"## {table.pairs_title}", "",
-             "| Model | Updates (ours) | Last 5 evals (ours) | Ratio per seed (ours) | Updates (paper) |",
-             "|---|---|---|---|---|"]
+             "| Model | Updates (ours) | Last 5 evals (ours) | Ratio per seed (ours) | Updates (paper) | Steps (ours) |",
+             "|---|---|---|---|---|---|"]
     for label, a, b in table.pairs:
         seeds = sorted(finished[a].keys() & finished[b].keys())
+        steps = sorted({finished[row][s].max_steps for row in (a, b) for s in seeds})  # shorter budgets show here
         lines.append(f"| {label} | {_change(mean_of(a, seeds, 'val_updates'), mean_of(b, seeds, 'val_updates'))} | "
                      f"{_change(mean_of(a, seeds, 'stable_updates'), mean_of(b, seeds, 'stable_updates'))} | "
                      f"{ratios(a, b, seeds)} | "
-                     f"{_change(_leading_number(printed[a]), _leading_number(printed[b]))} |")
+                     f"{_change(_leading_number(printed[a]), _leading_number(printed[b]))} | "
+                     f"{', '.join(f'{n:,}' for n in steps) or '–'} |")
     return lines + [""]
 
 
