@@ -64,12 +64,17 @@ def _provenance(m: dict) -> tuple[str, tuple[str, ...]]:
     return " → ".join(f"{leg['commit']} (from {leg['from_step']:,})" for leg in legs), commits
 
 
-def _worst_late(curve: list[dict], metric_key: str, higher_is_better: bool) -> str:
+def _metric_key(final: dict | None) -> str | None:
+    """The headline metric a run's record holds: val_mse (lower is better) or val_accuracy (higher is better)."""
+    return next((k for k in ("val_mse", "val_accuracy") if k in (final or {})), None)
+
+
+def _worst_late(curve: list[dict], metric_key: str) -> str:
     """The worst evaluation in the last quarter of the steps, and how many there fell short of "solved"."""
     if not curve or metric_key not in curve[-1]:
         return ""
     late = [r for r in curve if r["step"] >= 0.75 * curve[-1]["step"]]
-    worst = (min if higher_is_better else max)(late, key=lambda r: r[metric_key])
+    worst = (max if metric_key == "val_mse" else min)(late, key=lambda r: r[metric_key])
     short = sum(not r.get("val_solved", True) for r in late)
     return (f"{metric_key.removeprefix('val_')} {worst[metric_key]:.4g} at {worst['step']:,}; "
             f"{short} of {len(late)} evals unsolved")
@@ -97,8 +102,8 @@ def _read_run(path: Path, seed: int) -> Run:
             if "stable_updates" not in final and curve:  # runs made before it was recorded
                 final["stable_updates"] = statistics.fmean(r["val_updates"] for r in curve[-final["stable_window"]:])
             commit, commits = _provenance(m)
-            key = next((k for k in ("val_mse", "val_accuracy") if k in final), "")
-            worst = _worst_late(curve, key, key == "val_accuracy") if key else ""
+            key = _metric_key(final)
+            worst = _worst_late(curve, key) if key else ""
             return Run(seed, "completed", m["step"], m["step"], final, commit, commits=commits, worst=worst)
     if (path / tracking.FAILED).exists():
         return Run(seed, "failed", error=tracking.read_json(path / tracking.FAILED).get("error", ""))
@@ -296,7 +301,7 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") ->
     for row in table.rows:
         for r in grid[row.row]:
             metric = updates = "–"
-            key = next((k for k in ("val_mse", "val_accuracy") if k in (r.final or {})), None)
+            key = _metric_key(r.final)
             if key:
                 metric = f"{key.removeprefix('val_')} {r.final[key]:.4g}"
                 updates = f"{100 * r.final['val_update_fraction']:.1f}%"

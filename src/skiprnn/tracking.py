@@ -15,18 +15,27 @@ WANDB_ID = "wandb_id.txt"  # the W&B run id, so that a resumed run continues the
 RECORD = ".hydra"  # config.yaml and overrides.yaml of the invocation that trained the run (Hydra's layout)
 
 
-def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
-    """Write a file through ``write(f)`` so that readers see the old or the new file, never a part of one."""
+def _synced_temp(path: Path, write: Callable[[IO], None], binary: bool = False) -> str:
+    """A temporary file beside ``path`` holding what ``write(f)`` wrote, flushed to disk."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Write a file through ``write(f)`` so that readers see the old or the new file, never a part of one."""
+    tmp = _synced_temp(path, write, binary)
+    try:
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # left only if the replace failed
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -36,18 +45,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_write_texts(files: dict[Path, str]) -> None:
     """Several files that belong together (a table's .md and .csv): each is written and synced in full before
     any replaces its old version, so a failure while writing leaves all the old files."""
-    temps = {}
+    temps = []
     try:
         for path, text in files.items():
-            fd, temps[path] = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-        for path, tmp in temps.items():
+            temps.append((path, _synced_temp(path, lambda f, text=text: f.write(text))))
+        for path, tmp in temps:
             os.replace(tmp, path)
     finally:
-        for tmp in temps.values():
+        for _, tmp in temps:
             Path(tmp).unlink(missing_ok=True)
 
 
