@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from skiprnn.tables import _leading_number, _load_tables, _metric_key  # noqa: E402
+from skiprnn.tables import load_tables, metric_key, paper_updates  # noqa: E402
 from skiprnn.tracking import read_curve  # noqa: E402
 
 COLOURS = ("tab:blue", "tab:orange")  # first and second row of a pair
@@ -33,14 +33,13 @@ def plot(table, results: Path, seeds: list[int], out: Path) -> list[str]:
     """Draw the figure to ``out``; return one line per run drawn (row, seed, last step, last update count)."""
     if not table.pairs:
         raise SystemExit(f"{table.name} compares no row pairs; tables with pairs: "
-                         f"{', '.join(n for n, t in _load_tables().items() if t.pairs) or 'none'}")
-    paper_key = next((paper for ours, paper, _ in table.columns if ours == "updates_steps"), None)
-    paper = {row.row: _leading_number(row.paper.get(paper_key, "")) for row in table.rows}
+                         f"{', '.join(n for n, t in load_tables().items() if t.pairs) or 'none'}")
+    paper = paper_updates(table)
     labels = {row.row: row.label for row in table.rows}
     columns = 3 if len(table.pairs) > 4 else len(table.pairs)
+    grid_rows = -(-len(table.pairs) // columns)
     lines_out: list[str] = []
-    fig, axes = plt.subplots((len(table.pairs) + columns - 1) // columns, columns, squeeze=False,
-                             figsize=(4.6 * columns, 3.4 * ((len(table.pairs) + columns - 1) // columns)))
+    fig, axes = plt.subplots(grid_rows, columns, squeeze=False, figsize=(4.6 * columns, 3.4 * grid_rows))
     for ax, (title, *rows) in zip(axes.flat, table.pairs):
         for colour, row in zip(COLOURS, rows):
             suffix = labels[row].rsplit("(", 1)[-1].rstrip(")") if "(" in labels[row] else row
@@ -53,7 +52,7 @@ def plot(table, results: Path, seeds: list[int], out: Path) -> list[str]:
                         label=f"{suffix}, seed {seed}")
                 short = [r for r in curve if not r.get("val_solved", True)]
                 ax.plot([r["step"] for r in short], [r["val_updates"] for r in short], "x", color=colour, ms=4)
-                metric = _metric_key(curve[-1])
+                metric = metric_key(curve[-1])
                 lines_out.append(f"{row} seed {seed}: last evaluation at {steps[-1]:,} steps: "
                                  f"{curve[-1]['val_updates']:.1f} updates, {metric} {curve[-1][metric]:.4g}")
             if math.isfinite(paper.get(row, math.nan)):
@@ -81,7 +80,7 @@ def plot(table, results: Path, seeds: list[int], out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    tables = _load_tables()
+    tables = load_tables()
     parser.add_argument("table", choices=sorted(tables), help="which table's row pairs")
     parser.add_argument("--results", type=Path, default=Path("results"), help="folder holding <table>/ (default results)")
     parser.add_argument("--seeds", default="0,1,2,3", help="comma-separated seeds (default 0,1,2,3; at most 4)")

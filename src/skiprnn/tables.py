@@ -26,7 +26,7 @@ from . import tracking
 from .tasks.base import PaperTable
 
 
-def _load_tables() -> dict[str, PaperTable]:
+def load_tables() -> dict[str, PaperTable]:
     from .tasks import adding
 
     tables = {adding.TABLE1.name: adding.TABLE1}
@@ -64,7 +64,7 @@ def _provenance(m: dict) -> tuple[str, tuple[str, ...]]:
     return " → ".join(f"{leg['commit']} (from {leg['from_step']:,})" for leg in legs), commits
 
 
-def _metric_key(final: dict | None) -> str | None:
+def metric_key(final: dict | None) -> str | None:
     """The headline metric a run's record holds: val_mse (lower is better) or val_accuracy (higher is better)."""
     return next((k for k in ("val_mse", "val_accuracy") if k in (final or {})), None)
 
@@ -102,7 +102,7 @@ def _read_run(path: Path, seed: int) -> Run:
             if "stable_updates" not in final and curve:  # runs made before it was recorded
                 final["stable_updates"] = statistics.fmean(r["val_updates"] for r in curve[-final["stable_window"]:])
             commit, commits = _provenance(m)
-            key = _metric_key(final)
+            key = metric_key(final)
             worst = _worst_late(curve, key) if key else ""
             return Run(seed, "completed", m["step"], m["step"], final, commit, commits=commits, worst=worst)
     if (path / tracking.FAILED).exists():
@@ -185,6 +185,12 @@ def _leading_number(printed: str) -> float:
         return math.nan
 
 
+def paper_updates(table: PaperTable) -> dict[str, float]:
+    """Each row's mean state-update count as the paper prints it (NaN where it prints none)."""
+    paper_key = next((paper for ours, paper, _ in table.columns if ours == "updates_steps"), None)
+    return {row.row: _leading_number(row.paper.get(paper_key, "")) for row in table.rows}
+
+
 def _change(a: float, b: float, fmt: str = ".1f") -> str:
     if not (math.isfinite(a) and math.isfinite(b)) or a == 0:
         return "–"
@@ -197,8 +203,7 @@ def _pairs_section(table: PaperTable, grid: dict[str, list[Run]]) -> list[str]:
     own ratio is listed too."""
     if not table.pairs:
         return []
-    paper_key = next((paper for ours, paper, _ in table.columns if ours == "updates_steps"), None)
-    printed = {row.row: row.paper.get(paper_key, "") for row in table.rows}
+    paper = paper_updates(table)
     finished = {row: {r.seed: r for r in runs if r.status == "completed"} for row, runs in grid.items()}
 
     def mean_of(row: str, seeds: list[int], key: str) -> float:
@@ -218,7 +223,7 @@ def _pairs_section(table: PaperTable, grid: dict[str, list[Run]]) -> list[str]:
         lines.append(f"| {label} | {_change(mean_of(a, seeds, 'val_updates'), mean_of(b, seeds, 'val_updates'))} | "
                      f"{_change(mean_of(a, seeds, 'stable_updates'), mean_of(b, seeds, 'stable_updates'))} | "
                      f"{ratios(a, b, seeds)} | "
-                     f"{_change(_leading_number(printed[a]), _leading_number(printed[b]))} | "
+                     f"{_change(paper[a], paper[b])} | "
                      f"{', '.join(f'{n:,}' for n in steps) or '–'} |")
     return lines + [""]
 
@@ -301,7 +306,7 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") ->
     for row in table.rows:
         for r in grid[row.row]:
             metric = updates = "–"
-            key = _metric_key(r.final)
+            key = metric_key(r.final)
             if key:
                 metric = f"{key.removeprefix('val_')} {r.final[key]:.4g}"
                 updates = f"{100 * r.final['val_update_fraction']:.1f}%"
@@ -358,7 +363,7 @@ def write(table: PaperTable, results: Path, seeds: list[int], note: str = "") ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    tables = _load_tables()
+    tables = load_tables()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table", help=f"one of {', '.join(tables)}")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds expected per row (default: the paper's four)")
