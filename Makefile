@@ -9,12 +9,16 @@ SEEDS  ?= 0,1,2,3
 STEPS  ?=
 EPOCHS ?=
 JOBS   ?= $(shell nproc)
+# Hydra launcher for the sweep: local_parallel (JOBS processes here), basic (one after another), submitit_slurm
+LAUNCHER ?= local_parallel
 # Extra Hydra overrides for every reproduction, e.g. ARGS='logger=none'
 ARGS   ?=
 # Where a table's runs and the table itself go; another folder keeps a variant apart from the committed runs
 RESULTS ?= results
 
-train_overrides = $(if $(STEPS),trainer.max_steps=$(STEPS)) $(if $(EPOCHS),trainer.max_epochs=$(EPOCHS)) hydra.launcher.n_jobs=$(JOBS) $(ARGS)
+# n_jobs is a key of the local_parallel launcher only; the other launchers would reject it
+train_overrides = $(if $(STEPS),trainer.max_steps=$(STEPS)) $(if $(EPOCHS),trainer.max_epochs=$(EPOCHS)) \
+  hydra/launcher=$(LAUNCHER) $(if $(filter local_parallel,$(LAUNCHER)),hydra.launcher.n_jobs=$(JOBS)) $(ARGS)
 
 help: ## list the targets
 	@grep -E '^[a-z0-9%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -41,7 +45,7 @@ reproduce-table%: venv ## run a table's sweep (SEEDS=0,1 STEPS=2000 for a quick 
 table%: venv ## rebuild results/table%.md from the runs already in results/ (no training)
 	$(PY) -m skiprnn.tables $@ --seeds $(SEEDS) --results $(RESULTS)
 
-clean-checkpoints: ## delete every checkpoint under results/ (finished metrics stay)
-	find results -name checkpoint.pt -delete
+clean-checkpoints: ## delete every checkpoint under RESULTS (default results/; finished metrics stay)
+	find $(RESULTS) -name checkpoint.pt -delete
 
 .PHONY: help venv test bench clean-checkpoints

@@ -1,0 +1,42 @@
+"""The Makefile's reproduce command composes with every launcher it offers (dry run: nothing trains)."""
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+def sweep_overrides(*make_vars: str) -> list[str]:
+    """The Hydra overrides `make reproduce-table1` would pass, read from `make -n` (the venv step is skipped)."""
+    out = subprocess.run(["make", "-n", "-o", ".venv/.installed", "reproduce-table1", *make_vars],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    command = out.replace("\\\n", " ").split("-m skiprnn.train -m", 1)[1].split("||", 1)[0]
+    return shlex.split(command)
+
+
+def compose_launcher(overrides: list[str]) -> str:
+    result = subprocess.run([sys.executable, "-m", "skiprnn.train", *overrides, "--cfg", "hydra", "-p", "hydra.launcher"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_default_launcher_runs_jobs_in_parallel():
+    overrides = sweep_overrides("SEEDS=0", "JOBS=3")
+    assert "hydra/launcher=local_parallel" in overrides and "hydra.launcher.n_jobs=3" in overrides
+    launcher = compose_launcher(overrides)
+    assert "JoblibLauncher" in launcher and "n_jobs: 3" in launcher
+
+
+def test_basic_launcher_gets_no_parallel_only_keys():
+    overrides = sweep_overrides("SEEDS=0", "LAUNCHER=basic", "STEPS=10")
+    assert not any(o.startswith("hydra.launcher.n_jobs") for o in overrides)
+    assert "trainer.max_steps=10" in overrides
+    assert "BasicLauncher" in compose_launcher(overrides)
