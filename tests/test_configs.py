@@ -4,7 +4,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from skiprnn.config import ConfigError, check_values
+from skiprnn.config import ConfigError, check_device, check_values
 from skiprnn.train import resolved
 
 from conftest import CONF
@@ -92,10 +92,29 @@ def test_bad_overrides_fail_at_composition(compose_cfg, override, words):
                                            ("trainer.lr=inf", "trainer.lr"),
                                            ("task=frequency task.duration=inf", "task.duration"),
                                            ("task=frequency task.sampling_period=nan", "task.sampling_period"),
-                                           ("task=frequency task.solved_accuracy=1", "task.solved_accuracy")])
+                                           ("task=frequency task.solved_accuracy=1", "task.solved_accuracy"),
+                                           ("trainer.device=gpu", "trainer.device"),
+                                           ("trainer.device=cuda:x", "trainer.device")])
 def test_out_of_range_values_name_the_key(compose_cfg, override, key):
     with pytest.raises(ConfigError, match=rf"{key}=.* must be"):
         check_values(job_part(compose_cfg(*override.split())))
+
+
+@pytest.mark.parametrize("overrides", [("model=lstm",), ("model=skip_gru",), ("model=skip_lstm", "model.num_layers=2")])
+def test_original_stack_bug_only_for_stacked_skip_gru(compose_cfg, overrides):
+    check_values(job_part(compose_cfg(*overrides)))
+    with pytest.raises(ConfigError, match=r"model.original_stack_bug=true is not allowed.*model.mode=skip_gru and model.num_layers >= 2"):
+        check_values(job_part(compose_cfg(*overrides, "model.original_stack_bug=true")))
+    check_values(job_part(compose_cfg("model=skip_gru", "model.num_layers=2", "model.original_stack_bug=true")))
+
+
+def test_a_device_this_machine_lacks_is_named():
+    import torch
+
+    check_device("cpu")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(ConfigError, match=rf"trainer.device=cuda:{count} is not available.*trainer.device=cpu"):
+        check_device(f"cuda:{count}")
 
 
 def test_a_task_given_another_tasks_keys_names_the_stray_key(compose_cfg):
@@ -111,6 +130,14 @@ def test_cli_reports_a_bad_value_clearly(cli):
     proc = cli("lam=abc", "logger=none", check=False)
     assert proc.returncode != 0
     assert "full_key: lam" in proc.stderr and "could not be converted to Float" in proc.stderr
+
+
+def test_cli_reports_missing_mnist_without_a_traceback(cli, tmp_path):
+    proc = cli("task=mnist", "task.download=false", f"task.data_root={tmp_path / 'nothing'}", "logger=none",
+               f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    assert proc.returncode != 0
+    assert "error: MNIST data not found" in proc.stderr and "task.data_root" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_help_lists_only_real_choices(cli):

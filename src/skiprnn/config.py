@@ -3,6 +3,7 @@ a wrong type (``lam=abc``) or an unknown choice fails at startup and names the k
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
@@ -145,6 +146,7 @@ _RULES = {
     "trainer.eval_every": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.stable_window": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.halt_after_steps": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "trainer.device": (lambda v: re.fullmatch(r"cpu|cuda(:\d+)?|mps", v) is not None, "cpu, cuda, cuda:<index> or mps"),
     "task.seq_len": (lambda v: v >= 10, "an integer >= 10 (the markers need 10% and 50% of it)"),
     "task.eval_batches": (lambda v: 1 <= v <= 1000, "an integer in [1, 1000] (each evaluation draws from its own block of 1000 batch seeds)"),
     "task.sampling_period": (lambda v: 0 < v < math.inf, "a finite number of milliseconds > 0"),
@@ -167,3 +169,23 @@ def check_values(cfg: dict) -> None:
             node = node[part]
         if present and not ok(node):
             raise ConfigError(f"{key}={node!r} is not allowed: {key} must be {allowed}")
+    model = cfg.get("model") or {}
+    if model.get("original_stack_bug") and (str(model.get("mode")) != "skip_gru" or model.get("num_layers", 1) < 2):
+        raise ConfigError(f"model.original_stack_bug=true is not allowed with model.mode={model.get('mode')} and "
+                          f"model.num_layers={model.get('num_layers')}: it reproduces a bug of stacked Skip GRUs only, "
+                          "so it needs model.mode=skip_gru and model.num_layers >= 2")
+
+
+def check_device(device: str) -> None:
+    """Whether this machine has the device that trainer.device names (checked before any run directory is made)."""
+    import torch
+
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (index and int(index) >= count):
+            have = f"{count} CUDA device(s)" if count else "no CUDA device (torch.cuda.is_available() is False)"
+            raise ConfigError(f"trainer.device={device} is not available: this machine has {have}; use trainer.device=cpu"
+                              + (f" or cuda:0..cuda:{count - 1}" if count else ""))
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("trainer.device=mps is not available on this machine; use trainer.device=cpu")

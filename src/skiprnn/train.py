@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, check_values, register
+from .config import ConfigError, check_device, check_values, register
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 register()
@@ -24,19 +24,21 @@ def resolved(cfg: DictConfig) -> dict:
 def main(cfg: DictConfig) -> None:
     import torch
 
+    from .tasks.mnist import MnistDataError
     from .trainer import train
 
     hydra_cfg = HydraConfig.get()
     try:
         plain = resolved(cfg)
         check_values(plain)
+        check_device(plain["trainer"]["device"])
         if plain["threads"] > 0:
             torch.set_num_threads(plain["threads"])
         train(plain, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
-    except ConfigError as error:
+    except (ConfigError, MnistDataError) as error:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             raise  # the sweep goes on with its other jobs and reports this one's error at the end
-        sys.exit(f"error: {error}")  # the message names the key and the allowed values; a traceback adds nothing
+        sys.exit(f"error: {error}")  # the message names the key and what to do; a traceback adds nothing
 
 
 if __name__ == "__main__":
