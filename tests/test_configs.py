@@ -108,6 +108,17 @@ def test_original_stack_bug_only_for_stacked_skip_gru(compose_cfg, overrides):
     check_values(job_part(compose_cfg("model=skip_gru", "model.num_layers=2", "model.original_stack_bug=true")))
 
 
+@pytest.mark.parametrize("overrides", [("model=skip_gru", "lam=1e-5", "seed=3"), ("experiment=table1/skip_lstm_lam1e-5",)])
+def test_a_sweep_run_lands_where_the_same_run_alone_would(compose_cfg, overrides):
+    """No timestamp in sweep folders: rerunning a sweep finds its finished runs (skipped) and checkpoints (resumed)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = compose_cfg(*overrides)
+    HydraConfig.instance().set_config(cfg)  # resolves ${hydra:job.override_dirname}
+    assert f"{cfg.hydra.sweep.dir}/{cfg.hydra.sweep.subdir}" == cfg.hydra.run.dir
+    assert cfg.hydra.job.override_dirname in cfg.hydra.run.dir and cfg.row in cfg.hydra.run.dir
+
+
 def test_a_device_this_machine_lacks_is_named():
     import torch
 
