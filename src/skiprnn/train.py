@@ -12,6 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 from .config import ConfigError, check_device, check_values, register
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+if not Path(CONF_DIR).is_dir():  # a non-editable install: the configs stay in the clone
+    sys.exit(f"error: skiprnn's configs are not at {CONF_DIR}. They live in the repository's conf/ folder, so install "
+             "skiprnn from a clone with `pip install -e .` (or `make venv`) and run it there.")
 register()
 
 
