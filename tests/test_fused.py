@@ -6,6 +6,7 @@ verifies the hand-written backward pass on its own.
 """
 import itertools
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -251,6 +252,24 @@ def test_gradcheck(mode, monkeypatch):
     if gated:  # the check exercised both updates and skips
         updates = run_fn(*inputs)[-3]
         assert 0 < updates.round().sum() < updates.numel()
+
+
+@pytest.mark.parametrize("broken", ["missing", "new signature", "wrong result"])
+def test_a_changed_onednn_op_falls_back_to_torch_mm(broken, monkeypatch):
+    """The oneDNN op is private: a torch release that drops it, changes its arguments or its meaning is detected
+    when skiprnn is imported, not in the middle of a training run."""
+    class Ops:  # stands in for torch.ops.mkldnn
+        def __getattr__(self, name):
+            raise AttributeError(name)
+
+    fakes = {"missing": Ops(),
+             "new signature": SimpleNamespace(_linear_pointwise=lambda a, w, b, attr: a @ w.t()),
+             "wrong result": SimpleNamespace(_linear_pointwise=lambda a, w, *rest: a @ w.t() + 1)}
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.ops, "mkldnn", fakes[broken])
+    assert fused_module._probe_onednn() is None
+    monkeypatch.setattr(torch.ops, "mkldnn", SimpleNamespace(_linear_pointwise=lambda a, w, b, attr, s, alg: a @ w.t()))
+    assert fused_module._probe_onednn() is not None  # the same probe accepts an op that behaves as expected
 
 
 @pytest.mark.skipif(fused_module._ONEDNN is None, reason="this torch build has no oneDNN")

@@ -101,12 +101,23 @@ def empty_cache() -> None:
 # torch.mm goes to the BLAS torch was built with (MKL on x86). On the AMD EPYC CPUs measured here,
 # oneDNN's float32 kernel (the one nn.LSTM uses) is 1.5-2x faster at these shapes, e.g. 115 µs against
 # 227 µs for (256, 113) @ (113, 440) on one thread; below ~32 rows its call overhead loses.
-try:
-    _ONEDNN = torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
-except (AttributeError, RuntimeError):  # a build without oneDNN
-    _ONEDNN = None
-use_onednn = _ONEDNN is not None  # set False to use torch.mm everywhere (results agree to float rounding)
+def _probe_onednn():
+    """The oneDNN linear op, if this torch build has it with the signature used here and it computes a @ w.T;
+    it is a private op, so a torch release that changes it falls back to torch.mm instead of failing mid-training."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return None
+        op = torch.ops.mkldnn._linear_pointwise
+        a = torch.linspace(-1, 1, _ONEDNN_MIN_ROWS * 8).reshape(-1, 8)  # not randn: importing must not move the RNG
+        w = torch.linspace(2, -1, 5 * 8).reshape(5, 8)
+        return op if torch.allclose(op(a, w, None, "none", [], ""), a @ w.t(), atol=1e-5) else None
+    except (AttributeError, RuntimeError, TypeError):  # a build without oneDNN, or another signature
+        return None
+
+
 _ONEDNN_MIN_ROWS = 32
+_ONEDNN = _probe_onednn()
+use_onednn = _ONEDNN is not None  # set False to use torch.mm everywhere (results agree to float rounding)
 
 
 def _mm(a: Tensor, w: Tensor) -> Tensor:
