@@ -59,6 +59,44 @@ def test_wrapping_our_cell_reproduces_skip_rnn(mode, fused):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12, msg=name)
 
 
+@pytest.mark.parametrize("mode", ["skip_lstm", "skip_gru"])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_unroll_with_lengths_matches_skip_rnn(mode, batch_first):
+    """A padded batch: outputs, updates, each sequence's final state and the gradients agree with SkipRNN's
+    own masking (an independent implementation); padding neither updates nor moves the state."""
+    torch.manual_seed(1)
+    model = SkipRNN(mode, 3, 6, batch_first=batch_first).double()
+    with torch.no_grad():
+        model.update_gate.weight.normal_(0, 1.0)
+        model.update_gate.bias.fill_(-0.2)
+    wrapped = SkipCell(model.cells[0]).double()
+    wrapped.update_gate = model.update_gate
+    lengths = torch.tensor([12, 5, 1, 9])
+    x = torch.randn(4, 12, 3, dtype=torch.float64) if batch_first else torch.randn(12, 4, 3, dtype=torch.float64)
+    coef = torch.randn(*x.shape[:2], dtype=torch.float64)
+
+    out = model(x, lengths=lengths)
+    h0 = model.h0[0].expand(4, -1)
+    cell_state = (h0, model.c0[0].expand(4, -1)) if mode == "skip_lstm" else h0
+    output, updates, final = unroll(wrapped, x, SkipCell.initial_state(cell_state), batch_first, lengths=lengths)
+    torch.testing.assert_close(output, out.output, rtol=0, atol=1e-12)
+    assert torch.equal(updates, out.updates)
+    per_step = updates if not batch_first else updates.t()
+    assert per_step[5:, 1].sum() == 0 and per_step[1:, 2].sum() == 0 and 0 < per_step[:5, 1].sum()
+    final_h = final.cell[0] if mode == "skip_lstm" else final.cell
+    torch.testing.assert_close(final_h, out.state.h[0], rtol=0, atol=1e-12)
+    for name in ("update_prob", "cum_update_prob"):
+        torch.testing.assert_close(getattr(final, name), getattr(out.state, name), rtol=0, atol=1e-12)
+    grads = torch.autograd.grad((out.output.pow(2).sum() + (coef * out.updates).sum()), list(model.parameters()))
+    grads_wrapped = torch.autograd.grad((output.pow(2).sum() + (coef * updates).sum()), list(model.parameters()))
+    for name, a, b in zip([n for n, _ in model.named_parameters()], grads, grads_wrapped):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12, msg=name)
+    _, fresh, _ = unroll(wrapped, x, batch_first=batch_first, lengths=lengths)  # from the cell's own zero state
+    assert (fresh.t() if batch_first else fresh)[1:, 2].sum() == 0
+    with pytest.raises(ValueError, match=r"lengths must lie in \[1, 12\]"):
+        unroll(wrapped, x, batch_first=batch_first, lengths=torch.tensor([13, 1, 1, 1]))
+
+
 @pytest.mark.parametrize("bias, period", [(-1.0, 2), (-2.0, 5), (0.0, 2)])
 def test_constant_gate_around_torch_lstm_cell(bias, period):
     """nn.LSTMCell from its own zero state: u_t is 1 every `period` steps (the smallest k with k·Δ > 0.5), and a

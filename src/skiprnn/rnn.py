@@ -160,13 +160,7 @@ class SkipRNN(nn.Module):
         return SkipRNNOutput(output, updates, state)
 
     def _valid_mask(self, lengths: Tensor, steps: int, batch: int, x: Tensor) -> Tensor:
-        lengths = torch.as_tensor(lengths, device=x.device)
-        if lengths.shape != (batch,) or lengths.dtype.is_floating_point:
-            raise ValueError(f"lengths must be an integer tensor of shape ({batch},); got {lengths.dtype} of shape "
-                             f"{tuple(lengths.shape)}")
-        if bool((lengths < 1).any() or (lengths > steps).any()):
-            raise ValueError(f"lengths must lie in [1, {steps}]; got values from {int(lengths.min())} to {int(lengths.max())}")
-        return (torch.arange(steps, device=x.device)[:, None] < lengths[None, :]).to(x.dtype).unsqueeze(-1)
+        return valid_steps(lengths, steps, batch, x.device).to(x.dtype).unsqueeze(-1)
 
     def _random_keep(self, steps: int, batch: int, x: Tensor) -> Tensor | None:
         """Random-skip baseline: a (T, B, 1) mask of kept steps, the first one always kept."""
@@ -234,6 +228,17 @@ class SkipRNN(nn.Module):
             torch.stack(h), torch.stack(c) if self.has_cell_state else None, up.squeeze(1), cum.squeeze(1)
         )
         return torch.stack(outputs), torch.stack(updates), final
+
+
+def valid_steps(lengths: Tensor, steps: int, batch: int, device: torch.device) -> Tensor:
+    """(T, B) bool: whether step t lies inside sequence b of a padded batch with these ``lengths`` (B,)."""
+    lengths = torch.as_tensor(lengths, device=device)
+    if lengths.shape != (batch,) or lengths.dtype.is_floating_point:
+        raise ValueError(f"lengths must be an integer tensor of shape ({batch},); got {lengths.dtype} of shape "
+                         f"{tuple(lengths.shape)}")
+    if bool((lengths < 1).any() or (lengths > steps).any()):
+        raise ValueError(f"lengths must lie in [1, {steps}]; got values from {int(lengths.min())} to {int(lengths.max())}")
+    return torch.arange(steps, device=device)[:, None] < lengths[None, :]
 
 
 def budget_loss(updates: Tensor, lam: float, lengths: Tensor | None = None, batch_first: bool = False) -> Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .cells import accumulate_update_prob, round_ste
+from .rnn import valid_steps
 
 CellState = Any  # a tensor, or a (named, possibly nested) tuple of tensors, each (B, ...)
 
@@ -119,19 +120,29 @@ class SkipCell(nn.Module):
         return delta if delta.dtype in (torch.float32, torch.float64) else delta.float()
 
 
-def unroll(cell: SkipCell, x: Tensor, state: SkipCellState | None = None,
-           batch_first: bool = False) -> tuple[Tensor, Tensor, SkipCellState]:
+def unroll(cell: SkipCell, x: Tensor, state: SkipCellState | None = None, batch_first: bool = False,
+           lengths: Tensor | None = None) -> tuple[Tensor, Tensor, SkipCellState]:
     """Run a ``SkipCell`` over a sequence: (outputs (T, B, ...), updates (T, B), final state), batch-major with
-    ``batch_first``. ``updates`` goes straight into :func:`skiprnn.budget_loss`. Every step counts: there is no
-    padding mask here (``SkipRNN`` takes ``lengths``)."""
+    ``batch_first``. ``updates`` goes straight into :func:`skiprnn.budget_loss`.
+
+    ``lengths`` (B,) marks a padded batch, as in ``SkipRNN``: past its length a sequence neither updates nor
+    changes its state (its output repeats the last one), so the final state is each sequence's own and
+    ``budget_loss(updates, lam, lengths=lengths)`` counts only real steps."""
     dim = 1 if batch_first else 0
     if x.dim() < 2:
         raise ValueError(f"x must be (T, B, ...), or (B, T, ...) with batch_first=True; got shape {tuple(x.shape)}")
     if x.shape[dim] == 0:
         raise ValueError(f"x has no time steps: shape {tuple(x.shape)}")
+    valid = None if lengths is None else valid_steps(lengths, x.shape[dim], x.shape[1 - dim], x.device)
     outputs, updates = [], []
-    for x_t in x.unbind(dim):
-        output, update, state = cell(x_t, state)
+    for t, x_t in enumerate(x.unbind(dim)):
+        output, update, new_state = cell(x_t, state)
+        if valid is not None and state is not None and not bool(valid[t].all()):
+            keep = valid[t]  # padded rows keep their whole state, gate included
+            new_state = SkipCellState(*(_map(lambda old, new: torch.where(keep.view(-1, *[1] * (new.dim() - 1)), new, old),
+                                             before, after) for before, after in zip(state, new_state)))
+            update, output = update * keep.to(update.dtype), _output(new_state.cell)
+        state = new_state
         outputs.append(output)
         updates.append(update)
     return torch.stack(outputs, dim), torch.stack(updates, dim), state
