@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from skiprnn import SkipCell, SkipCellState, SkipRNN, budget_loss, unroll
+from skiprnn import SkipCell, SkipCellState, SkipRNN, StackedCells, budget_loss, unroll
 
 
 class CountingCell(nn.Module):
@@ -57,6 +57,38 @@ def test_wrapping_our_cell_reproduces_skip_rnn(mode, fused):
     grads_wrapped = torch.autograd.grad(loss_of(output, updates), list(model.parameters()))
     for name, a, b in zip([n for n, _ in model.named_parameters()], grads, grads_wrapped):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("mode", ["skip_lstm", "skip_gru"])
+def test_stacked_cells_reproduce_a_stacked_skip_rnn(mode):
+    """Two layers sharing one gate (from the top layer's c for LSTM, its h for GRU), every layer copied on a skip."""
+    torch.manual_seed(2)
+    model = SkipRNN(mode, 3, 6, num_layers=2).double()
+    with torch.no_grad():
+        model.update_gate.weight.normal_(0, 1.0)
+        model.update_gate.bias.fill_(-0.2)
+    stack = StackedCells(*model.cells)
+    wrapped = SkipCell(stack, gate_from=(-1, 1) if mode == "skip_lstm" else -1).double()
+    wrapped.update_gate = model.update_gate
+    x = torch.randn(15, 4, 3, dtype=torch.float64)
+    out = model(x)
+    assert 0 < out.updates.sum() < out.updates.numel()
+    layers = [model.h0[k].expand(4, -1) for k in range(2)]
+    if mode == "skip_lstm":
+        layers = [(h, model.c0[k].expand(4, -1)) for k, h in enumerate(layers)]
+    output, updates, final = unroll(wrapped, x, SkipCell.initial_state(tuple(layers)))
+    torch.testing.assert_close(output, out.output, rtol=0, atol=1e-12)
+    assert torch.equal(updates, out.updates)
+    for k in range(2):
+        h = final.cell[k][0] if mode == "skip_lstm" else final.cell[k]
+        torch.testing.assert_close(h, out.state.h[k], rtol=0, atol=1e-12)
+    grads = torch.autograd.grad(out.output.pow(2).sum() + out.updates.sum(), list(model.parameters()))
+    grads_wrapped = torch.autograd.grad(output.pow(2).sum() + updates.sum(), list(model.parameters()))
+    for name, a, b in zip([n for n, _ in model.named_parameters()], grads, grads_wrapped):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12, msg=name)
+    assert StackedCells(nn.LSTMCell(3, 5), nn.LSTMCell(5, 7)).hidden_size == 7
+    with pytest.raises(ValueError, match="tuple of 2 layer states"):
+        stack(x[0], final.cell + final.cell)
 
 
 @pytest.mark.parametrize("mode", ["skip_lstm", "skip_gru"])

@@ -26,7 +26,7 @@ class SkipCellState(NamedTuple):
 
 
 class SkipCellOutput(NamedTuple):
-    output: Tensor  # the cell's state, or its first element for a tuple (h of an LSTM)
+    output: Tensor  # the cell's state, or its first element for a tuple (h of an LSTM); see SkipCell.output_of
     update: Tensor  # (B,) binary u_t with a straight-through gradient
     state: SkipCellState
 
@@ -83,7 +83,7 @@ class SkipCell(nn.Module):
             candidate = self.cell(x)
             delta = self._update_prob(candidate)
             ones = torch.ones_like(delta)
-            return SkipCellOutput(_output(candidate), ones, SkipCellState(candidate, delta, torch.zeros_like(delta)))
+            return SkipCellOutput(self.output_of(candidate), ones, SkipCellState(candidate, delta, torch.zeros_like(delta)))
         if not isinstance(state, SkipCellState):
             raise ValueError("state must be None or a SkipCellState (from a previous step or SkipCell.initial_state)")
         batch = _leaves(state.cell)[0].shape[0]
@@ -94,11 +94,17 @@ class SkipCell(nn.Module):
         u = round_ste(u_tilde)
         if not self.training and not torch.is_grad_enabled() and not bool(u.any()):
             # Nothing updates and no gradient is needed: skip the cell itself (Δũ is kept on a skip anyway).
-            return SkipCellOutput(_output(state.cell), u, SkipCellState(state.cell, state.update_prob, u_tilde))
+            return SkipCellOutput(self.output_of(state.cell), u, SkipCellState(state.cell, state.update_prob, u_tilde))
         candidate = self.cell(x, state.cell)
         blended = _map(lambda old, new: torch.lerp(old, new.to(old.dtype), _rows(u, old)), state.cell, candidate)
         update_prob = torch.lerp(state.update_prob, self._update_prob(candidate).to(u.dtype), u)
-        return SkipCellOutput(_output(blended), u, SkipCellState(blended, update_prob, (1.0 - u) * u_tilde))
+        return SkipCellOutput(self.output_of(blended), u, SkipCellState(blended, update_prob, (1.0 - u) * u_tilde))
+
+    def output_of(self, cell_state: CellState) -> Tensor:
+        """The step's output: the cell's ``output(state)`` where it defines one (``StackedCells``: the top layer's h),
+        else the state, or its first element for a tuple (h of an LSTM)."""
+        own = getattr(self.cell, "output", None)
+        return own(cell_state) if callable(own) else _output(cell_state)
 
     def _update_prob(self, candidate: CellState) -> Tensor:
         """Δũ (B,) from the candidate state, before the skip blend (Eq. 4); float32 at least, also under autocast."""
@@ -118,6 +124,36 @@ class SkipCell(nn.Module):
                              f"gate_size={self.gate_size}: pass gate_size={flat.shape[1]}")
         delta = torch.sigmoid(self.update_gate(flat)).squeeze(1)
         return delta if delta.dtype in (torch.float32, torch.float64) else delta.float()
+
+
+class StackedCells(nn.Module):
+    """Recurrent cells stacked into one cell, for ``SkipCell``: ``StackedCells(nn.LSTMCell(2, 64), nn.LSTMCell(64, 64))``.
+
+    Layer k reads layer k-1's new output (the first element of a tuple state, h of an LSTM) and the state is the
+    tuple of the layers' states, so ``SkipCell`` shares one gate across the stack and copies every layer on a skip,
+    as ``SkipRNN(num_layers=...)`` does. ``hidden_size`` is the top layer's; read Δũ from the top layer's c of an
+    LSTM stack with ``gate_from=(-1, 1)``, from its h of a GRU stack with the default ``gate_from=-1``.
+    """
+
+    def __init__(self, *cells: nn.Module):
+        super().__init__()
+        if not cells:
+            raise ValueError("StackedCells needs at least one cell")
+        self.layers = nn.ModuleList(cells)
+        self.hidden_size = getattr(cells[-1], "hidden_size", None)
+
+    def forward(self, x: Tensor, state: tuple | None = None) -> tuple:
+        if state is not None and (not isinstance(state, tuple) or len(state) != len(self.layers)):
+            raise ValueError(f"state must be a tuple of {len(self.layers)} layer states; got {_structure(state)}")
+        new = []
+        for k, layer in enumerate(self.layers):
+            new.append(layer(x) if state is None else layer(x, state[k]))
+            x = _output(new[-1])
+        return tuple(new)
+
+    def output(self, state: tuple) -> Tensor:
+        """The top layer's output (its h), which ``SkipCell`` returns for each step."""
+        return _output(state[-1])
 
 
 def unroll(cell: SkipCell, x: Tensor, state: SkipCellState | None = None, batch_first: bool = False,
@@ -141,7 +177,7 @@ def unroll(cell: SkipCell, x: Tensor, state: SkipCellState | None = None, batch_
             keep = valid[t]  # padded rows keep their whole state, gate included
             new_state = SkipCellState(*(_map(lambda old, new: torch.where(keep.view(-1, *[1] * (new.dim() - 1)), new, old),
                                              before, after) for before, after in zip(state, new_state)))
-            update, output = update * keep.to(update.dtype), _output(new_state.cell)
+            update, output = update * keep.to(update.dtype), cell.output_of(new_state.cell)
         state = new_state
         outputs.append(output)
         updates.append(update)
