@@ -157,3 +157,11 @@ def test_help_lists_only_real_choices(cli):
     for group in ("task", "model", "trainer", "logger"):
         files = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
         assert f"{group}: {', '.join(files)}" in lines, group
+
+
+def test_missing_config_folder_says_how_to_install(monkeypatch, tmp_path):
+    import skiprnn.train as train_module
+
+    monkeypatch.setattr(train_module, "CONF_DIR", str(tmp_path / "no_conf"))
+    with pytest.raises(SystemExit, match=r"configs are not at .*no_conf.*pip install -e \."):
+        train_module.main()

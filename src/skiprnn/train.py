@@ -12,9 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 from .config import ConfigError, check_device, check_values, register
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-if not Path(CONF_DIR).is_dir():  # a non-editable install: the configs stay in the clone
-    sys.exit(f"error: skiprnn's configs are not at {CONF_DIR}. They live in the repository's conf/ folder, so install "
-             "skiprnn from a clone with `pip install -e .` (or `make venv`) and run it there.")
 register()
 
 
@@ -24,7 +21,7 @@ def resolved(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     import torch
 
     from .tasks.mnist import MnistDataError
@@ -42,6 +39,13 @@ def main(cfg: DictConfig) -> None:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             raise  # the sweep goes on with its other jobs and reports this one's error at the end
         sys.exit(f"error: {error}")  # the message names the key and what to do; a traceback adds nothing
+
+
+def main() -> None:
+    if not Path(CONF_DIR).is_dir():  # a non-editable install: the configs stay in the clone
+        sys.exit(f"error: skiprnn's configs are not at {CONF_DIR}. They live in the repository's conf/ folder, so "
+                 "install skiprnn from a clone with `pip install -e .` (or `make venv`) and run it there.")
+    _hydra_main()
 
 
 if __name__ == "__main__":
