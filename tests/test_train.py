@@ -158,6 +158,11 @@ def test_sweep_with_a_failed_job_exits_nonzero_and_the_table_shows_it(cli, tmp_p
     assert "1 missing" in lines["GRU"]
     assert "| 2.46e6 |" in lines["LSTM"]  # the paper column stands beside ours
     assert "**Seeds asked for:** 0" in table and "**Training budget:** 2 steps" in table
+
+    compared = cli(str(sweep), module="skiprnn.compare").stdout  # the same runs, grouped by their recorded configs
+    rows = {line.split("|")[2].strip(): line for line in compared.splitlines() if line.startswith("| ") and "---" not in line}
+    assert compared.splitlines()[6].startswith("| lam | model.mode | finished (seeds)")
+    assert "| 1/1 (0) |" in rows["lstm"] and "| 0/1 (none) |" in rows["skip_gru"] and "seed 0 failed" in rows["skip_gru"]
     csv_text = (tmp_path / "table1.csv").read_text()
     assert csv_text.count("\n") == 11  # header + 10 rows, none dropped
 

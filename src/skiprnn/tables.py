@@ -134,7 +134,7 @@ def run_overrides(path: Path) -> list[str]:
     return [o for o in overrides if not o.startswith(_PLUMBING)]
 
 
-def _mean_std(values: list[float], fmt: str, scale: float = 1.0, unit: str = "") -> str:
+def mean_std(values: list[float], fmt: str, scale: float = 1.0, unit: str = "") -> str:
     """mean ± population std; one run prints its value alone, since "± 0" would read as a measured spread."""
     if not values:
         return "–"
@@ -157,23 +157,23 @@ def _solved(runs):
 
 COLUMNS = {
     "solved": _solved,
-    "update_pct": lambda runs: _mean_std([r.final["val_update_fraction"] for r in runs], ".1f", 100, "%"),
-    "updates_steps": lambda runs: _mean_std([r.final["val_updates"] for r in runs], ".1f"),
-    "test_updates_steps": lambda runs: _mean_std([r.final["test_updates"] for r in runs], ".2f"),
+    "update_pct": lambda runs: mean_std([r.final["val_update_fraction"] for r in runs], ".1f", 100, "%"),
+    "updates_steps": lambda runs: mean_std([r.final["val_updates"] for r in runs], ".1f"),
+    "test_updates_steps": lambda runs: mean_std([r.final["test_updates"] for r in runs], ".2f"),
     "flops": lambda runs: _sci(statistics.fmean(r.final["inference_flops"] for r in runs)) if runs else "–",
     # FLOPs at the test set's mean update count (Table 2); inference_flops is linear in the val updates it used.
     "test_flops": lambda runs: _sci(statistics.fmean(
         r.final["inference_flops"] * r.final["test_updates"] / r.final["val_updates"] for r in runs)) if runs else "–",
-    "mse": lambda runs: _mean_std([r.final["val_mse"] for r in runs], ".2e"),
-    "accuracy": lambda runs: _mean_std([r.final["val_accuracy"] for r in runs], ".3f"),
-    "test_accuracy": lambda runs: _mean_std([r.final["test_accuracy"] for r in runs], ".3f"),
-    "test_accuracy_best_val": lambda runs: _mean_std([r.final["best_val_test_accuracy"] for r in runs], ".3f"),
+    "mse": lambda runs: mean_std([r.final["val_mse"] for r in runs], ".2e"),
+    "accuracy": lambda runs: mean_std([r.final["val_accuracy"] for r in runs], ".3f"),
+    "test_accuracy": lambda runs: mean_std([r.final["test_accuracy"] for r in runs], ".3f"),
+    "test_accuracy_best_val": lambda runs: mean_std([r.final["best_val_test_accuracy"] for r in runs], ".3f"),
     "stable": lambda runs: (
-        f"{_mean_std([r.final['stable_mse'] for r in runs], '.2e')} / "
-        f"{_mean_std([r.final['stable_update_fraction'] for r in runs], '.1f', 100, '%')}" if runs else "–"),
+        f"{mean_std([r.final['stable_mse'] for r in runs], '.2e')} / "
+        f"{mean_std([r.final['stable_update_fraction'] for r in runs], '.1f', 100, '%')}" if runs else "–"),
     "stable_accuracy": lambda runs: (
-        f"{_mean_std([r.final['stable_accuracy'] for r in runs], '.3f')} / "
-        f"{_mean_std([r.final.get('stable_updates', float('nan')) for r in runs], '.1f')}" if runs else "–"),
+        f"{mean_std([r.final['stable_accuracy'] for r in runs], '.3f')} / "
+        f"{mean_std([r.final.get('stable_updates', float('nan')) for r in runs], '.1f')}" if runs else "–"),
 }
 
 
