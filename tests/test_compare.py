@@ -70,6 +70,19 @@ def test_groups_by_config_and_averages_over_seeds(sweeps, capsys):
     assert "seed" not in header and "trainer.progress" not in text and "logger" not in text
 
 
+def test_a_seed_trained_twice_counts_once(sweeps, capsys):
+    """The same config in two folders (e.g. lam=1e-4 typed once as 0.0001): one run per seed counts, the
+    longest-trained, then the first by path."""
+    a, _, runs = sweeps
+    duplicate = a / "zz-duplicate" / "seed=0"
+    finished(duplicate, 1e-5, 0, 0.5, 99.0)
+    compare.main([str(a)])
+    small = table_rows(capsys.readouterr().out)[1]
+    values = [runs[(1e-5, s)][1] for s in (0, 1, 2)]
+    assert small[1] == "3/3 (0, 1, 2)" and small[4].startswith(f"{statistics.fmean(values):.1f} ± ")
+    assert small[-1] == f"seed 0 also in {duplicate} (not counted)"
+
+
 def test_several_folders_get_a_sweep_column_and_out_file(sweeps, tmp_path, capsys):
     a, b, _ = sweeps
     out = tmp_path / "comparison.md"

@@ -1,4 +1,6 @@
 """Every config composes and resolves; bad overrides fail at startup with the key and the allowed values."""
+import json
+
 import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
@@ -119,6 +121,14 @@ def test_a_sweep_run_lands_where_the_same_run_alone_would(compose_cfg, overrides
     assert cfg.hydra.job.override_dirname in cfg.hydra.run.dir and cfg.row in cfg.hydra.run.dir
 
 
+def test_data_paths_do_not_name_run_folders(compose_cfg):
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = compose_cfg("task=mnist", "task.data_root=/data/sets", "task.download=false", "seed=1")
+    HydraConfig.instance().set_config(cfg)
+    assert cfg.hydra.job.override_dirname == "seed=1,task=mnist" and cfg.hydra.run.dir.count("/") == 3
+
+
 def test_a_device_this_machine_lacks_is_named():
     import torch
 
@@ -149,6 +159,8 @@ def test_cli_reports_missing_mnist_without_a_traceback(cli, tmp_path):
     assert proc.returncode != 0
     assert "error: MNIST data not found" in proc.stderr and "task.data_root" in proc.stderr
     assert "Traceback" not in proc.stderr
+    failure = json.loads((tmp_path / "run" / "failed.json").read_text())  # a sweep's table lists it as failed
+    assert "MNIST data not found" in failure["error"] and failure["config"]["task"]["name"] == "mnist"
 
 
 def test_help_lists_only_real_choices(cli):

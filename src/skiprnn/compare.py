@@ -6,7 +6,7 @@ Any folder of run directories works: an ad-hoc sweep (``runs/<task>/...``), a ta
 table trained elsewhere (``RESULTS=...``). Runs whose configs differ only in the seed form one group. The columns
 are the config keys that differ between groups (and the folder, given several), then the finished runs with
 their seeds, the task metric and the state updates as mean ± std over the seeds. Unfinished and failed runs are
-counted in their group, never averaged.
+listed in their group, never averaged, and a seed trained twice with the same config counts once.
 """
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ def _sort_key(value) -> tuple:
 
 
 def collect(roots: list[Path]) -> tuple[dict, list[str], dict]:
-    """{(root, settings): [Run]}, the keys that vary between groups, and the settings every run shares."""
-    groups: dict[tuple, list[Run]] = {}
+    """{(root, settings): [(run directory, Run)]}, the keys that vary between groups, and the settings every run shares."""
+    groups: dict[tuple, list[tuple[Path, Run]]] = {}
     for root in roots:
         for path in find_runs(root):
             cfg = run_config(path)
@@ -70,7 +70,7 @@ def collect(roots: list[Path]) -> tuple[dict, list[str], dict]:
             flat = flatten(cfg)
             settings = tuple(sorted((k, v) for k, v in flat.items()
                                     if k not in IGNORED and not k.startswith(IGNORED_PREFIXES)))
-            groups.setdefault((str(root), settings), []).append(load_run(path, int(flat.get("seed", 0))))
+            groups.setdefault((str(root), settings), []).append((path, load_run(path, int(flat.get("seed", 0)))))
     every = [dict(settings) for _, settings in groups]
     keys = sorted({k for s in every for k in s})
     missing = object()
@@ -79,7 +79,17 @@ def collect(roots: list[Path]) -> tuple[dict, list[str], dict]:
     return groups, varying, shared
 
 
-def _not_finished(runs: list[Run]) -> str:
+def _counted(runs: list[tuple[Path, Run]]) -> tuple[list[Run], list[str]]:
+    """The finished runs to average, one per seed, and a note for each other finished run of the same seed (the
+    same config trained twice, e.g. into folders named ``lam=1e-4`` and ``lam=0.0001``): the longest-trained counts."""
+    best: dict[int, Run] = {}
+    for _, r in sorted(((p, r) for p, r in runs if r.status == "completed"), key=lambda pr: (-pr[1].step, pr[0])):
+        best.setdefault(r.seed, r)
+    extra = [f"seed {r.seed} also in {p} (not counted)" for p, r in runs if r.status == "completed" and best[r.seed] is not r]
+    return sorted(best.values(), key=lambda r: r.seed), extra
+
+
+def _not_finished(runs: list[Run]) -> list[str]:
     """Each unfinished run with how far it got and its latest evaluation; each failed or unreadable one."""
     parts = []
     for r in sorted(runs, key=lambda r: r.seed):
@@ -89,27 +99,28 @@ def _not_finished(runs: list[Run]) -> str:
             parts.append(f"seed {r.seed} at {r.step:,}/{r.max_steps:,}{latest}")
         elif r.status != "completed":
             parts.append(f"seed {r.seed} {r.status}")
-    return "; ".join(parts) or "–"
+    return parts
 
 
 def build(roots: list[Path], argv: list[str]) -> str:
     groups, varying, shared = collect(roots)
     several = len(roots) > 1
     header = (["sweep"] if several else []) + varying + ["finished (seeds)", "metric", "solved", "state updates",
-                                                         "updates %", "steps", "not finished"]
+                                                         "updates %", "steps", "not counted"]
     rows = []
     for (root, settings), runs in groups.items():
         s = dict(settings)
-        done = sorted((r for r in runs if r.status == "completed"), key=lambda r: r.seed)
+        done, duplicates = _counted(runs)
         key = metric_key(done[0].final) if done else None
         fmt = ".2e" if key == "val_mse" else ".3f"
         metric = f"{key.removeprefix('val_')} {mean_std([r.final[key] for r in done], fmt)}" if key else "–"
         solved = f"{sum(bool(r.final.get('val_solved')) for r in done)}/{len(done)}" if done else "–"
         cells = ([root] if several else []) + [str(s.get(k, "–")) for k in varying] + [
-            f"{len(done)}/{len(runs)} ({', '.join(str(r.seed) for r in done) or 'none'})", metric, solved,
+            f"{len(done)}/{len(runs) - len(duplicates)} ({', '.join(str(r.seed) for r in done) or 'none'})", metric, solved,
             mean_std([r.final["val_updates"] for r in done], ".1f"),
             mean_std([r.final["val_update_fraction"] for r in done], ".1f", 100, "%"),
-            ", ".join(f"{n:,}" for n in sorted({r.step for r in done})) or "–", _not_finished(runs)]
+            ", ".join(f"{n:,}" for n in sorted({r.step for r in done})) or "–",
+            "; ".join(_not_finished([r for _, r in runs]) + duplicates) or "–"]
         rows.append((([_sort_key(root)] if several else []) + [_sort_key(s.get(k, "")) for k in varying], cells))
     rows.sort(key=lambda row: row[0])
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

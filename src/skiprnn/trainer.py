@@ -200,13 +200,19 @@ def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None) -> dict 
             (run_dir / name).unlink(missing_ok=True)
         shutil.rmtree(run_dir / tracking.RECORD, ignore_errors=True)
 
-    task = build_task(cfg["task"], tcfg["batch_size"])
-    max_steps, eval_every = tcfg["max_steps"], tcfg["eval_every"]
-    if tcfg.get("max_epochs"):
-        if not task.steps_per_epoch:
-            raise ConfigError(f"trainer.max_epochs={tcfg['max_epochs']} is not allowed: task {task.name} has no "
-                              "epochs (its data are generated); use trainer.max_steps")
-        max_steps, eval_every = tcfg["max_epochs"] * task.steps_per_epoch, task.steps_per_epoch
+    overrides = list(overrides or [])
+    try:
+        task = build_task(cfg["task"], tcfg["batch_size"])
+        max_steps, eval_every = tcfg["max_steps"], tcfg["eval_every"]
+        if tcfg.get("max_epochs"):
+            if not task.steps_per_epoch:
+                raise ConfigError(f"trainer.max_epochs={tcfg['max_epochs']} is not allowed: task {task.name} has no "
+                                  "epochs (its data are generated); use trainer.max_steps")
+            max_steps, eval_every = tcfg["max_epochs"] * task.steps_per_epoch, task.steps_per_epoch
+    except Exception as error:  # e.g. missing data: a sweep's table and compare show the run as failed, not missing
+        if not metrics_path.exists():
+            _record_failure(run_dir, error, overrides, cfg)
+        raise
 
     if metrics_path.exists():
         done = tracking.read_json(metrics_path)
@@ -217,16 +223,19 @@ def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None) -> dict 
             print(f"{cfg['row']} seed={cfg['seed']}: finished result found in {run_dir}, not training again", flush=True)
             return done
 
-    overrides = list(overrides or [])
     try:
         return _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides)
     except RunConflict:
         raise  # another config's run lives here: leave its directory as it is
     except Exception as error:
-        # A failed run is recorded as such (the table shows it), and its checkpoint stays for a retry.
-        tracking.write_json(run_dir / tracking.FAILED, {"error": repr(error), "traceback": traceback.format_exc(),
-                                                        "overrides": overrides, "config": cfg})
+        _record_failure(run_dir, error, overrides, cfg)  # its checkpoint stays for a retry
         raise
+
+
+def _record_failure(run_dir: Path, error: Exception, overrides: list[str], cfg: dict) -> None:
+    """failed.json: what went wrong and with which config, so that tables list the run as failed."""
+    tracking.write_json(run_dir / tracking.FAILED, {"error": repr(error), "traceback": traceback.format_exc(),
+                                                    "overrides": overrides, "config": cfg})
 
 
 def record_config(run_dir: Path, cfg: dict, overrides: list[str]) -> None:
