@@ -338,6 +338,37 @@ def test_bad_shapes_raise_clear_errors():
         model(torch.randn(5, 2, 3), state=state._replace(c=state.c.double()))
     with pytest.raises(ValueError, match=r"x has dtype torch.float64, the model's parameters torch.float32"):
         model(torch.randn(5, 2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"got \(1, 3, 8\) and \(1, 3, 8\)"):
+        model(torch.randn(5, 2, 3), state=model.initial_state(3))
+    with pytest.raises(ValueError, match=r"state.c is None, but skip_lstm keeps a cell state"):
+        model(torch.randn(5, 2, 3), state=make("skip_gru").initial_state(2))
+    with pytest.raises(ValueError, match=r"floating-point tensor; got torch.int64"):
+        model(torch.ones(5, 2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"no time steps"):
+        model(torch.randn(0, 2, 3))
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.randn(5, 2, 3), torch.tensor([5, 3]))
+    with pytest.raises(ValueError, match=r"not a PackedSequence: use torch.nn.utils.rnn.pad_packed_sequence"):
+        model(packed)
+    with pytest.raises(ValueError, match=r"lengths must lie in \[1, 5\]"):
+        budget_loss(torch.ones(5, 2), 1e-3, lengths=torch.tensor([6, 5]))
+
+
+@pytest.mark.parametrize("mode", ["skip_lstm", "skip_gru"])
+def test_detached_state_continues_the_sequence_for_truncated_backprop(mode):
+    """Two chunks with the state detached between them: the same forward values as one call, and each chunk's
+    backward pass reaches only its own steps (the second does not fail on the freed graph of the first)."""
+    model = make(mode, dtype=torch.float64)
+    constant_gate(model, -1.0)
+    x = torch.randn(12, 2, 3, dtype=torch.float64)
+    whole = model(x)
+    first = model(x[:7])
+    first.output.sum().backward()
+    state = first.state.detach()
+    assert all(t is None or not t.requires_grad for t in state)
+    second = model(x[7:], state=state)
+    second.output.sum().backward()
+    torch.testing.assert_close(torch.cat([first.output, second.output]), whole.output, rtol=0, atol=1e-12)
+    assert torch.equal(torch.cat([first.updates, second.updates]), whole.updates)
 
 
 def test_original_stack_bug_switch_feeds_the_network_input_to_upper_candidates():

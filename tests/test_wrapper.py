@@ -331,6 +331,22 @@ def test_runs_under_autocast(make_cell, given_start):
     torch.testing.assert_close(output.float(), reference[0], rtol=0, atol=0.05)
 
 
+def test_detached_cell_state_continues_the_sequence():
+    torch.manual_seed(0)
+    cell = SkipCell(StackedCells(nn.LSTMCell(2, 5), nn.LSTMCell(5, 5)), gate_from=(-1, 1))
+    x = torch.randn(9, 3, 2)
+    whole, _, _ = unroll(cell, x)
+    first, _, state = unroll(cell, x[:4])
+    first.sum().backward()
+    state = state.detach()
+    assert not state.cell[1][1].requires_grad and not state.update_prob.requires_grad
+    second, _, _ = unroll(cell, x[4:], state)
+    second.sum().backward()
+    torch.testing.assert_close(torch.cat([first, second]), whole)
+    with pytest.raises(ValueError, match=r"unroll runs a SkipCell; got LSTMCell: wrap it first"):
+        unroll(nn.LSTMCell(2, 5), x)
+
+
 def test_clear_errors():
     class NoSize(nn.Module):
         def forward(self, x, state=None):

@@ -29,10 +29,23 @@ class SkipState(NamedTuple):
     update_prob: Tensor
     cum_update_prob: Tensor
 
+    def detach(self) -> SkipState:
+        """The same state cut from the autograd graph: continue a sequence after ``backward()`` on the part
+        before it (truncated backpropagation through time)."""
+        return SkipState(*(None if t is None else t.detach() for t in self))
+
 
 class SkipRNNOutput(NamedTuple):
-    output: Tensor  # top layer's h at every step: (T, B, H), or (B, T, H) with batch_first
-    updates: Tensor  # binary u_t with a straight-through gradient: (T, B), or (B, T); 0 on padding
+    """What ``SkipRNN`` returns.
+
+    output: the top layer's h at every step, (T, B, H), or (B, T, H) with batch_first.
+    updates: the binary u_t, (T, B), or (B, T) with batch_first; all ones for plain cells, 0 on padding. It carries
+        the straight-through gradient, so ``budget_loss(updates, lam)`` trains the update gate.
+    state: the final ``SkipState``, to pass back in.
+    """
+
+    output: Tensor
+    updates: Tensor
     state: SkipState
 
 
@@ -111,6 +124,7 @@ class SkipRNN(nn.Module):
 
     # ----------------------------------------------------------------------------------- state
     def initial_state(self, batch_size: int) -> SkipState:
+        """The learned initial state broadcast over a batch, with ũ_1 = 1 so that the first step updates."""
         h = self.h0.expand(-1, batch_size, -1)
         c = self.c0.expand(-1, batch_size, -1) if self.has_cell_state else None
         # Δũ = 1 and ũ accumulated = 0 give ũ_1 = 1: the first step always updates.
@@ -121,8 +135,13 @@ class SkipRNN(nn.Module):
         want = (self.num_layers, batch_size, self.hidden_size)
         if not isinstance(state, SkipState):
             raise ValueError("state must be the SkipState returned by a previous call")
-        if tuple(state.h.shape) != want or (self.has_cell_state and (state.c is None or tuple(state.c.shape) != want)):
-            raise ValueError(f"state h{' and c' if self.has_cell_state else ''} must have shape {want}")
+        if self.has_cell_state and state.c is None:
+            raise ValueError(f"state.c is None, but {self.mode} keeps a cell state: pass the state of a {self.mode} "
+                             "model (a GRU state has no c)")
+        got = [tuple(t.shape) for t in (state.h, state.c) if t is not None]
+        if any(shape != want for shape in got):
+            raise ValueError(f"state h{' and c' if self.has_cell_state else ''} must have shape {want} "
+                             f"(num_layers, batch, hidden_size); got {' and '.join(map(str, got))}")
         for name in ("update_prob", "cum_update_prob"):
             if tuple(getattr(state, name).shape) != (batch_size,):
                 raise ValueError(f"state.{name} must have shape ({batch_size},); got {tuple(getattr(state, name).shape)}")
@@ -132,12 +151,26 @@ class SkipRNN(nn.Module):
 
     # --------------------------------------------------------------------------------- forward
     def forward(self, x: Tensor, state: SkipState | None = None, lengths: Tensor | None = None) -> SkipRNNOutput:
+        """Run the sequences ``x`` (T, B, input_size), or (B, T, input_size) with batch_first.
+
+        state: a ``SkipState`` from a previous call, to continue those sequences (``state.detach()`` after a
+            backward pass); None starts from the learned initial state.
+        lengths: (B,) integer lengths of a padded batch; past its length a sequence neither updates nor counts.
+        Returns a ``SkipRNNOutput`` (output, updates, state).
+        """
+        if isinstance(x, nn.utils.rnn.PackedSequence):
+            raise ValueError("SkipRNN takes a padded tensor and lengths=, not a PackedSequence: use "
+                             "torch.nn.utils.rnn.pad_packed_sequence(x) and pass the lengths it returns")
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
             raise ValueError(f"x must have shape {layout} with input_size={self.input_size}; got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"x must be a floating-point tensor; got {x.dtype}: convert it, e.g. x.to({self.h0.dtype})")
         if x.dtype != self.h0.dtype:
             raise ValueError(f"x has dtype {x.dtype}, the model's parameters {self.h0.dtype}: convert one of them, "
                              f"e.g. model.to({x.dtype})")
+        if x.shape[1 if self.batch_first else 0] == 0:
+            raise ValueError(f"x has no time steps: shape {tuple(x.shape)}")
         if self.batch_first:
             x = x.transpose(0, 1)
         steps, batch = x.shape[:2]
@@ -252,6 +285,5 @@ def budget_loss(updates: Tensor, lam: float, lengths: Tensor | None = None, batc
         if lengths.shape != (updates.shape[1],):
             raise ValueError(f"lengths must have shape ({updates.shape[1]},), one per sequence of updates "
                              f"{'(B, T)' if batch_first else '(T, B)'}; got {tuple(lengths.shape)}")
-        mask = torch.arange(updates.shape[0], device=updates.device)[:, None] < lengths[None, :]
-        updates = updates * mask
+        updates = updates * valid_steps(lengths, updates.shape[0], updates.shape[1], updates.device)
     return lam * updates.sum(0).mean()

@@ -20,14 +20,25 @@ CellState = Any  # a tensor, or a (named, possibly nested) tuple of tensors, eac
 
 
 class SkipCellState(NamedTuple):
-    cell: CellState  # the wrapped cell's own state
-    update_prob: Tensor  # (B,) the last Δũ
-    cum_update_prob: Tensor  # (B,) ũ accumulated since the last update
+    """A ``SkipCell``'s state: the wrapped cell's own state, the last Δũ (B,) and ũ accumulated since the last
+    update (B,)."""
+
+    cell: CellState
+    update_prob: Tensor
+    cum_update_prob: Tensor
+
+    def detach(self) -> SkipCellState:
+        """The same state cut from the autograd graph, to continue after ``backward()`` (truncated BPTT)."""
+        return SkipCellState(_map(lambda _, t: t.detach(), self.cell, self.cell), self.update_prob.detach(),
+                             self.cum_update_prob.detach())
 
 
 class SkipCellOutput(NamedTuple):
-    output: Tensor  # the cell's state, or its first element for a tuple (h of an LSTM); see SkipCell.output_of
-    update: Tensor  # (B,) binary u_t with a straight-through gradient
+    """One step of a ``SkipCell``: its output (see ``SkipCell.output_of``; h for an LSTM cell), the binary u_t (B,)
+    with a straight-through gradient, for ``budget_loss``, and the new ``SkipCellState``."""
+
+    output: Tensor
+    update: Tensor
     state: SkipCellState
 
 
@@ -79,6 +90,8 @@ class SkipCell(nn.Module):
         return SkipCellState(cell_state, ones, torch.zeros_like(ones))
 
     def forward(self, x: Tensor, state: SkipCellState | None = None) -> SkipCellOutput:
+        """One step: x (B, ...) and the previous ``SkipCellState`` (None: the cell's own initial state, and an
+        update) -> ``SkipCellOutput`` (output, update, state)."""
         if state is None:
             candidate = self.cell(x)
             delta = self._update_prob(candidate)
@@ -164,6 +177,8 @@ def unroll(cell: SkipCell, x: Tensor, state: SkipCellState | None = None, batch_
     ``lengths`` (B,) marks a padded batch, as in ``SkipRNN``: past its length a sequence neither updates nor
     changes its state (its output repeats the last one), so the final state is each sequence's own and
     ``budget_loss(updates, lam, lengths=lengths)`` counts only real steps."""
+    if not isinstance(cell, SkipCell):
+        raise ValueError(f"unroll runs a SkipCell; got {type(cell).__name__}: wrap it first, SkipCell(cell)")
     dim = 1 if batch_first else 0
     if x.dim() < 2:
         raise ValueError(f"x must be (T, B, ...), or (B, T, ...) with batch_first=True; got shape {tuple(x.shape)}")
