@@ -290,3 +290,12 @@ def test_fingerprint_tolerates_options_added_later_at_their_neutral_default():
     # a key removed since (MNIST's no-op task.report) does not stop older runs from resuming
     older = {**stored, "task": {"name": "adding", "report": "last"}}
     assert differences(older, fingerprint(current)) == []
+
+
+def test_progress_lines_tell_an_ad_hoc_sweeps_runs_apart(tmp_path):
+    from skiprnn.trainer import run_label
+
+    cfg = {"row": "skip_lstm", "seed": 0}
+    assert run_label(cfg, tmp_path / "table1" / "skip_lstm" / "seed=0") == "skip_lstm-seed0"
+    assert run_label(cfg, tmp_path / "lam=0.0001,model=skip_lstm,seed=0") == "skip_lstm-seed0 (lam=0.0001,model=skip_lstm,seed=0)"
+    assert run_label(cfg, tmp_path / "lam=0,model=skip_lstm,seed=0") != run_label(cfg, tmp_path / "lam=0.0001,model=skip_lstm,seed=0")

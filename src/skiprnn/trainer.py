@@ -91,6 +91,13 @@ def _diff(a: dict, b: dict, prefix="") -> list[str]:
     return out
 
 
+def run_label(cfg: dict, run_dir: Path) -> str:
+    """How the progress lines name a run: <row>-seed<k>, plus its folder's name (the overrides) when that is not
+    seed=<k>, so that the runs of an ad-hoc sweep, which share a row, can be told apart in interleaved logs."""
+    label = f"{cfg['row']}-seed{cfg['seed']}"
+    return label if run_dir.name in ("", f"seed={cfg['seed']}") else f"{label} ({run_dir.name})"
+
+
 class Progress:
     """A tqdm bar on a terminal; one plain line per evaluation otherwise (log files, joblib workers)."""
 
@@ -293,7 +300,7 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
           legs):
     tcfg, seed, lam = cfg["trainer"], cfg["seed"], cfg["lam"]
     halt = tcfg.get("halt_after_steps")
-    progress = Progress(max_steps, start, f"{cfg['row']}-seed{seed}", tcfg["progress"])
+    progress = Progress(max_steps, start, run_label(cfg, run_dir), tcfg["progress"])
     params = list(model.parameters())
     sums = {"loss": 0.0, "task_loss": 0.0, "updates": 0.0, "n": 0}
     train_seconds = 0.0
