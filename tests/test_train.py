@@ -299,3 +299,18 @@ def test_progress_lines_tell_an_ad_hoc_sweeps_runs_apart(tmp_path):
     assert run_label(cfg, tmp_path / "table1" / "skip_lstm" / "seed=0") == "skip_lstm-seed0"
     assert run_label(cfg, tmp_path / "lam=0.0001,model=skip_lstm,seed=0") == "skip_lstm-seed0 (lam=0.0001,model=skip_lstm,seed=0)"
     assert run_label(cfg, tmp_path / "lam=0,model=skip_lstm,seed=0") != run_label(cfg, tmp_path / "lam=0.0001,model=skip_lstm,seed=0")
+
+
+def test_progress_lines_say_how_long_the_run_has_left(capsys):
+    from skiprnn.trainer import Progress, duration
+
+    assert [duration(s) for s in (0.4, 40, 432, 7500, 7199.6)] == ["0s", "40s", "7m12s", "2h05m", "2h00m"]
+    now = [100.0]
+    progress = Progress(total=1000, start=200, name="gru-seed0", enabled=False, clock=lambda: now[0])
+    row = {"step": 500, "train_loss": 0.5, "val_accuracy": 0.75, "val_update_fraction": 0.5}
+    now[0] += 60.0  # 300 steps of this invocation in a minute: 0.2 s each, 500 steps to go
+    progress.evaluation(row, "accuracy", 1000)
+    assert capsys.readouterr().out == ("gru-seed0 step 500/1000 loss 0.5 val accuracy 0.75 updates 50.0%, "
+                                       "0.2 s/step, 1m40s left\n")
+    progress.evaluation({**row, "step": 1000}, "accuracy", 1000)  # the last evaluation has nothing left to time
+    assert capsys.readouterr().out.endswith("updates 50.0%\n")

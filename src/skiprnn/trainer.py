@@ -98,13 +98,23 @@ def run_label(cfg: dict, run_dir: Path) -> str:
     return label if run_dir.name in ("", f"seed={cfg['seed']}") else f"{label} ({run_dir.name})"
 
 
-class Progress:
-    """A tqdm bar on a terminal; one plain line per evaluation otherwise (log files, joblib workers)."""
+def duration(seconds: float) -> str:
+    """2h05m, 7m12s, 40s: how long a run has left, in the plain progress lines."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
-    def __init__(self, total: int, start: int, name: str, enabled: bool):
+
+class Progress:
+    """A tqdm bar on a terminal; one plain line per evaluation otherwise (log files, joblib workers), which says
+    how long the run has left at the pace of this invocation (evaluations included)."""
+
+    def __init__(self, total: int, start: int, name: str, enabled: bool, clock=time.perf_counter):
         self.bar = None
         self.name = name
         self.last_eval: dict = {}  # the latest validation metric, shown beside the live loss
+        self.clock, self.start, self.started = clock, start, clock()
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -118,6 +128,10 @@ class Progress:
     def evaluation(self, row: dict, metric: str, total: int) -> None:
         text = (f"{self.name} step {row['step']}/{total} loss {row['train_loss']:.4g} val {metric} {row['val_' + metric]:.4g} "
                 f"updates {100 * row['val_update_fraction']:.1f}%")
+        done = row["step"] - self.start
+        if 0 < done and row["step"] < total:
+            pace = (self.clock() - self.started) / done
+            text += f", {pace:.3g} s/step, {duration(pace * (total - row['step']))} left"
         self.last_eval = {f"val_{metric}": f"{row['val_' + metric]:.3g}"}
         if self.bar is not None:
             self.bar.write(text)
