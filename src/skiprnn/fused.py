@@ -98,9 +98,10 @@ def empty_cache() -> None:
 
 
 # --------------------------------------------------------------------------------------------- matmul
-# torch.mm goes to the BLAS torch was built with (MKL on x86). On the AMD EPYC CPUs measured here,
-# oneDNN's float32 kernel (the one nn.LSTM uses) is 1.5-2x faster at these shapes, e.g. 115 µs against
-# 227 µs for (256, 113) @ (113, 440) on one thread; below ~32 rows its call overhead loses.
+# torch.mm goes to the BLAS torch was built with (MKL on x86). oneDNN's float32 kernel (the one nn.LSTM
+# uses) is never slower at these shapes and often faster: 115 µs against 227 µs for (256, 113) @ (113, 440)
+# on one AMD EPYC host, 258 against 261 µs (and 262 against 320 µs for the backward's (256, 440) @ (440, 110))
+# on a slower one, one thread each; below ~32 rows its call overhead loses.
 def _probe_onednn():
     """The oneDNN linear op, if this torch build has it with the signature used here and it computes a @ w.T;
     it is a private op, so a torch release that changes it falls back to torch.mm instead of failing mid-training."""
