@@ -99,11 +99,12 @@ def test_straight_through_gradient_matches_finite_differences(mode, monkeypatch)
     ũ⁰ being the values at the evaluation point. Check the gate's gradient against central differences of that
     relaxed function in float64."""
     model = reference(make(mode, dtype=torch.float64, hidden=5))
+    g = torch.Generator().manual_seed(1)  # data independent of how many draws the initialisation took
     with torch.no_grad():
-        model.update_gate.weight.normal_(0, 0.5)
-        model.update_gate.bias.fill_(0.3)
-    x = torch.randn(12, 3, 3, dtype=torch.float64)
-    coef = torch.randn(12, 3, dtype=torch.float64)
+        model.update_gate.weight.copy_(1.5 * torch.randn(1, 5, generator=g, dtype=torch.float64))
+        model.update_gate.bias.fill_(-1.0)
+    x = torch.randn(12, 3, 3, dtype=torch.float64, generator=g)
+    coef = torch.randn(12, 3, dtype=torch.float64, generator=g)
 
     def loss_of(out):
         return out.output.sum() * 0.1 + (coef * out.updates).sum() + out.state.h.pow(2).sum()
@@ -250,20 +251,49 @@ def test_budget_loss_is_lambda_times_batch_mean_of_update_counts():
 
 
 @pytest.mark.parametrize("mode,p", [("lstm", 0.5), ("gru", 0.2), ("gru", 0.02)])
-def test_random_skip_rate(mode, p):
+def test_random_skip_rate_draws_every_step(mode, p):
+    """Every step, the first included, is skipped with probability p (the paper's 50.0%, not 51.0%, at p = 0.5)."""
     model = make(mode, p_skip=p)
-    steps, batch = 200, 50
+    steps, batch = 200, 200
     for train in (True, False):
         model.train(train)
         with torch.no_grad():
             out = model(torch.randn(steps, batch, 3))
-        assert torch.all(out.updates[0] == 1)
-        rate = 1 - out.updates[1:].mean().item()
-        n = (steps - 1) * batch
-        assert abs(rate - p) < 5 * math.sqrt(p * (1 - p) / n)
-        # skipped steps copy the state
+        n = steps * batch
+        assert abs(1 - out.updates.mean().item() - p) < 5 * math.sqrt(p * (1 - p) / n)
+        first = 1 - out.updates[0].mean().item()  # fails with a forced first step (rate 0)
+        assert abs(first - p) < 5 * math.sqrt(p * (1 - p) / batch)
+        # skipped steps copy the state; before the first kept step it is the learned initial state
         skipped = out.updates[1:] == 0
         assert torch.equal(out.output[1:][skipped], out.output[:-1][skipped])
+        h0 = model.h0[-1, 0]
+        for b in torch.nonzero(out.updates[0] == 0).flatten().tolist():
+            assert torch.equal(out.output[0, b], h0)
+
+
+def test_random_skip_keep_first_switch_keeps_step_one():
+    model = make("lstm", p_skip=0.5, p_skip_keep_first=True)
+    with torch.no_grad():
+        out = model(torch.randn(100, 400, 3))
+    assert torch.all(out.updates[0] == 1)
+    p, n = 0.5, 99 * 400
+    assert abs(1 - out.updates[1:].mean().item() - p) < 5 * math.sqrt(p * (1 - p) / n)
+
+
+@pytest.mark.parametrize("hidden", [20, 110])
+def test_update_gate_weight_is_glorot_uniform_by_default(hidden):
+    """W_p ~ U(±sqrt(6 / (H + 1))), the original code's TF default; torch's would be U(±1/sqrt(H))."""
+    bound = math.sqrt(6 / (hidden + 1))
+    weights = torch.cat([make("skip_gru", hidden=hidden, seed=s).update_gate.weight.flatten() for s in range(40)])
+    assert weights.abs().max() <= bound
+    # the spread of a uniform on [-b, b]: b / sqrt(3); torch's default would give 1 / sqrt(3 H)
+    std = weights.std().item()
+    assert abs(std - bound / math.sqrt(3)) < 0.1 * bound / math.sqrt(3)
+    assert weights.abs().max() > 0.9 * bound  # the whole range is used, not torch's 2.4x narrower one
+    torch_init = make("skip_gru", hidden=hidden, gate_init="torch").update_gate.weight
+    assert torch_init.abs().max() <= 1 / math.sqrt(hidden)
+    for model in (make("skip_lstm", hidden=hidden), make("skip_lstm", hidden=hidden, gate_init="torch")):
+        assert model.update_gate.bias.item() == 1.0
 
 
 def test_batch_size_independence_and_batch_first():
@@ -309,6 +339,7 @@ def test_seeded_determinism():
         (dict(p_skip=-0.1), "p_skip"),
         (dict(hidden_size=0), "hidden_size"),
         (dict(num_layers=1.5), "num_layers"),
+        (dict(gate_init="xavier"), "gate_init must be one of glorot, torch"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, message):

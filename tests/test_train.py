@@ -314,3 +314,20 @@ def test_progress_lines_say_how_long_the_run_has_left(capsys):
                                        "0.2 s/step, 1m40s left\n")
     progress.evaluation({**row, "step": 1000}, "accuracy", 1000)  # the last evaluation has nothing left to time
     assert capsys.readouterr().out.endswith("updates 50.0%\n")
+
+
+def test_records_made_before_the_fidelity_fixes_are_told_apart_from_runs_after_them():
+    """A record without model.gate_init / model.p_skip_keep_first was trained with torch's gate init and a kept
+    first step: it conflicts with today's defaults where those act (Skip cells, p_skip > 0), nowhere else."""
+    from skiprnn.trainer import differences, fingerprint
+
+    def cfg(mode, p_skip=0.0, **model):
+        return {"lam": 0.0, "seed": 0, "row": "r", "trainer": {"lr": 1e-4}, "task": {"name": "adding"},
+                "model": {"mode": mode, "hidden_size": 110, "num_layers": 1, "p_skip": p_skip, **model}}
+
+    new = {"gate_init": "glorot", "p_skip_keep_first": False, "original_stack_bug": False}
+    assert differences(cfg("skip_lstm"), fingerprint(cfg("skip_lstm", **new))) == ["model.gate_init"]
+    assert differences(cfg("lstm", 0.5), fingerprint(cfg("lstm", 0.5, **new))) == ["model.p_skip_keep_first"]
+    assert differences(cfg("gru"), fingerprint(cfg("gru", **new))) == []  # plain cells: neither key acts
+    assert differences(cfg("skip_gru"), fingerprint(cfg("skip_gru", **{**new, "gate_init": "torch"}))) == []
+    assert differences(cfg("gru", 0.5), fingerprint(cfg("gru", 0.5, **{**new, "p_skip_keep_first": True}))) == []

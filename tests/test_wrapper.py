@@ -380,3 +380,15 @@ def test_clear_errors():
         SkipCell(nn.GRUCell(3, 4))(torch.randn(2, 3), SkipCellState(torch.zeros(2, 4), torch.ones(1), torch.zeros(2)))
     with pytest.raises(ValueError, match="no time steps"):
         unroll(SkipCell(nn.GRUCell(3, 4)), torch.randn(0, 2, 3))
+
+
+def test_update_gate_is_glorot_by_default_and_torch_on_request():
+    hidden = 110
+    bound = math.sqrt(6 / (hidden + 1))  # 0.232, the original code's; torch's nn.Linear gives 1/sqrt(110) = 0.095
+    torch.manual_seed(0)
+    glorot = torch.cat([SkipCell(nn.GRUCell(2, hidden)).update_gate.weight.flatten() for _ in range(20)])
+    assert glorot.abs().max() <= bound and glorot.abs().max() > 0.9 * bound
+    plain = torch.cat([SkipCell(nn.GRUCell(2, hidden), gate_init="torch").update_gate.weight.flatten() for _ in range(20)])
+    assert plain.abs().max() <= 1 / math.sqrt(hidden)
+    with pytest.raises(ValueError, match="gate_init must be one of glorot, torch"):
+        SkipCell(nn.GRUCell(2, 4), gate_init="normal")

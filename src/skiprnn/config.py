@@ -22,6 +22,14 @@ class Mode(Enum):
         return self.value
 
 
+class GateInit(Enum):
+    glorot = "glorot"
+    torch = "torch"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class LoggerBackend(Enum):
     wandb = "wandb"
     none = "none"
@@ -45,6 +53,8 @@ class ModelConfig:
     num_layers: int = 1
     p_skip: float = 0.0
     original_stack_bug: bool = False  # skip_gru stacks: reproduce the original code's upper-layer candidate input
+    gate_init: GateInit = GateInit.glorot  # W_p: the original code's Glorot-uniform, or torch's nn.Linear default
+    p_skip_keep_first: bool = False  # true: the random-skip baseline always keeps step 1 (skiprnn before 2026-12)
 
 
 @dataclass

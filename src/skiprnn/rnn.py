@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .cells import CELLS, accumulate_update_prob, round_ste
+from .cells import CELLS, GATE_INITS, accumulate_update_prob, init_update_gate, round_ste
 
 MODES = ("lstm", "gru", "skip_lstm", "skip_gru")
 
@@ -56,8 +56,11 @@ class SkipRNN(nn.Module):
         mode: "lstm", "gru", "skip_lstm" or "skip_gru".
         input_size, hidden_size, num_layers: as in ``torch.nn.LSTM``. A stack shares one gate u_t,
             computed from the top layer (its c for LSTM, its h for GRU); on a skip every layer keeps its state.
-        p_skip: random-skip baseline. Each step after the first is skipped with this probability,
-            in training and evaluation alike.
+        p_skip: random-skip baseline. Each step is skipped with this probability, in training and evaluation
+            alike; until a sequence's first kept step its state stays the learned initial state.
+        p_skip_keep_first: always keep the first step of the random-skip baseline (skiprnn's behaviour before
+            it drew every step; the paper's update fractions fit a draw of every step).
+        gate_init: W_p's initialisation, "glorot" (the original code's, default) or "torch" (nn.Linear's).
         batch_first: inputs and outputs are (B, T, ...) instead of (T, B, ...).
         skip_inference: in eval mode under no_grad, do not evaluate the cell on skipped steps (same results).
             "auto" (default) does so for a single sequence, where it saves the most; True also for batches
@@ -80,6 +83,8 @@ class SkipRNN(nn.Module):
         skip_inference: bool | str = "auto",
         original_stack_bug: bool = False,
         fused: bool = True,
+        gate_init: str = "glorot",
+        p_skip_keep_first: bool = False,
     ):
         super().__init__()
         if mode not in MODES:
@@ -91,6 +96,10 @@ class SkipRNN(nn.Module):
             raise ValueError(f"p_skip must be a probability in [0, 1); got {p_skip!r}")
         self.mode, self.input_size, self.hidden_size = mode, input_size, hidden_size
         self.num_layers, self.p_skip, self.batch_first = num_layers, float(p_skip), batch_first
+        self.p_skip_keep_first = bool(p_skip_keep_first)
+        if gate_init not in GATE_INITS:
+            raise ValueError(f"gate_init must be one of {', '.join(GATE_INITS)}; got {gate_init!r}")
+        self.gate_init = gate_init
         if skip_inference not in (True, False, "auto"):
             raise ValueError(f"skip_inference must be True, False or 'auto'; got {skip_inference!r}")
         self.skip_inference = skip_inference
@@ -109,8 +118,7 @@ class SkipRNN(nn.Module):
         self.c0 = nn.Parameter(torch.randn(num_layers, 1, hidden_size)) if self.has_cell_state else None
         if self.gated:
             self.update_gate = nn.Linear(hidden_size, 1)
-            with torch.no_grad():  # b_p = 1: every step updates at the start of training
-                self.update_gate.bias.fill_(1.0)
+            init_update_gate(self.update_gate, gate_init)
         if original_stack_bug:
             # The buggy candidate reads the network input: its kernel has input_size rows (TF [in, r*h] kernel).
             for cell in self.cells[1:]:
@@ -196,11 +204,13 @@ class SkipRNN(nn.Module):
         return valid_steps(lengths, steps, batch, x.device).to(x.dtype).unsqueeze(-1)
 
     def _random_keep(self, steps: int, batch: int, x: Tensor) -> Tensor | None:
-        """Random-skip baseline: a (T, B, 1) mask of kept steps, the first one always kept."""
+        """Random-skip baseline: a (T, B, 1) mask of kept steps, each drawn with probability 1 - p_skip (the first
+        one always kept with ``p_skip_keep_first``)."""
         if not self.p_skip:
             return None
         keep = (torch.rand(steps, batch, 1, device=x.device) >= self.p_skip).to(x.dtype)
-        keep[0] = 1.0
+        if self.p_skip_keep_first:
+            keep[0] = 1.0
         return keep
 
     def candidate(self, x_proj: Tensor, h: list[Tensor], c: list[Tensor | None], x: Tensor | None = None):

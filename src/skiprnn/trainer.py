@@ -17,7 +17,7 @@ import torch
 from . import tracking
 from .config import ConfigError
 from .flops import inference_flops
-from .model import SequenceModel
+from .model import LEGACY_MODEL_KEYS, SequenceModel, model_from_config
 from .rnn import budget_loss
 from .tasks import build_task
 
@@ -46,18 +46,26 @@ def load_trained(run_dir: Path, **task_overrides):
     cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True, enum_to_str=True)
     cfg["task"].update(task_overrides)
     task = build_task(cfg["task"], cfg["trainer"]["batch_size"])
-    m = cfg["model"]
-    model = SequenceModel(m["mode"], task.input_size, task.output_size, m["hidden_size"], m["num_layers"],
-                          m["p_skip"], m.get("original_stack_bug", False))
+    model = model_from_config(cfg["model"], task.input_size, task.output_size)
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     return cfg, model.eval(), task, state["step"]
 
 
 def fingerprint(cfg: dict) -> dict:
+    """What identifies a run: its config minus the keys that do not change what is trained. Model keys a record
+    made before they existed lacks take the value it was trained with; keys that do not act on this model are
+    left out (the gate's initialisation of a plain LSTM, the random-skip options where p_skip = 0)."""
     fp = {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT["top"]}
     for group in ("trainer", "task"):
         fp[group] = {k: v for k, v in cfg[group].items() if k not in _NOT_IN_FINGERPRINT[group]}
+    if isinstance(cfg.get("model"), dict):
+        model = {**LEGACY_MODEL_KEYS, **cfg["model"]}
+        if not str(model.get("mode", "")).startswith("skip_"):
+            model.pop("gate_init")
+        if not model.get("p_skip"):
+            model.pop("p_skip_keep_first")
+        fp["model"] = model
     return fp
 
 
@@ -275,8 +283,7 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides):
     ckpt_path = run_dir / tracking.CHECKPOINT
     torch.manual_seed(cfg["seed"])
     device = torch.device(tcfg["device"])
-    model = SequenceModel(mcfg["mode"], task.input_size, task.output_size, mcfg["hidden_size"],
-                          mcfg["num_layers"], mcfg["p_skip"], mcfg.get("original_stack_bug", False)).to(device)
+    model = model_from_config(mcfg, task.input_size, task.output_size).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], betas=(0.9, 0.999), eps=1e-8)
     start, curve, legs = 0, [], []
     if ckpt_path.exists():

@@ -13,7 +13,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .cells import accumulate_update_prob, round_ste
+from .cells import accumulate_update_prob, init_update_gate, round_ste
 from .rnn import valid_steps
 
 CellState = Any  # a tensor, or a (named, possibly nested) tuple of tensors, each (B, ...)
@@ -52,6 +52,7 @@ class SkipCell(nn.Module):
         gate_from: for a tuple state, the element Δũ is computed from: an index, or a tuple of indices into
             nested tuples (``(-1, 1)``: the top layer's c of a stack whose state is ((h1, c1), (h2, c2))).
             The default, -1, is c for ``nn.LSTMCell``'s (h, c), as the original Skip LSTM.
+        gate_init: W_p's initialisation: "glorot" (the original code's, default) or "torch" (nn.Linear's).
 
     ``forward(x, state=None)`` takes one step. ``state=None`` starts from the cell's own initial state
     (zeros for torch's cells, where ``SkipRNN`` learns one); ``SkipCell.initial_state(cell_state)`` starts from
@@ -60,7 +61,8 @@ class SkipCell(nn.Module):
     tensor keeps its dtype, so the wrapper also runs under ``torch.autocast``.
     """
 
-    def __init__(self, cell: nn.Module, gate_size: int | None = None, gate_from: int | tuple[int, ...] = -1):
+    def __init__(self, cell: nn.Module, gate_size: int | None = None, gate_from: int | tuple[int, ...] = -1,
+                 gate_init: str = "glorot"):
         super().__init__()
         if gate_size is None:
             gate_size = getattr(cell, "hidden_size", None)
@@ -79,8 +81,7 @@ class SkipCell(nn.Module):
         self.cell, self.gate_size, self.gate_from = cell, gate_size, gate_from
         self._gate_path = path  # gate_from as a tuple of indices, resolved once
         self.update_gate = nn.Linear(gate_size, 1)
-        with torch.no_grad():  # b_p = 1: every step updates at the start of training
-            self.update_gate.bias.fill_(1.0)
+        init_update_gate(self.update_gate, gate_init)  # W_p Glorot (as the original code) or torch's; b_p = 1
 
     @staticmethod
     def initial_state(cell_state: CellState) -> SkipCellState:
