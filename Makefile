@@ -35,7 +35,7 @@ test: venv ## run the test suite
 	$(PY) -m pytest
 
 bench: venv ## time training and skipping inference; writes results/bench.md
-	$(PY) scripts/bench.py
+	$(PY) -m skiprnn.experiment.bench
 
 reproduce-table%: venv ## run a table's sweep (SEEDS=0,1 STEPS=2000 for a quick one), then write results/table%.md
 	status=0; $(PY) -m skiprnn.train -m table=table$* seed=$(SEEDS) hydra.sweep.dir=$(RESULTS)/table$* \

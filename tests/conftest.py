@@ -32,7 +32,7 @@ def cli(tmp_path):
 @pytest.fixture
 def compose_cfg():
     """Compose the project's config with overrides, as the CLI would (schema registered by skiprnn.train)."""
-    import skiprnn.train  # noqa: F401
+    import skiprnn.experiment.cli  # noqa: F401
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):

@@ -1,0 +1,205 @@
+"""The config schema. Hydra validates every composed config against these dataclasses, so a wrong key,
+a wrong type (``lam=abc``) or an unknown choice fails at startup and names the key."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from .errors import ConfigError
+
+
+class Mode(Enum):
+    lstm = "lstm"
+    gru = "gru"
+    skip_lstm = "skip_lstm"
+    skip_gru = "skip_gru"
+
+    def __str__(self) -> str:  # the plain name where interpolated into a string, e.g. the run name
+        return self.value
+
+
+class GateInit(Enum):
+    glorot = "glorot"
+    torch = "torch"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class LoggerBackend(Enum):
+    wandb = "wandb"
+    none = "none"
+
+
+class WandbMode(Enum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+class FrequencyVariant(Enum):
+    paper = "paper"
+    original = "original"
+
+
+@dataclass
+class ModelConfig:
+    mode: Mode = Mode.skip_lstm
+    hidden_size: int = 110
+    num_layers: int = 1
+    p_skip: float = 0.0
+    original_stack_bug: bool = False  # skip_gru stacks: reproduce the original code's upper-layer candidate input
+    gate_init: GateInit = GateInit.glorot  # W_p: the original code's Glorot-uniform, or torch's nn.Linear default
+    p_skip_keep_first: bool = False  # true: the random-skip baseline always keeps step 1 (skiprnn before 2026-12)
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 50_000
+    max_epochs: int | None = None  # for data sets with epochs: overrides max_steps, evaluates every epoch
+    batch_size: int = 256
+    lr: float = 1e-4
+    grad_clip: float = 1.0  # global-norm clipping over all parameters, as the original code
+    eval_every: int = 300
+    stable_window: int = 5  # the table also reports metrics averaged over this many last evaluations
+    device: str = "cpu"
+    halt_after_steps: int | None = None  # stop at the first evaluation after N more steps (time-sliced jobs)
+    progress: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    backend: LoggerBackend = LoggerBackend.wandb
+    mode: WandbMode = WandbMode.offline
+    project: str = "skiprnn"
+    entity: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AddingTaskConfig:
+    name: str = "adding"
+    seq_len: int = 50
+    eval_batches: int = 15
+    solved_mse: float = 1.0 / 600  # two orders of magnitude below Var(target) = 1/6
+
+
+@dataclass
+class FrequencyTaskConfig:
+    name: str = "frequency"
+    sampling_period: float = 1.0  # ms; the signal lasts 100 ms
+    duration: float = 100.0
+    variant: FrequencyVariant = FrequencyVariant.original
+    eval_batches: int = 15
+    solved_accuracy: float = 0.99
+
+
+@dataclass
+class MnistTaskConfig:
+    name: str = "mnist"
+    data_root: str = "data"
+    download: bool = True
+    validation_size: int = 5000
+    train_limit: int | None = None  # quick runs only: train on the first N of the 55k images per epoch
+    solved_accuracy: float = 0.9  # val_solved flag only; Table 2 has no "solved" column
+
+
+@dataclass
+class Config:
+    task: Any = MISSING
+    model: ModelConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    lam: float = 0.0  # budget loss weight λ (cost per sample)
+    seed: int = 0
+    row: str = MISSING  # the run's name: a table row, or the model's mode
+    group: str = MISSING  # W&B group: the table or sweep
+    threads: int = 1  # torch threads per run; 0 keeps torch's default
+    force: bool = False  # train again even if the run directory holds a finished result
+
+
+TASK_SCHEMAS = {"adding": AddingTaskConfig, "frequency": FrequencyTaskConfig, "mnist": MnistTaskConfig}
+
+
+def register() -> None:
+    # Schemas live in their own group, so that `--help` lists only real choices under task/, model/, ...;
+    # each YAML file pulls its schema in with `- /schema/<name>@_here_` in its defaults list.
+    from omegaconf import OmegaConf
+
+    from .identity import not_in_run_name
+
+    # conf/config.yaml's override_dirname.exclude_keys: the keys that do not identify a run, declared once
+    OmegaConf.register_new_resolver("skiprnn_not_in_run_name", not_in_run_name, replace=True)
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="schema", name="model", node=ModelConfig)
+    cs.store(group="schema", name="trainer", node=TrainerConfig)
+    cs.store(group="schema", name="logger", node=LoggerConfig)
+    for name, schema in TASK_SCHEMAS.items():
+        cs.store(group="schema", name=f"task_{name}", node=schema)
+
+
+# key -> (test, what is allowed)
+_RULES = {
+    "lam": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+    "threads": (lambda v: v >= 0, "an integer >= 0 (0 keeps torch's default)"),
+    "model.hidden_size": (lambda v: v >= 1, "an integer >= 1"),
+    "model.num_layers": (lambda v: v >= 1, "an integer >= 1"),
+    "model.p_skip": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+    "trainer.max_steps": (lambda v: v >= 1, "an integer >= 1"),
+    "trainer.max_epochs": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "trainer.batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "trainer.lr": (lambda v: 0 < v < math.inf, "a finite number > 0"),
+    "trainer.grad_clip": (lambda v: 0 < v < math.inf, "a finite number > 0"),
+    "trainer.eval_every": (lambda v: v >= 1, "an integer >= 1"),
+    "trainer.stable_window": (lambda v: v >= 1, "an integer >= 1"),
+    "trainer.halt_after_steps": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "trainer.device": (lambda v: re.fullmatch(r"cpu|cuda(:\d+)?|mps", v) is not None, "cpu, cuda, cuda:<index> or mps"),
+    "task.seq_len": (lambda v: v >= 10, "an integer >= 10 (the markers need 10% and 50% of it)"),
+    "task.eval_batches": (lambda v: 1 <= v <= 1000, "an integer in [1, 1000] (each evaluation draws from its own block of 1000 batch seeds)"),
+    "task.sampling_period": (lambda v: 0 < v < math.inf, "a finite number of milliseconds > 0"),
+    "task.validation_size": (lambda v: v >= 1, "an integer >= 1"),
+    "task.duration": (lambda v: 0 < v < math.inf, "a finite number of milliseconds > 0"),
+    "task.solved_accuracy": (lambda v: 0 < v < 1, "a fraction in (0, 1) (solved means accuracy above it)"),
+    "task.solved_mse": (lambda v: 0 < v < math.inf, "a finite number > 0"),
+    "task.train_limit": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+}
+
+
+def check_values(cfg: dict) -> None:
+    """Range checks the schema's types cannot express. Raises ConfigError naming the key and the allowed values."""
+    for key, (ok, allowed) in _RULES.items():
+        node, present = cfg, True
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                present = False
+                break
+            node = node[part]
+        if present and not ok(node):
+            raise ConfigError(f"{key}={node!r} is not allowed: {key} must be {allowed}")
+    model = cfg.get("model") or {}
+    if model.get("original_stack_bug") and (str(model.get("mode")) != "skip_gru" or model.get("num_layers", 1) < 2):
+        raise ConfigError(f"model.original_stack_bug=true is not allowed with model.mode={model.get('mode')} and "
+                          f"model.num_layers={model.get('num_layers')}: it reproduces a bug of stacked Skip GRUs only, "
+                          "so it needs model.mode=skip_gru and model.num_layers >= 2")
+
+
+def check_device(device: str) -> None:
+    """Whether this machine has the device that trainer.device names (checked before any run directory is made)."""
+    import torch
+
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (index and int(index) >= count):
+            have = f"{count} CUDA device(s)" if count else "no CUDA device (torch.cuda.is_available() is False)"
+            raise ConfigError(f"trainer.device={device} is not available: this machine has {have}; use trainer.device=cpu"
+                              + (f" or cuda:0..cuda:{count - 1}" if count else ""))
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("trainer.device=mps is not available on this machine; use trainer.device=cpu")

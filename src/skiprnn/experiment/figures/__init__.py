@@ -1,0 +1,1 @@
+"""Figures and curve listings from trained runs: ``python -m skiprnn.experiment.figures.<name> --help``."""

@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""State updates over training for the row pairs a paper table compares (Table 4: each Skip model at both lengths).
+
+    python -m skiprnn.experiment.figures.update_curves table4 [--results results] [--seeds 0,1] [--out results/figure_table4_update_curves.png]
+
+One panel per pair (e.g. Skip GRU, λ = 1e-5 at T_s = 1 ms and 0.5 ms): the validation update count of every
+seed's run at every evaluation (``curve.jsonl``), one colour per row and one line style per seed, with the
+paper's means as horizontal lines. Evaluations that fall short of "solved" are marked with a cross, so that a
+collapse shows. Table 4's claim is that at λ > 0 the two colours end at about the same height; a curve still
+falling at its last step says the budget was too short for it. It prints each run's last evaluation.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..tables import load_tables, metric_key, paper_updates  # noqa: E402
+from ..tracking import read_curve  # noqa: E402
+
+COLOURS = ("tab:blue", "tab:orange")  # first and second row of a pair
+STYLES = ("-", "--", ":", "-.")  # seeds in the order given
+
+
+def plot(table, results: Path, seeds: list[int], out: Path) -> list[str]:
+    """Draw the figure to ``out``; return one line per run drawn (row, seed, last step, last update count)."""
+    if not table.pairs:
+        raise SystemExit(f"{table.name} compares no row pairs; tables with pairs: "
+                         f"{', '.join(n for n, t in load_tables().items() if t.pairs) or 'none'}")
+    paper = paper_updates(table)
+    labels = {row.row: row.label for row in table.rows}
+    columns = 3 if len(table.pairs) > 4 else len(table.pairs)
+    grid_rows = -(-len(table.pairs) // columns)
+    lines_out: list[str] = []
+    fig, axes = plt.subplots(grid_rows, columns, squeeze=False, figsize=(4.6 * columns, 3.4 * grid_rows))
+    for ax, (title, *rows) in zip(axes.flat, table.pairs):
+        for colour, row in zip(COLOURS, rows):
+            suffix = labels[row].rsplit("(", 1)[-1].rstrip(")") if "(" in labels[row] else row
+            for style, seed in zip(STYLES, seeds):
+                curve = read_curve(results / table.name / row / f"seed={seed}")
+                if not curve:
+                    continue
+                steps = [r["step"] for r in curve]
+                ax.plot(steps, [r["val_updates"] for r in curve], style, color=colour, lw=1.1,
+                        label=f"{suffix}, seed {seed}")
+                short = [r for r in curve if not r.get("val_solved", True)]
+                ax.plot([r["step"] for r in short], [r["val_updates"] for r in short], "x", color=colour, ms=4)
+                metric = metric_key(curve[-1])
+                lines_out.append(f"{row} seed {seed}: last evaluation at {steps[-1]:,} steps: "
+                                 f"{curve[-1]['val_updates']:.1f} updates, {metric} {curve[-1][metric]:.4g}")
+            if math.isfinite(paper.get(row, math.nan)):
+                ax.axhline(paper[row], color=colour, lw=4, alpha=0.2)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("state updates (validation)")
+        ax.set_ylim(bottom=0)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(table.pairs):]:
+        ax.set_visible(False)
+    if not lines_out:
+        plt.close(fig)
+        raise SystemExit(f"no curve.jsonl under {results / table.name}/<row>/seed=<k>/ for seeds "
+                         f"{','.join(map(str, seeds))}")
+    fig.suptitle(f"{table.title}. {table.pairs_title}\n"
+                 "broad faint lines: the paper's means; x: an evaluation that is not solved", fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return lines_out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tables = load_tables()
+    parser.add_argument("table", choices=sorted(tables), help="which table's row pairs")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="folder holding <table>/ (default results)")
+    parser.add_argument("--seeds", default="0,1,2,3", help="comma-separated seeds (default 0,1,2,3; at most 4)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="image path (default <results>/figure_<table>_update_curves.png)")
+    args = parser.parse_args(argv)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds must be comma-separated integers, e.g. 0,1; got {args.seeds!r}")
+    if not 1 <= len(seeds) <= len(STYLES):
+        parser.error(f"--seeds takes 1 to {len(STYLES)} seeds; got {len(seeds)}")
+    out = args.out or args.results / f"figure_{args.table}_update_curves.png"
+    for line in plot(tables[args.table], args.results, seeds, out):
+        print(line)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""A SkipRNN with a linear read-out of its last output: the model of every classification/regression task."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ..nn.rnn import SkipRNN
+
+
+class SequenceModel(nn.Module):
+    def __init__(self, mode: str, input_size: int, output_size: int, hidden_size: int = 110,
+                 num_layers: int = 1, p_skip: float = 0.0, original_stack_bug: bool = False,
+                 gate_init: str = "glorot", p_skip_keep_first: bool = False):
+        super().__init__()
+        self.rnn = SkipRNN(mode, input_size, hidden_size, num_layers=num_layers, p_skip=p_skip,
+                           original_stack_bug=original_stack_bug, gate_init=gate_init,
+                           p_skip_keep_first=p_skip_keep_first)
+        self.head = nn.Linear(hidden_size, output_size)
+        nn.init.xavier_uniform_(self.head.weight)  # tf.contrib.layers.linear: Xavier weights, zero bias
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """x (T, B, I) -> (prediction from the last h, updates (T, B))."""
+        out = self.rnn(x, lengths=lengths)
+        last = out.state.h[-1]  # the last (possibly copied) state of the top layer
+        return self.head(last), out.updates
+
+
+def model_from_config(model_cfg: dict, input_size: int, output_size: int) -> SequenceModel:
+    """The model a run's ``model`` config describes. Keys a record made before they existed lacks take the value
+    that reproduces what that run trained (see ``LEGACY_MODEL_KEYS``)."""
+    m = {**LEGACY_MODEL_KEYS, **model_cfg}
+    return SequenceModel(str(m["mode"]), input_size, output_size, m["hidden_size"], m["num_layers"], m["p_skip"],
+                         m["original_stack_bug"], str(m["gate_init"]), m["p_skip_keep_first"])
+
+
+# Model keys added after runs were recorded, with the behaviour of the code before them: a record without the key
+# was trained that way. The current defaults live in skiprnn.config.ModelConfig.
+LEGACY_MODEL_KEYS = {"original_stack_bug": False, "gate_init": "torch", "p_skip_keep_first": True}

@@ -1,0 +1,411 @@
+"""Aggregate run directories into a results table beside the paper's numbers.
+
+    python -m skiprnn.tables table1 [--seeds 0,1,2,3] [--results results]
+
+reads results/table1/<row>/seed=<k>/{metrics.json, failed.json, curve.jsonl} and writes results/table1.md
+and results/table1.csv. Missing, failed and unfinished runs of the seeds asked for are listed as such, never
+dropped; finished runs of other seeds are counted in the header (and on stderr) as left out.
+``--note "..."`` adds a sentence to the table's header and keeps it in results/table1_note.md, so later
+rebuilds (``make table1``) carry it; edit that file to change it, or pass ``--note ""`` to remove it.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import statistics
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from yaml import YAMLError
+
+from . import tracking
+from .identity import EXECUTION, matches
+from .tasks.base import PaperTable
+
+
+def load_tables() -> dict[str, PaperTable]:
+    """Every paper table of every registered task, by name (table1, ...)."""
+    from .config import TASK_SCHEMAS
+    from .tasks import task_module
+
+    tables = {}
+    for name in TASK_SCHEMAS:
+        try:
+            module = task_module(name)
+        except ModuleNotFoundError as error:  # a missing optional dependency; a broken module still raises
+            if error.name and error.name.startswith("skiprnn"):
+                raise
+            continue
+        tables.update({t.name: t for t in module.TABLES})
+    return tables
+
+
+@dataclass
+class Run:
+    seed: int
+    status: str  # completed | failed | unfinished | missing | unreadable
+    step: int = 0
+    max_steps: int = 0
+    final: dict | None = None  # completed: metrics.json's "final"; unfinished: the last curve row
+    commit: str = ""  # the commit(s) that trained it: "abc" or, resumed across commits, "abc (from 0) → def (from 3,900)"
+    error: str = ""
+    overrides: tuple[str, ...] = ()  # what it was trained with, minus plumbing (run_overrides)
+    commits: tuple[str, ...] = ()
+    worst: str = ""  # the worst evaluation in the last quarter of training, so that a late collapse shows
+
+
+def _provenance(m: dict) -> tuple[str, tuple[str, ...]]:
+    """The commit text and commits of a finished run; runs made before legs were kept have one commit."""
+    legs = m.get("legs") or ([{"commit": m["commit"], "from_step": 0}] if m.get("commit") else [])
+    commits = tuple(dict.fromkeys(leg["commit"] for leg in legs))
+    if len(legs) <= 1:
+        return (legs[0]["commit"] if legs else ""), commits
+    return " → ".join(f"{leg['commit']} (from {leg['from_step']:,})" for leg in legs), commits
+
+
+def metric_key(final: dict | None) -> str | None:
+    """The headline metric a run's record holds: val_mse (lower is better) or val_accuracy (higher is better)."""
+    return next((k for k in ("val_mse", "val_accuracy") if k in (final or {})), None)
+
+
+def _worst_late(curve: list[dict], metric_key: str) -> str:
+    """The worst evaluation in the last quarter of the steps, and how many there fell short of "solved"."""
+    if not curve or metric_key not in curve[-1]:
+        return ""
+    late = [r for r in curve if r["step"] >= 0.75 * curve[-1]["step"]]
+    worst = (max if metric_key == "val_mse" else min)(late, key=lambda r: r[metric_key])
+    short = sum(not r.get("val_solved", True) for r in late)
+    return (f"{metric_key.removeprefix('val_')} {worst[metric_key]:.4g} at {worst['step']:,}; "
+            f"{short} of {len(late)} evals unsolved")
+
+
+def load_run(path: Path, seed: int) -> Run:
+    """One run directory's state; an unreadable record is listed as such instead of stopping the table."""
+    try:
+        run = _read_run(path, seed)
+        run.overrides = tuple(run_overrides(path))
+        return run
+    except (OSError, ValueError, KeyError, TypeError, IndexError, YAMLError) as error:
+        return Run(seed, "unreadable", error=f"{path}: {error!r}")
+
+
+def _read_run(path: Path, seed: int) -> Run:
+    curve = tracking.read_curve(path)
+    last = curve[-1] if curve else None
+    if (path / tracking.METRICS).exists():
+        m = tracking.read_json(path / tracking.METRICS)
+        # A finished run resumed with a larger budget keeps its old metrics.json until it finishes again;
+        # until then its newest evaluation is what it has reached.
+        if last is None or last["step"] <= m["step"]:
+            final = m["final"]
+            if "stable_updates" not in final and curve:  # runs made before it was recorded
+                final["stable_updates"] = statistics.fmean(r["val_updates"] for r in curve[-final["stable_window"]:])
+            commit, commits = _provenance(m)
+            key = metric_key(final)
+            worst = _worst_late(curve, key) if key else ""
+            return Run(seed, "completed", m["step"], m["step"], final, commit, commits=commits, worst=worst)
+    if (path / tracking.FAILED).exists():
+        return Run(seed, "failed", error=tracking.read_json(path / tracking.FAILED).get("error", ""))
+    if last is not None:
+        return Run(seed, "unfinished", last["step"], last.get("max_steps", 0), last)
+    return Run(seed, "missing")
+
+
+# ---------------------------------------------------------------------------------- our columns
+# Overrides that only choose the sweep's points (the row and seed columns say them) or the launcher.
+_SWEEP_KEYS = ("experiment", "seed", "table", "hydra")
+
+
+def run_overrides(path: Path) -> list[str]:
+    """The command-line overrides a run was made with, minus plumbing: those stored with its finished result,
+    else those of the invocation that last trained it (``.hydra/overrides.yaml``)."""
+    overrides = None
+    if (path / tracking.METRICS).exists():
+        overrides = tracking.read_json(path / tracking.METRICS).get("overrides")  # absent in older runs
+    if overrides is None:
+        record = path / tracking.RECORD / "overrides.yaml"
+        if not record.exists():
+            return []
+        from omegaconf import OmegaConf
+
+        overrides = OmegaConf.load(record)
+    return [o for o in overrides if _shown(o.split("=", 1)[0].lstrip("+~"))]
+
+
+def _shown(key: str) -> bool:
+    """An override says something about what was trained: not the sweep's choice of point, not execution."""
+    return not matches(key, _SWEEP_KEYS + EXECUTION)
+
+
+def mean_std(values: list[float], fmt: str, scale: float = 1.0, unit: str = "") -> str:
+    """mean ± population std; one run prints its value alone, since "± 0" would read as a measured spread."""
+    if not values:
+        return "–"
+    mean = statistics.fmean(values) * scale
+    if len(values) == 1:
+        return f"{mean:{fmt}}{unit}"
+    return f"{mean:{fmt}}{unit} ± {statistics.pstdev(values) * scale:{fmt}}{unit}"
+
+
+def _sci(x: float) -> str:
+    if not math.isfinite(x):
+        return "–"
+    mantissa, exponent = f"{x:.2e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _solved(runs):
+    return f"{sum(bool(r.final['val_solved']) for r in runs)}/{len(runs)}" if runs else "–"
+
+
+COLUMNS = {
+    "solved": _solved,
+    "update_pct": lambda runs: mean_std([r.final["val_update_fraction"] for r in runs], ".1f", 100, "%"),
+    "updates_steps": lambda runs: mean_std([r.final["val_updates"] for r in runs], ".1f"),
+    "test_updates_steps": lambda runs: mean_std([r.final["test_updates"] for r in runs], ".2f"),
+    "flops": lambda runs: _sci(statistics.fmean(r.final["inference_flops"] for r in runs)) if runs else "–",
+    # FLOPs at the test set's mean update count (Table 2); inference_flops is linear in the val updates it used.
+    "test_flops": lambda runs: _sci(statistics.fmean(
+        r.final["inference_flops"] * r.final["test_updates"] / r.final["val_updates"] for r in runs)) if runs else "–",
+    "mse": lambda runs: mean_std([r.final["val_mse"] for r in runs], ".2e"),
+    "accuracy": lambda runs: mean_std([r.final["val_accuracy"] for r in runs], ".3f"),
+    "test_accuracy": lambda runs: mean_std([r.final["test_accuracy"] for r in runs], ".3f"),
+    "test_accuracy_best_val": lambda runs: mean_std([r.final["best_val_test_accuracy"] for r in runs], ".3f"),
+    "stable": lambda runs: (
+        f"{mean_std([r.final['stable_mse'] for r in runs], '.2e')} / "
+        f"{mean_std([r.final['stable_update_fraction'] for r in runs], '.1f', 100, '%')}" if runs else "–"),
+    "stable_accuracy": lambda runs: (
+        f"{mean_std([r.final['stable_accuracy'] for r in runs], '.3f')} / "
+        f"{mean_std([r.final.get('stable_updates', float('nan')) for r in runs], '.1f')}" if runs else "–"),
+}
+
+
+def _leading_number(printed: str) -> float:
+    """The mean of a printed "mean ± std" value."""
+    try:
+        return float(printed.split("±")[0])
+    except ValueError:
+        return math.nan
+
+
+def paper_updates(table: PaperTable) -> dict[str, float]:
+    """Each row's mean state-update count as the paper prints it (NaN where it prints none)."""
+    paper_key = next((paper for ours, paper, _ in table.columns if ours == "updates_steps"), None)
+    return {row.row: _leading_number(row.paper.get(paper_key, "")) for row in table.rows}
+
+
+def _change(a: float, b: float, fmt: str = ".1f") -> str:
+    if not (math.isfinite(a) and math.isfinite(b)) or a == 0:
+        return "–"
+    return f"{a:{fmt}} → {b:{fmt}} (×{b / a:.2f})"
+
+
+def _pairs_section(table: PaperTable, grid: dict[str, list[Run]]) -> list[str]:
+    """Mean update counts of row pairs the paper compares, ours (final and last five evaluations) and the paper's.
+    Ours average only the seeds finished in both rows, so a ratio never compares different seeds; each seed's
+    own ratio is listed too."""
+    if not table.pairs:
+        return []
+    paper = paper_updates(table)
+    finished = {row: {r.seed: r for r in runs if r.status == "completed"} for row, runs in grid.items()}
+
+    def mean_of(row: str, seeds: list[int], key: str) -> float:
+        return statistics.fmean(finished[row][s].final.get(key, math.nan) for s in seeds) if seeds else math.nan
+
+    def ratios(a: str, b: str, seeds: list[int]) -> str:
+        """Each seed's own ratio, so that one unsettled run cannot hide inside a mean."""
+        each = [(finished[a][s].final["val_updates"], finished[b][s].final["val_updates"]) for s in seeds]
+        return ", ".join(f"{s}: ×{y / x:.2f}" for s, (x, y) in zip(seeds, each) if x) or "–"
+
+    lines = [f"## {table.pairs_title}", "",
+             "| Model | Updates (ours) | Last 5 evals (ours) | Ratio per seed (ours) | Updates (paper) | Steps (ours) |",
+             "|---|---|---|---|---|---|"]
+    for label, a, b in table.pairs:
+        seeds = sorted(finished[a].keys() & finished[b].keys())
+        steps = sorted({finished[row][s].max_steps for row in (a, b) for s in seeds})  # shorter budgets show here
+        lines.append(f"| {label} | {_change(mean_of(a, seeds, 'val_updates'), mean_of(b, seeds, 'val_updates'))} | "
+                     f"{_change(mean_of(a, seeds, 'stable_updates'), mean_of(b, seeds, 'stable_updates'))} | "
+                     f"{ratios(a, b, seeds)} | "
+                     f"{_change(paper[a], paper[b])} | "
+                     f"{', '.join(f'{n:,}' for n in steps) or '–'} |")
+    return lines + [""]
+
+
+def _status(runs: list[Run]) -> str:
+    """Counts by status, and the budget(s) the finished runs trained for, flagged when they differ."""
+    counts = {}
+    for r in runs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    order = ("completed", "unfinished", "failed", "unreadable", "missing")
+    text = ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
+    budgets = sorted({r.max_steps for r in runs if r.status == "completed"})
+    if budgets:
+        text += f" ({' and '.join(f'{b:,}' for b in budgets)} steps{', mixed budgets' if len(budgets) > 1 else ''})"
+    return text
+
+
+def _check_columns(table: PaperTable, run: Run) -> Run:
+    """A finished run whose metrics.json lacks what the table prints (an older format, another task's run) is
+    listed as unreadable, naming the missing key, instead of stopping the table."""
+    for ours, _, _ in table.columns:
+        try:
+            COLUMNS[ours]([run])
+        except (KeyError, TypeError, ZeroDivisionError) as error:
+            return Run(run.seed, "unreadable", error=f"metrics.json of seed {run.seed} has no usable {error} for column {ours!r}")
+    return run
+
+
+def finished_seeds_left_out(table: PaperTable, results: Path, seeds: list[int]) -> dict[int, int]:
+    """Seed -> number of finished runs on disk that ``seeds`` leaves out of the table."""
+    left = {}
+    for row in table.rows:
+        for path in (results / table.name / row.row).glob("seed=*"):
+            seed = path.name.removeprefix("seed=")
+            if seed.lstrip("-").isdigit() and int(seed) not in seeds and (path / tracking.METRICS).exists():
+                left[int(seed)] = left.get(int(seed), 0) + 1
+    return dict(sorted(left.items()))
+
+
+def _overrides_summary(runs: list[Run]) -> str:
+    """Each distinct set of overrides and how many finished runs used it (the runs are in 'Every run')."""
+    counts = {}
+    for r in runs:
+        key = " ".join(f"`{o}`" for o in r.overrides) or "none"
+        counts[key] = counts.get(key, 0) + 1
+    return "; ".join(f"{key} ({n} run{'s' * (n != 1)})" for key, n in sorted(counts.items())) or "–"
+
+
+def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") -> tuple[str, list[dict]]:
+    grid = {row.row: [load_run(results / table.name / row.row / f"seed={s}", s) for s in seeds] for row in table.rows}
+    grid = {row: [_check_columns(table, r) if r.status == "completed" else r for r in runs] for row, runs in grid.items()}
+    done = [r for runs in grid.values() for r in runs if r.status == "completed"]
+    commits = sorted({c for r in done for c in r.commits}) or ["–"]
+    budgets = sorted({r.max_steps for r in done})
+    per_row = sorted({sum(r.status == "completed" for r in runs) for runs in grid.values()})
+    left_out = finished_seeds_left_out(table, results, seeds)
+
+    header = ["Model"]
+    for _, paper, title in table.columns:
+        header += [f"{title} (ours)"] + ([f"{title} (paper)"] if paper else [])
+    header.append("Runs")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    csv_rows = []
+    for row in table.rows:
+        runs = [r for r in grid[row.row] if r.status == "completed"]
+        cells, record = [row.label], {"row": row.row, "model": row.label, "runs": _status(grid[row.row])}
+        for ours, paper, _ in table.columns:
+            value = COLUMNS[ours](runs)
+            cells.append(value)
+            record[f"{ours}"] = value
+            if paper:
+                cells.append(row.paper.get(paper, "–"))
+                record[f"paper_{paper}"] = row.paper.get(paper, "")
+        cells.append(record["runs"])
+        lines.append("| " + " | ".join(cells) + " |")
+        csv_rows.append(record)
+
+    detail = ["| Row | Seed | Status | Step | Metric | Updates | Worst eval, last quarter of steps | Overrides | Commit / error |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for row in table.rows:
+        for r in grid[row.row]:
+            metric = updates = "–"
+            key = metric_key(r.final)
+            if key:
+                metric = f"{key.removeprefix('val_')} {r.final[key]:.4g}"
+                updates = f"{100 * r.final['val_update_fraction']:.1f}%"
+            overrides = " ".join(f"`{o}`" for o in r.overrides) if r.status == "completed" else ""
+            detail.append(f"| {row.row} | {r.seed} | {r.status} | {r.step}/{r.max_steps or '?'} | {metric} | {updates} | "
+                          f"{r.worst or '–'} | {overrides} | {r.commit or r.error} |")
+
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    seeds_text = ", ".join(map(str, seeds))
+    finished_per_row = "–".join(map(str, (per_row[0], per_row[-1]))) if per_row[0] != per_row[-1] else str(per_row[0])
+    md = [
+        f"# {table.title}",
+        "",
+        f"> Paper caption: {table.caption}",
+        "",
+        f"- **Sweep:** `make reproduce-{table.name}` (`conf/table/{table.name}.yaml`, one file per row in "
+        f"`conf/experiment/{table.name}/`). **Aggregated** {now} by "
+        f"`python -m skiprnn.tables {table.name} --seeds {','.join(map(str, seeds))}`.",
+        f"- **Code commit(s) of the finished runs:** {', '.join(commits)} (per run, and per leg of a run resumed "
+        "across commits, in 'Every run')",
+        f"- **Seeds asked for:** {seeds_text}; finished per row: {finished_per_row}. **Training budget:** "
+        f"{', '.join(f'{b:,}' for b in budgets) or '–'} steps. Finished runs: {len(done)} of {len(seeds) * len(table.rows)}.",
+        *(["- **Left out by --seeds:** finished runs of seed "
+           + ", ".join(f"{seed} ({n} row{'s' * (n != 1)})" for seed, n in left_out.items())] if left_out else []),
+        f"- **Overrides on top of the table config:** {_overrides_summary(done)}",
+        *([f"- **Note:** {note}"] if note else []),
+        "- Ours: mean ± std (population std) over the finished seeds of the final evaluation; a cell with one run "
+        "shows that run's value alone"
+        + ("; 'Last 5 evals' averages the last five evaluations of each run, to show how settled the final numbers are"
+           if any(title.startswith("Last 5") for *_, title in table.columns) else "")
+        + ". Only finished runs enter the statistics.",
+        "",
+        *lines,
+        "",
+        *_pairs_section(table, grid),
+        "## Every run",
+        "",
+        *detail,
+        "",
+    ]
+    return "\n".join(md), csv_rows
+
+
+def write(table: PaperTable, results: Path, seeds: list[int], note: str = "") -> Path:
+    text, rows = build(table, results, seeds, note)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    results.mkdir(parents=True, exist_ok=True)
+    out = results / f"{table.name}.md"
+    tracking.atomic_write_texts({out: text, results / f"{table.name}.csv": buffer.getvalue()})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    tables = load_tables()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("table", help=f"one of {', '.join(tables)}")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds expected per row (default: the paper's four)")
+    parser.add_argument("--results", default="results", type=Path)
+    parser.add_argument("--note", default=None,
+                        help="a sentence for the table's header, e.g. why the run is reduced; kept in "
+                             "<results>/<table>_note.md for later rebuilds (default: that file's text)")
+    args = parser.parse_args(argv)
+    if args.table not in tables:
+        parser.error(f"unknown table {args.table!r}; choose one of {', '.join(tables)}")
+    table = tables[args.table]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(table.seeds)
+    except ValueError:
+        parser.error(f"--seeds must be comma-separated integers, e.g. 0,1,2,3; got {args.seeds!r}")
+    if not (args.results / table.name).is_dir():
+        parser.error(f"no runs in {args.results / table.name}: train them first (make reproduce-{table.name}) "
+                     "or point --results at the folder that holds them")
+    if len(set(seeds)) != len(seeds):
+        parser.error(f"--seeds lists a seed twice: {args.seeds!r}")
+    note_file = args.results / f"{table.name}_note.md"
+    note = args.note.strip() if args.note is not None else (note_file.read_text().strip() if note_file.exists() else "")
+    out = write(table, args.results, seeds, note)
+    if args.note is not None:  # kept only once the table it belongs to is written
+        if note:
+            tracking.atomic_write_text(note_file, note + "\n")
+        else:
+            note_file.unlink(missing_ok=True)
+    left_out = finished_seeds_left_out(table, args.results, seeds)
+    if left_out:
+        print(f"note: --seeds {args.seeds} leaves out finished runs of seed(s) {', '.join(map(str, left_out))}; "
+              f"pass them in --seeds to include them", file=sys.stderr)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

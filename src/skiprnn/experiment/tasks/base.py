@@ -1,0 +1,92 @@
+"""What the shared trainer needs from a task."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One row of a paper table: the experiment it comes from and the numbers printed for it."""
+
+    row: str  # experiment name, also the run directory under results/<table>/
+    label: str  # as printed in the paper
+    paper: dict  # column -> printed value (strings, exactly as printed)
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    """A paper table to reproduce: its rows and which of our columns stand beside the paper's.
+
+    ``columns`` are (our column key in skiprnn.tables.COLUMNS, paper key in PaperRow.paper or None, header).
+    """
+
+    name: str  # e.g. "table1": results/<name>/<row>/seed=<k>/ and results/<name>.md
+    title: str
+    caption: str  # the paper's caption
+    rows: tuple[PaperRow, ...]
+    columns: tuple[tuple[str, str | None, str], ...]
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
+    # Rows whose update counts the paper compares: (label, row, other row), e.g. one model at two sequence lengths.
+    pairs: tuple[tuple[str, str, str], ...] = ()
+    pairs_title: str = ""
+
+
+def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
+    """A generator that is a pure function of (seed, step, stream): resumed runs see the same data."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 4 + stream)
+
+
+class Task:
+    """A supervised sequence task. Subclasses define the data, the loss and the metric."""
+
+    name: str
+    input_size: int
+    output_size: int
+    metric: str  # name of the headline metric, e.g. "mse" or "accuracy"
+    higher_is_better: bool
+    steps_per_epoch: int | None = None  # finite data sets only
+    has_test = False  # a test split, scored at every evaluation beside validation
+
+    def train_batch(self, step: int, batch_size: int, seed: int) -> tuple[Tensor, Tensor]:
+        """Inputs (T, B, input_size) and targets for a training step; deterministic in (seed, step)."""
+        raise NotImplementedError
+
+    def eval_batches(self, split: str, evaluation: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Held-out batches for a split ("val" or "test"), for the evaluation-th evaluation."""
+        raise NotImplementedError
+
+    def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def score(self, prediction: Tensor, target: Tensor) -> dict[str, float]:
+        """The task metrics over all of an evaluation's predictions."""
+        raise NotImplementedError
+
+    def solved(self, metrics: dict[str, float]) -> bool:
+        raise NotImplementedError
+
+
+class SyntheticTask(Task):
+    """A task whose data is generated on the fly: ``generate(batch_size, generator)`` is all it defines.
+
+    Training batches are a pure function of (seed, step); each evaluation draws fresh batches from a
+    stream apart from training, as the original code did.
+    """
+
+    n_eval_batches: int
+    batch_size: int
+
+    def generate(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def train_batch(self, step, batch_size, seed):
+        return self.generate(batch_size, step_generator(seed, step))
+
+    def eval_batches(self, split, evaluation, seed):
+        stream = 1 if split == "val" else 2
+        for i in range(self.n_eval_batches):
+            yield self.generate(self.batch_size, step_generator(seed, evaluation * 1000 + i, stream=stream))

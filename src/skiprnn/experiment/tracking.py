@@ -1,0 +1,132 @@
+"""Where a run's results go. ``metrics.json`` and ``curve.jsonl`` in the run directory are the source of
+truth (written atomically); Weights & Biases mirrors them, offline unless asked otherwise."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+METRICS, CURVE, FAILED, CHECKPOINT = "metrics.json", "curve.jsonl", "failed.json", "checkpoint.pt"
+WANDB_ID = "wandb_id.txt"  # the W&B run id, so that a resumed run continues the same W&B run
+RECORD = ".hydra"  # config.yaml and overrides.yaml of the invocation that trained the run (Hydra's layout)
+
+
+def _synced_temp(path: Path, write: Callable[[IO], None], binary: bool = False) -> str:
+    """A temporary file beside ``path`` holding what ``write(f)`` wrote, flushed to disk."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Write a file through ``write(f)`` so that readers see the old or the new file, never a part of one."""
+    tmp = _synced_temp(path, write, binary)
+    try:
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # left only if the replace failed
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text))
+
+
+def atomic_write_texts(files: dict[Path, str]) -> None:
+    """Several files that belong together (a table's .md and .csv): each is written and synced in full before
+    any replaces its old version, so a failure while writing leaves all the old files."""
+    temps = []
+    try:
+        for path, text in files.items():
+            temps.append((path, _synced_temp(path, lambda f, text=text: f.write(text))))
+        for path, tmp in temps:
+            os.replace(tmp, path)
+    finally:
+        for _, tmp in temps:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def read_curve(run_dir: Path) -> list[dict]:
+    """Every evaluation of a run so far (empty when it has none yet)."""
+    path = Path(run_dir) / CURVE
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def write_curve(run_dir: Path, curve: list[dict]) -> None:
+    atomic_write_text(run_dir / CURVE, "".join(json.dumps(row, sort_keys=True) + "\n" for row in curve))
+
+
+def git_commit() -> str:
+    """HEAD of the source tree, with '-dirty' if it has uncommitted changes; 'unknown' outside git."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "conf"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+class Tracker:
+    """Mirrors metrics to W&B. Use as a context manager: one W&B run per training run, marked failed if it raises."""
+
+    def __init__(self, logger_cfg: dict, run_dir: Path, name: str, group: str, config: dict, resume_id: str | None = None):
+        self.cfg, self.run_dir, self.name, self.group, self.config = logger_cfg, run_dir, name, group, config
+        self.run_id = resume_id
+        self._context = self._run = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.cfg["backend"] == "wandb" and self.cfg["mode"] != "disabled"
+
+    def __enter__(self) -> Tracker:
+        if not self.enabled:
+            return self
+        import wandb  # imported lazily: slow, and not needed with logger=none
+
+        mode = self.cfg["mode"]
+        if mode == "online" and not os.environ.get("WANDB_API_KEY") and not Path.home().joinpath(".netrc").exists():
+            raise RuntimeError("logger.mode=online needs a W&B login (WANDB_API_KEY or `wandb login`); "
+                               "use logger.mode=offline and `wandb sync` later")
+        self.run_id = self.run_id or uuid.uuid4().hex[:12]
+        self._context = wandb.init(
+            project=self.cfg["project"], entity=self.cfg.get("entity"), group=self.group, name=self.name,
+            tags=[self.group, self.name, *self.cfg.get("tags", [])], config=self.config, dir=str(self.run_dir),
+            mode=mode, id=self.run_id, resume="allow", job_type="train",
+            settings=wandb.Settings(console="off", silent=True),
+        )
+        self._run = self._context.__enter__()
+        return self
+
+    def log(self, metrics: dict, step: int) -> None:
+        if self._run is not None:
+            self._run.log(metrics, step=step)
+
+    def summary(self, metrics: dict) -> None:
+        if self._run is not None:
+            self._run.summary.update(metrics)
+
+    def __exit__(self, *exc) -> bool:
+        if self._context is not None:
+            self._context.__exit__(*exc)
+        return False

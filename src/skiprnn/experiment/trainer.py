@@ -1,0 +1,379 @@
+"""The shared training loop: Adam, global-norm clipping, periodic evaluation, checkpoints and resume.
+
+A run directory ends with ``metrics.json`` only when training finished. A run that finds one (for the same
+config and at least the same budget) does not train again; a run that finds a checkpoint resumes from it.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from ..nn.flops import inference_flops
+from ..nn.rnn import budget_loss
+from . import tracking
+from .errors import ConfigError
+from .identity import identifies_run
+from .model import LEGACY_MODEL_KEYS, SequenceModel, model_from_config
+from .tasks import build_task
+
+
+class RunConflict(RuntimeError):
+    pass
+
+
+def load_trained(run_dir: Path, **task_overrides):
+    """A run directory's resolved config, its model from ``checkpoint.pt`` (eval mode, CPU), its task (with
+    ``task_overrides``, e.g. a local ``data_root``) and the checkpoint's step: for figures and analyses."""
+    from omegaconf import OmegaConf
+
+    run_dir = Path(run_dir)
+    cfg_path, ckpt_path = run_dir / tracking.RECORD / "config.yaml", run_dir / tracking.CHECKPOINT
+    for path in (cfg_path, ckpt_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: pass a run directory trained on this machine by "
+                                    f"`python -m skiprnn.train`; checkpoints are not committed with results/, "
+                                    f"and `make clean-checkpoints` deletes them")
+    cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True, enum_to_str=True)
+    cfg["task"].update(task_overrides)
+    task = build_task(cfg["task"], cfg["trainer"]["batch_size"])
+    model = model_from_config(cfg["model"], task.input_size, task.output_size)
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    return cfg, model.eval(), task, state["step"]
+
+
+def fingerprint(cfg: dict) -> dict:
+    """What identifies a run: its config minus the keys ``identity`` declares not to (execution, budget). Model
+    keys a record made before they existed lacks take the value it was trained with; keys that do not act on this
+    model are left out (the gate's initialisation of a plain LSTM, the random-skip options where p_skip = 0)."""
+    fp = _keep(cfg)
+    if isinstance(fp.get("model"), dict):
+        model = {**LEGACY_MODEL_KEYS, **fp["model"]}
+        if not str(model.get("mode", "")).startswith("skip_"):
+            model.pop("gate_init")
+        if not model.get("p_skip"):
+            model.pop("p_skip_keep_first")
+        fp["model"] = model
+    return fp
+
+
+def _keep(cfg: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in cfg.items():
+        if identifies_run(prefix + key):
+            out[key] = _keep(value, f"{prefix}{key}.") if isinstance(value, dict) else value
+    return out
+
+
+def _lookup(d: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return KeyError
+        d = d[part]
+    return d
+
+
+def differences(stored: dict, current: dict) -> list[str]:
+    """Keys in which a stored run's fingerprint and the current config differ.
+
+    Options added after the run was made are absent from its record; they do not count while they keep
+    their neutral default (False or None), which reproduces the old behaviour.
+    """
+    stored = fingerprint(stored)  # drop keys excluded since
+    return [k for k in _diff(stored, current)
+            if not (_lookup(stored, k) is KeyError and _lookup(current, k) in (False, None))]
+
+
+def _diff(a: dict, b: dict, prefix="") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for k in keys:
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            out += _diff(a[k], b[k], f"{prefix}{k}.")
+        elif a.get(k) != b.get(k):
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def run_label(cfg: dict, run_dir: Path) -> str:
+    """How the progress lines name a run: <row>-seed<k>, plus its folder's name (the overrides) when that is not
+    seed=<k>, so that the runs of an ad-hoc sweep, which share a row, can be told apart in interleaved logs."""
+    label = f"{cfg['row']}-seed{cfg['seed']}"
+    return label if run_dir.name in ("", f"seed={cfg['seed']}") else f"{label} ({run_dir.name})"
+
+
+def duration(seconds: float) -> str:
+    """2h05m, 7m12s, 40s: how long a run has left, in the plain progress lines."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class Progress:
+    """A tqdm bar on a terminal; one plain line per evaluation otherwise (log files, joblib workers), which says
+    how long the run has left at the pace of this invocation (evaluations included)."""
+
+    def __init__(self, total: int, start: int, name: str, enabled: bool, clock=time.perf_counter):
+        self.bar = None
+        self.name = name
+        self.last_eval: dict = {}  # the latest validation metric, shown beside the live loss
+        self.clock, self.start, self.started = clock, start, clock()
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, desc=name, dynamic_ncols=True, smoothing=0.05)
+
+    def step(self, postfix: dict) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix({**postfix, **self.last_eval}, refresh=False)
+
+    def evaluation(self, row: dict, metric: str, total: int) -> None:
+        text = (f"{self.name} step {row['step']}/{total} loss {row['train_loss']:.4g} val {metric} {row['val_' + metric]:.4g} "
+                f"updates {100 * row['val_update_fraction']:.1f}%")
+        done = row["step"] - self.start
+        if 0 < done and row["step"] < total:
+            pace = (self.clock() - self.started) / done
+            text += f", {pace:.3g} s/step, {duration(pace * (total - row['step']))} left"
+        self.last_eval = {f"val_{metric}": f"{row['val_' + metric]:.3g}"}
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@torch.no_grad()
+def evaluate(model: SequenceModel, task, split: str, evaluation: int, seed: int, device) -> dict:
+    model.eval()
+    predictions, targets, counts, lengths = [], [], [], []
+    for x, y in task.eval_batches(split, evaluation, seed):
+        prediction, updates = model(x.to(device))
+        predictions.append(prediction.cpu())
+        targets.append(y)
+        counts.append(updates.sum(0).cpu())
+        lengths.append(x.shape[0])
+    model.train()
+    counts_all = torch.cat(counts)
+    fractions = torch.cat([c / n for c, n in zip(counts, lengths)])
+    scores = task.score(torch.cat(predictions), torch.cat(targets))
+    out = {f"{split}_{k}": v for k, v in scores.items()}
+    out[f"{split}_updates"] = counts_all.mean().item()
+    out[f"{split}_updates_std"] = counts_all.std(unbiased=False).item()
+    out[f"{split}_update_fraction"] = fractions.mean().item()
+    out[f"{split}_update_fraction_std"] = fractions.std(unbiased=False).item()
+    out[f"{split}_solved"] = bool(task.solved(scores))
+    return out
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows)
+
+
+def summarize(curve: list[dict], task, cfg: dict, model_cfg: dict) -> dict:
+    """Final values, and the same averaged over the last evaluations to show how settled they are."""
+    last, window = curve[-1], curve[-cfg["trainer"]["stable_window"]:]
+    metric = task.metric
+    final = {k: v for k, v in last.items()}
+    final["stable_" + metric] = _mean(window, "val_" + metric)
+    final["stable_update_fraction"] = _mean(window, "val_update_fraction")
+    final["stable_updates"] = _mean(window, "val_updates")
+    final["stable_solved_fraction"] = sum(r["val_solved"] for r in window) / len(window)
+    final["stable_window"] = len(window)
+    best = (max if task.higher_is_better else min)(curve, key=lambda r: r["val_" + metric])
+    final["best_val_step"] = best["step"]
+    final["best_val_" + metric] = best["val_" + metric]
+    if "test_" + metric in best:
+        final["best_val_test_" + metric] = best["test_" + metric]
+        final["best_val_test_updates"] = best["test_updates"]
+    final["inference_flops"] = inference_flops(
+        model_cfg["mode"], task.input_size, model_cfg["hidden_size"], last["val_updates"], model_cfg["num_layers"])
+    return final
+
+
+def _wandb_key(key: str) -> str:
+    """val_mse -> val/mse, so W&B groups the charts by split."""
+    split, _, rest = key.partition("_")
+    return f"{split}/{rest}" if split in ("train", "val", "test") else key
+
+
+def _save_checkpoint(path: Path, model, optimizer, step: int, curve: list, fp: dict, legs: list) -> None:
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "curve": curve,
+             "rng": torch.get_rng_state(), "fingerprint": fp, "legs": legs}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()  # p_skip draws on the device's generator
+    tracking.atomic_write(path, lambda f: torch.save(state, f), binary=True)
+
+
+def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None) -> dict | None:
+    """Train one run described by the resolved config ``cfg`` into ``run_dir``.
+
+    ``overrides`` (the command line's) are recorded with the config in ``.hydra/`` when training starts or
+    resumes, never by an invocation that finds the run finished or holding another config.
+    Returns the final metrics, or None when the run halted early (``trainer.halt_after_steps``).
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fp = fingerprint(cfg)
+    metrics_path = run_dir / tracking.METRICS
+    tcfg = cfg["trainer"]
+    if cfg.get("force"):
+        for name in (tracking.METRICS, tracking.CHECKPOINT, tracking.CURVE, tracking.FAILED, tracking.WANDB_ID):
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / tracking.RECORD, ignore_errors=True)
+
+    overrides = list(overrides or [])
+    try:
+        task = build_task(cfg["task"], tcfg["batch_size"])
+        max_steps, eval_every = tcfg["max_steps"], tcfg["eval_every"]
+        if tcfg.get("max_epochs"):
+            if not task.steps_per_epoch:
+                raise ConfigError(f"trainer.max_epochs={tcfg['max_epochs']} is not allowed: task {task.name} has no "
+                                  "epochs (its data are generated); use trainer.max_steps")
+            max_steps, eval_every = tcfg["max_epochs"] * task.steps_per_epoch, task.steps_per_epoch
+    except Exception as error:  # e.g. missing data: a sweep's table and compare show the run as failed, not missing
+        if not metrics_path.exists():
+            _record_failure(run_dir, error, overrides, cfg)
+        raise
+
+    if metrics_path.exists():
+        done = tracking.read_json(metrics_path)
+        if differences(done["fingerprint"], fp):
+            raise RunConflict(f"{run_dir} holds a finished run with a different config (differs in: "
+                              f"{', '.join(differences(done['fingerprint'], fp))}). Choose another directory or pass force=true.")
+        if done["step"] >= max_steps:
+            print(f"{cfg['row']} seed={cfg['seed']}: finished result found in {run_dir}, not training again", flush=True)
+            return done
+
+    try:
+        return _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides)
+    except RunConflict:
+        raise  # another config's run lives here: leave its directory as it is
+    except Exception as error:
+        _record_failure(run_dir, error, overrides, cfg)  # its checkpoint stays for a retry
+        raise
+
+
+def _record_failure(run_dir: Path, error: Exception, overrides: list[str], cfg: dict) -> None:
+    """failed.json: what went wrong and with which config, so that tables list the run as failed."""
+    tracking.write_json(run_dir / tracking.FAILED, {"error": repr(error), "traceback": traceback.format_exc(),
+                                                    "overrides": overrides, "config": cfg})
+
+
+def record_config(run_dir: Path, cfg: dict, overrides: list[str]) -> None:
+    """The config and command-line overrides of the invocation that trains this run, in Hydra's layout
+    (``.hydra/config.yaml``, ``.hydra/overrides.yaml``; Hydra's own copy is turned off, see conf/config.yaml)."""
+    from omegaconf import OmegaConf
+
+    record = run_dir / tracking.RECORD
+    record.mkdir(parents=True, exist_ok=True)
+    tracking.atomic_write_text(record / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    tracking.atomic_write_text(record / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+
+
+def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides):
+    tcfg, mcfg = cfg["trainer"], cfg["model"]
+    ckpt_path = run_dir / tracking.CHECKPOINT
+    torch.manual_seed(cfg["seed"])
+    device = torch.device(tcfg["device"])
+    model = model_from_config(mcfg, task.input_size, task.output_size).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], betas=(0.9, 0.999), eps=1e-8)
+    start, curve, legs = 0, [], []
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if differences(state["fingerprint"], fp):
+            raise RunConflict(f"{ckpt_path} was written by a different config (differs in: "
+                              f"{', '.join(differences(state['fingerprint'], fp))}). Choose another directory or pass force=true.")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, curve = state["step"], state["curve"]
+        legs = state.get("legs") or [{"commit": "unrecorded", "from_step": 0}]  # checkpoints made before legs were kept
+        torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if start > max_steps:
+            print(f"{cfg['row']} seed={cfg['seed']}: the checkpoint in {run_dir} is at step {start}, past "
+                  f"trainer.max_steps={max_steps}; nothing to train (raise the budget to go on)", flush=True)
+            return None
+        print(f"{cfg['row']} seed={cfg['seed']}: resuming from step {start}", flush=True)
+    # The code this invocation runs, read now (HEAD may move while it trains); a resumed run keeps every leg's.
+    legs = legs + [{"commit": tracking.git_commit(), "from_step": start}]
+    record_config(run_dir, cfg, overrides)
+    (run_dir / tracking.FAILED).unlink(missing_ok=True)
+    wandb_id_file = run_dir / tracking.WANDB_ID
+    resume_id = wandb_id_file.read_text().strip() if wandb_id_file.exists() else None
+    tracker = tracking.Tracker(cfg["logger"], run_dir, f"{cfg['row']}-seed{cfg['seed']}", cfg["group"], cfg, resume_id)
+    with tracker:
+        if tracker.run_id:
+            wandb_id_file.write_text(tracker.run_id)
+        return _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device,
+                     overrides, legs)
+
+
+def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device, overrides,
+          legs):
+    tcfg, seed, lam = cfg["trainer"], cfg["seed"], cfg["lam"]
+    halt = tcfg.get("halt_after_steps")
+    progress = Progress(max_steps, start, run_label(cfg, run_dir), tcfg["progress"])
+    params = list(model.parameters())
+    sums = {"loss": 0.0, "task_loss": 0.0, "updates": 0.0, "n": 0}
+    train_seconds = 0.0
+    step = start
+    try:
+        for step in range(start + 1, max_steps + 1):
+            tick = time.perf_counter()
+            x, y = task.train_batch(step - 1, tcfg["batch_size"], seed)
+            x, y = x.to(device), y.to(device)
+            prediction, updates = model(x)
+            task_loss = task.loss(prediction, y)
+            loss = task_loss + budget_loss(updates, lam) if lam else task_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
+            optimizer.step()
+            train_seconds += time.perf_counter() - tick
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+            fraction = updates.detach().mean().item()
+            for key, value in (("loss", loss.item()), ("task_loss", task_loss.item()), ("updates", fraction), ("n", 1)):
+                sums[key] += value
+            progress.step({"loss": f"{loss.item():.3g}", "upd": f"{100 * fraction:.0f}%"})
+
+            evaluated = step % eval_every == 0 or step == max_steps
+            if evaluated:
+                n = sums["n"]
+                row = {"step": step, "max_steps": max_steps, "train_loss": sums["loss"] / n, "train_task_loss": sums["task_loss"] / n,
+                       "train_update_fraction": sums["updates"] / n, "seconds_per_step": train_seconds / n}
+                evaluation = len(curve)
+                row.update(evaluate(model, task, "val", evaluation, seed, device))
+                if task.has_test:
+                    row.update(evaluate(model, task, "test", evaluation, seed, device))
+                curve.append(row)
+                sums = {k: 0.0 for k in sums}
+                train_seconds = 0.0
+                tracking.write_curve(run_dir, curve)
+                _save_checkpoint(run_dir / tracking.CHECKPOINT, model, optimizer, step, curve, fp, legs)
+                tracker.log({_wandb_key(k): v for k, v in row.items() if k != "step"}, step)
+                progress.evaluation(row, task.metric, max_steps)
+            if halt and evaluated and step - start >= halt and step < max_steps:
+                print(f"halting at step {step} (trainer.halt_after_steps={halt} in this invocation); rerun to resume",
+                      flush=True)
+                return None
+    finally:
+        progress.close()
+
+    final = summarize(curve, task, cfg, cfg["model"])
+    metrics = {"status": "completed", "step": max_steps, "row": cfg["row"], "seed": seed, "commit": legs[-1]["commit"],
+               "legs": legs, "final": final, "fingerprint": fp, "config": cfg, "overrides": overrides}
+    tracking.write_json(run_dir / tracking.METRICS, metrics)  # first: W&B only mirrors it
+    tracker.summary({k: v for k, v in final.items() if isinstance(v, (int, float))})
+    return metrics

@@ -1,0 +1,105 @@
+"""skiprnn.compare: runs grouped by config across folders, statistics over seeds, unfinished and failed runs."""
+import json
+import statistics
+
+import pytest
+import yaml
+
+from skiprnn.experiment import compare, tracking
+
+
+def config(lam: float, seed: int, steps: int = 100) -> dict:
+    return {"lam": lam, "seed": seed, "row": f"skip_gru-{lam}", "group": "frequency", "threads": 1, "force": False,
+            "model": {"mode": "skip_gru", "hidden_size": 110, "num_layers": 1, "p_skip": 0.0},
+            "task": {"name": "frequency", "sampling_period": 1.0, "variant": "original"},
+            "trainer": {"max_steps": steps, "lr": 1e-4, "progress": True, "device": "cpu"},
+            "logger": {"backend": "wandb", "mode": "offline", "tags": []}}
+
+
+def finished(path, lam, seed, accuracy, updates, steps=100):
+    path.mkdir(parents=True)
+    final = {"val_accuracy": accuracy, "val_solved": accuracy > 0.99, "val_updates": updates,
+             "val_update_fraction": updates / 100, "stable_window": 1, "stable_updates": updates}
+    tracking.write_json(path / tracking.METRICS, {"step": steps, "commit": "abc", "config": config(lam, seed, steps),
+                                                  "final": final})
+
+
+def unfinished(path, lam, seed, step, accuracy, updates):
+    (path / tracking.RECORD).mkdir(parents=True)
+    (path / tracking.RECORD / "config.yaml").write_text(yaml.safe_dump(config(lam, seed)))
+    row = {"step": step, "max_steps": 100, "val_accuracy": accuracy, "val_updates": updates,
+           "val_update_fraction": updates / 100}
+    (path / tracking.CURVE).write_text(json.dumps(row) + "\n")
+
+
+@pytest.fixture
+def sweeps(tmp_path):
+    a, b = tmp_path / "original", tmp_path / "paper"
+    runs = {(1e-5, 0): (0.995, 40.0), (1e-5, 1): (0.999, 52.0), (1e-5, 2): (0.98, 61.0), (1e-4, 0): (0.997, 20.0)}
+    for (lam, seed), (acc, upd) in runs.items():
+        finished(a / f"lam={lam}" / f"seed={seed}", lam, seed, acc, upd)
+    unfinished(a / "lam=0.0001" / "seed=1", 1e-4, 1, 60, 0.9, 33.0)
+    failed = a / "lam=0.0001" / "seed=2"
+    failed.mkdir(parents=True)
+    tracking.write_json(failed / tracking.FAILED, {"error": "RuntimeError('boom')", "config": config(1e-4, 2)})
+    finished(b / "x" / "seed=0", 1e-5, 0, 0.97, 70.0)
+    return a, b, runs
+
+
+def table_rows(text: str) -> list[list[str]]:
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+
+
+def test_groups_by_config_and_averages_over_seeds(sweeps, capsys):
+    a, _, runs = sweeps
+    assert compare.main([str(a)]) == 0
+    text = capsys.readouterr().out
+    header, *rows = table_rows(text)
+    assert header[:2] == ["lam", "finished (seeds)"]  # only λ differs between the groups
+    assert [row[0] for row in rows] == ["1e-05", "0.0001"]  # numeric order
+    small = rows[0]
+    values = [runs[(1e-5, s)] for s in (0, 1, 2)]
+    accuracy = f"{statistics.fmean(v[0] for v in values):.3f} ± {statistics.pstdev(v[0] for v in values):.3f}"
+    updates = f"{statistics.fmean(v[1] for v in values):.1f} ± {statistics.pstdev(v[1] for v in values):.1f}"
+    assert small[1:5] == ["3/3 (0, 1, 2)", f"accuracy {accuracy}", "2/3", updates]
+    large = rows[1]
+    assert large[1] == "1/3 (0)" and large[4] == "20.0"  # one finished run: its value alone
+    assert large[-1] == "seed 1 at 60/100: accuracy 0.9, 33.0 updates; seed 2 failed"
+    assert "`model.mode=skip_gru`" in text and "`task.variant=original`" in text  # shared settings, stated once
+    assert "seed" not in header and "trainer.progress" not in text and "logger" not in text
+
+
+def test_a_seed_trained_twice_counts_once(sweeps, capsys):
+    """The same config in two folders (e.g. lam=1e-4 typed once as 0.0001): one run per seed counts, the
+    longest-trained, then the first by path."""
+    a, _, runs = sweeps
+    duplicate = a / "zz-duplicate" / "seed=0"
+    finished(duplicate, 1e-5, 0, 0.5, 99.0)
+    compare.main([str(a)])
+    small = table_rows(capsys.readouterr().out)[1]
+    values = [runs[(1e-5, s)][1] for s in (0, 1, 2)]
+    assert small[1] == "3/3 (0, 1, 2)" and small[4].startswith(f"{statistics.fmean(values):.1f} ± ")
+    assert small[-1] == f"seed 0 also in {duplicate} (not counted)"
+
+
+def test_several_folders_get_a_sweep_column_and_out_file(sweeps, tmp_path, capsys):
+    a, b, _ = sweeps
+    out = tmp_path / "comparison.md"
+    compare.main([str(a), str(b), "--out", str(out)])
+    text = capsys.readouterr().out
+    assert out.read_text() == text
+    header, *rows = table_rows(text)
+    assert header[:2] == ["sweep", "lam"]
+    assert [(row[0], row[1]) for row in rows] == [(str(a), "1e-05"), (str(a), "0.0001"), (str(b), "1e-05")]
+    assert rows[2][2:4] == ["1/1 (0)", "accuracy 0.970"]
+
+
+def test_bad_folders_are_named(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        compare.main([str(tmp_path / "absent")])
+    assert "absent is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        compare.main([str(tmp_path / "empty")])
+    assert "no run directories below" in capsys.readouterr().err
