@@ -31,8 +31,13 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## create .venv and install skiprnn with its test tools
 
-test: venv ## run the test suite
+test: venv ## lint, then run the test suite (browser tests skip where no Chromium is installed)
+	$(PY) -m ruff check src tests
 	$(PY) -m pytest
+
+test-browser: venv ## install Debian's Chromium if missing, then run the browser tests of the HTML reports
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	$(PY) -m pytest -m browser
 
 bench: venv ## time training and skipping inference; writes results/bench.md
 	$(PY) -m skiprnn.experiment.bench
@@ -48,4 +53,4 @@ table%: venv ## rebuild results/table%.md from the runs already in results/ (no 
 clean-checkpoints: ## delete every checkpoint under RESULTS (default results/; finished metrics stay)
 	find $(RESULTS) -name checkpoint.pt -delete
 
-.PHONY: help venv test bench clean-checkpoints
+.PHONY: help venv test test-browser bench clean-checkpoints
