@@ -1,0 +1,17 @@
+"""Offline, interactive HTML report of training runs (plotly; no server, no network).
+
+    python -m skiprnn.experiment.report results/table4 -o table4.html [--paper paper.json] [--js directory]
+
+or from Python::
+
+    from skiprnn.experiment.report import build_report
+    build_report(["results/table4"], "table4.html", paper={"gru_ts1": {"metric": 1.0, "updates": 1.0}})
+
+Reads run directories directly (metrics.json, curve.jsonl, failed.json, .hydra/config.yaml); imports no other
+skiprnn module.
+"""
+from .build import build_report, load_paper, make_report
+from .runs import Collection, Group, Run, collect, find_runs, read_run
+
+__all__ = ["build_report", "make_report", "load_paper", "collect", "find_runs", "read_run", "Collection", "Group",
+           "Run"]

@@ -1,0 +1,447 @@
+"""Find run directories below some folders, read each one's state, and group them by config.
+
+Self-contained on purpose (no other skiprnn module): it reads the files the trainer writes.
+
+A run directory holds some of ``metrics.json`` (finished), ``curve.jsonl`` (one evaluation a line),
+``failed.json`` (failed) and ``.hydra/config.yaml`` (the resolved config of the invocation that last trained
+it). A file that cannot be read never stops the report: the run is listed as unreadable, with the reason.
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+METRICS, CURVE, FAILED, RECORD = "metrics.json", "curve.jsonl", "failed.json", ".hydra"
+MARKERS = (METRICS, CURVE, FAILED)
+SKIP_DIRS = {"wandb", "__pycache__", "node_modules"}
+
+# Config keys that say nothing about what was trained (or are what a group averages over, the seed).
+PLUMBING = {"seed", "row", "group", "threads", "force", "trainer.max_steps", "trainer.max_epochs",
+            "trainer.progress", "trainer.device", "trainer.halt_after_steps", "task.data_root", "task.download"}
+PLUMBING_PREFIXES = ("logger", "hydra.")
+
+# Headline metric of a run: (key, lower is better)
+METRIC_KEYS = {"val_mse": True, "val_accuracy": False}
+UPDATES = "val_update_fraction"
+
+STATUSES = ("completed", "unfinished", "failed", "unreadable")
+
+
+@dataclass
+class Run:
+    path: Path  # resolved
+    display: str  # the folder as shown: the folder given on the command line joined with the path below it
+    root: int  # index of the folder given that holds it
+    status: str = "unfinished"  # completed | unfinished | failed | unreadable
+    seed: int | None = None
+    row: str | None = None
+    config: dict | None = None
+    step: int = 0  # completed: its final step; else its latest evaluation's (0: none yet)
+    max_steps: int | None = None
+    final: dict = field(default_factory=dict)  # completed: metrics.json "final"; else the latest curve row
+    curve: list[dict] = field(default_factory=list)
+    legs: list[dict] = field(default_factory=list)  # [{"commit", "from_step"}], oldest first
+    error: str = ""  # why it failed / is unreadable
+    problems: list[str] = field(default_factory=list)  # "file: what is wrong with it"
+
+    @property
+    def metric(self) -> str | None:
+        for source in (self.final, *(reversed(self.curve))):
+            for key in METRIC_KEYS:
+                if _number(source.get(key)) is not None:
+                    return key
+        name = ((self.config or {}).get("task") or {}).get("name") if isinstance(self.config, dict) else None
+        return {"adding": "val_mse", "frequency": "val_accuracy", "mnist": "val_accuracy"}.get(name)
+
+    @property
+    def commit(self) -> str:
+        """The commit(s) that trained it: "abc" or "abc (from 0) → def (from 3,900)"; "" when not recorded."""
+        if len(self.legs) <= 1:
+            return self.legs[0]["commit"] if self.legs else ""
+        return " → ".join(f"{leg['commit']} (from {leg['from_step']:,})" for leg in self.legs)
+
+    def commit_at(self, step: int) -> str:
+        """The commit that trained the evaluation at ``step`` (the leg it falls in)."""
+        if not self.legs:
+            return ""
+        starts = [leg["from_step"] for leg in self.legs]
+        return self.legs[max(0, bisect.bisect_left(starts, step) - 1)]["commit"]
+
+
+@dataclass
+class Group:
+    key: tuple
+    root: int
+    settings: dict | None  # flattened config minus plumbing; None: no readable config
+    runs: list[Run]
+    label: str = ""
+    index: int = 0
+
+    @property
+    def rows(self) -> list[str]:
+        return sorted({r.row for r in self.runs if r.row})
+
+    @property
+    def metric(self) -> str | None:
+        found = Counter(r.metric for r in self.runs if r.metric)
+        return found.most_common(1)[0][0] if found else None
+
+    def by_status(self, status: str) -> list[Run]:
+        return [r for r in self.runs if r.status == status]
+
+
+# ------------------------------------------------------------------------------------------------ reading
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _read_yaml(path: Path) -> Any:
+    import yaml  # PyYAML, a dependency of omegaconf/hydra
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _legs(m: dict) -> list[dict]:
+    legs = m.get("legs")
+    if isinstance(legs, list) and legs:
+        out = [{"commit": str(leg.get("commit", "?")), "from_step": int(leg.get("from_step") or 0)}
+               for leg in legs if isinstance(leg, dict)]
+        return sorted(out, key=lambda leg: leg["from_step"])
+    return [{"commit": str(m["commit"]), "from_step": 0}] if m.get("commit") else []
+
+
+def _read_curve(path: Path, run: Run) -> bool:
+    """Every readable evaluation into run.curve; False when the file has unreadable lines (listed in problems)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        run.problems.append(f"{CURVE}: {error}")
+        return False
+    bad = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError("not an evaluation record (no integer 'step')")
+        except ValueError as error:
+            bad.append(f"line {number}: {str(error)[:120]}")
+            continue
+        run.curve.append(row)
+    run.curve.sort(key=lambda r: r["step"])
+    if bad:
+        run.problems.append(f"{CURVE}: {len(bad)} unreadable line(s) ({'; '.join(bad[:3])}"
+                            f"{'; …' if len(bad) > 3 else ''})")
+    return not bad
+
+
+def read_run(path: Path, display: str, root: int) -> Run:
+    """A run directory's state. Status, as the tables read it: a metrics.json at least as new as the curve is a
+    finished run (a finished run resumed with a larger budget is unfinished until it finishes again); else a
+    failed.json is a failed run; else it is unfinished (possibly with no evaluation yet)."""
+    run = Run(path=path, display=display, root=root)
+    curve_ok = True
+    if (path / CURVE).exists():
+        curve_ok = _read_curve(path / CURVE, run)
+    last = run.curve[-1] if run.curve else None
+
+    configs: list[Any] = []
+    metrics = failed = None
+    if (path / METRICS).exists():
+        try:
+            metrics = _read_json(path / METRICS)
+            if not isinstance(metrics, dict) or not isinstance(metrics.get("final"), dict) \
+                    or not isinstance(metrics.get("step"), int):
+                raise ValueError("not a run record (needs 'step' and a 'final' object)")
+            configs.append(metrics.get("config"))
+        except (OSError, ValueError) as error:
+            run.status, run.error = "unreadable", f"{METRICS}: {error}"
+            run.problems.append(run.error)
+            metrics = None
+    if (path / FAILED).exists():
+        try:
+            failed = _read_json(path / FAILED)
+            if not isinstance(failed, dict):
+                raise ValueError("not an object")
+            configs.append(failed.get("config"))
+        except (OSError, ValueError) as error:
+            run.problems.append(f"{FAILED}: {error}")
+            if run.status != "unreadable":
+                run.status, run.error = "unreadable", f"{FAILED}: {error}"
+            failed = None
+    record = path / RECORD / "config.yaml"
+    if record.exists():
+        try:
+            configs.append(_read_yaml(record))
+        except Exception as error:  # noqa: BLE001 - YAMLError, OSError, UnicodeDecodeError: listed, never fatal
+            run.problems.append(f"{RECORD}/config.yaml: {str(error).splitlines()[0] if str(error) else error!r}")
+    run.config = next((c for c in configs if isinstance(c, dict) and c), None)
+
+    if run.status != "unreadable":
+        if metrics is not None and (last is None or last["step"] <= metrics["step"]):
+            run.status, run.step, run.final = "completed", metrics["step"], metrics["final"]
+            run.max_steps = metrics["step"]
+            run.legs = _legs(metrics)
+        elif failed is not None:
+            run.status, run.error = "failed", str(failed.get("error") or "failed (no error recorded)")
+        elif not curve_ok:
+            run.status, run.error = "unreadable", next(p for p in run.problems if p.startswith(CURVE))
+        else:
+            run.status = "unfinished"
+            if metrics is not None:  # resumed with a larger budget: the earlier legs are known
+                run.legs = _legs(metrics)
+    if run.status != "completed" and last is not None:
+        run.step, run.final = last["step"], last
+        run.max_steps = last.get("max_steps") if isinstance(last.get("max_steps"), int) else None
+    if run.max_steps is None and isinstance(run.config, dict):
+        trainer = run.config.get("trainer")
+        if isinstance(trainer, dict) and isinstance(trainer.get("max_steps"), int):
+            run.max_steps = trainer["max_steps"]
+
+    seed = (run.config or {}).get("seed") if run.config else None
+    if seed is None and metrics is not None:
+        seed = metrics.get("seed")
+    if seed is None:
+        match = re.search(r"seed=(\d+)", path.name)
+        seed = int(match.group(1)) if match else None
+    run.seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+    row = (run.config or {}).get("row") if run.config else None
+    if row is None and metrics is not None:
+        row = metrics.get("row")
+    run.row = str(row) if row not in (None, "") else None
+    return run
+
+
+# ------------------------------------------------------------------------------------------------ finding
+def _is_run(path: Path, names: set[str]) -> tuple[bool, bool]:
+    """(is a run directory, holds only a config record)."""
+    if names & set(MARKERS):
+        return True, False
+    return (RECORD in names and (path / RECORD / "config.yaml").is_file()), True
+
+
+def find_runs(folder: Path) -> list[Path]:
+    """Run directories at or below ``folder``: those holding a result, a failure record, a learning curve, or
+    only the config of an invocation that has not evaluated yet. Hidden and W&B folders are not searched."""
+    found: dict[Path, bool] = {}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        here = Path(dirpath)
+        is_run, config_only = _is_run(here, set(filenames) | set(dirnames))
+        if is_run:
+            found[here] = config_only
+            if not config_only:
+                dirnames[:] = []  # a run's own subfolders (.hydra, wandb) hold no runs
+                continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS)
+    # a folder holding only a config record and other runs below it is a container, not a run
+    return sorted(p for p, config_only in found.items()
+                  if not (config_only and any(q != p and p in q.parents for q in found)))
+
+
+# ------------------------------------------------------------------------------------------------ grouping
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not isinstance(cfg, dict):
+        return out
+    for key, value in cfg.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def is_plumbing(key: str) -> bool:
+    return key in PLUMBING or key.startswith(PLUMBING_PREFIXES)
+
+
+def settings_of(cfg: dict | None) -> dict | None:
+    if not isinstance(cfg, dict):
+        return None
+    return {k: v for k, v in flatten(cfg).items() if not is_plumbing(k)}
+
+
+def _hashable(settings: dict) -> tuple:
+    return tuple(sorted((k, json.dumps(v, sort_keys=True, default=repr)) for k, v in settings.items()))
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def short_keys(keys: list[str]) -> dict[str, str]:
+    """The shortest dotted suffix of each key that no other key of ``keys`` ends with."""
+    out = {}
+    for key in keys:
+        parts = key.split(".")
+        for n in range(1, len(parts) + 1):
+            short = ".".join(parts[-n:])
+            if not any(other != key and (other == short or other.endswith("." + short)) for other in keys):
+                out[key] = short
+                break
+        else:
+            out[key] = key
+    return out
+
+
+def _natural(text: str) -> list:
+    return [(0, float(t), "") if re.fullmatch(r"\d+(\.\d+)?", t) else (1, 0.0, t)
+            for t in re.split(r"(\d+(?:\.\d+)?)", text) if t]
+
+
+_FIRST = ("folder", "task.name", "model.mode", "lam", "model.p_skip")
+
+
+def _priority(key: str) -> tuple:
+    """Order of config keys in labels: where from, what task, which model, then the rest."""
+    if key in _FIRST:
+        return (0, _FIRST.index(key), key)
+    return (1, ["task", "model", "trainer"].index(key.split(".")[0]) if key.split(".")[0] in ("task", "model", "trainer")
+            else 3, key)
+
+
+def _sort_value(value: Any) -> tuple:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, format_value(value))
+
+
+@dataclass
+class Collection:
+    roots: list[str]  # the folders as given
+    runs: list[Run]
+    groups: list[Group]
+    varying: list[str]  # config keys (and "folder", given several) that differ between groups
+    short: dict[str, str]  # varying key -> short name for labels and columns
+    shared: dict[str, Any]  # settings every group shares
+    by_row: bool  # groups are labelled by their row names
+    expected_seeds: dict[int, list[int]]  # per root: the seeds every group should have
+
+
+def collect(folders: Iterable[str | os.PathLike], seeds: Iterable[int] | None = None) -> Collection:
+    """Every run below ``folders``, grouped: runs whose configs are equal but for the seed and plumbing keys form
+    a group (separately per folder given, when several are). ``seeds``: the seeds each group should have (by
+    default every seed seen in that folder), for the "missing" column."""
+    roots = [str(f) for f in folders]
+    seen: set[Path] = set()
+    runs: list[Run] = []
+    for index, root in enumerate(roots):
+        base = Path(root)
+        for path in find_runs(base):
+            real = path.resolve()
+            if real in seen:
+                continue
+            seen.add(real)
+            rel = path.relative_to(base)
+            display = root if str(rel) == "." else str(Path(root) / rel)
+            runs.append(read_run(path, display, index))
+
+    buckets: dict[tuple, Group] = {}
+    several = len({r.root for r in runs}) > 1
+    for run in runs:
+        settings = settings_of(run.config)
+        root = run.root if several else 0
+        key = (root, _hashable(settings) if settings is not None else None)
+        group = buckets.setdefault(key, Group(key=key, root=run.root, settings=settings, runs=[]))
+        group.runs.append(run)
+    groups = list(buckets.values())
+
+    known = [g for g in groups if g.settings is not None]
+    keys = sorted({k for g in known for k in g.settings})
+    missing = object()
+    varying = [k for k in keys if len({json.dumps(g.settings.get(k, missing), default=repr) for g in known}) > 1]
+    shared = {k: known[0].settings[k] for k in keys if k not in varying} if known else {}
+    if several:
+        varying = ["folder", *varying]
+    short = short_keys(varying)
+
+    def values(g: Group) -> dict[str, Any]:
+        out = dict(g.settings or {})
+        if several:
+            out["folder"] = roots[g.root]
+        return out
+
+    def value(g: Group, k: str) -> str:
+        return json.dumps(values(g).get(k, None), default=repr)
+
+    def distinguishing(subset: list[Group]) -> list[str]:
+        """A few varying keys that tell the groups of ``subset`` apart: greedily the one that splits them most
+        (ties: task, model, lam first), until every group differs or no key helps."""
+        def parts(chosen: list[str]) -> int:
+            return len({tuple(value(g, k) for k in chosen) for g in subset})
+
+        candidates = sorted((k for k in varying if len({value(g, k) for g in subset}) > 1), key=_priority)
+        chosen: list[str] = []
+        while candidates and parts(chosen) < len(subset):
+            best = max(candidates, key=lambda k: parts([*chosen, k]))  # the first of equals: priority order
+            if parts([*chosen, best]) == parts(chosen):
+                break
+            chosen.append(best)
+            candidates.remove(best)
+        return sorted(chosen, key=_priority)
+
+    def pairs(g: Group, keys: list[str]) -> str:
+        return ", ".join(f"{short[k]}={format_value(values(g).get(k))}" for k in keys)
+
+    single_rows = bool(known) and all(len(g.rows) == 1 for g in known)
+    rows_unique = single_rows and len({g.rows[0] for g in known}) == len(known)
+    by_row: dict[str, list[Group]] = {}
+    for g in known:
+        if single_rows:
+            by_row.setdefault(g.rows[0], []).append(g)
+    label_keys = distinguishing(known) if not single_rows else []
+    for g in groups:
+        if g.settings is None:
+            g.label = f"{roots[g.root]}: no readable config" if several else "no readable config"
+        elif single_rows:
+            same = by_row[g.rows[0]]
+            g.label = g.rows[0] if len(same) == 1 else f"{g.rows[0]} ({pairs(g, distinguishing(same))})"
+        else:
+            g.label = pairs(g, label_keys) or (" / ".join(g.rows) if g.rows else "all runs")
+    labels = Counter(g.label for g in groups)
+    for g in groups:  # never two groups with one label (e.g. equal row names in several folders)
+        if labels[g.label] > 1:
+            g.label = f"{g.label} [{' / '.join(g.rows) or roots[g.root]}]"
+
+    def order(g: Group) -> tuple:
+        if g.settings is None:
+            return (g.root, 1, (), [])
+        if rows_unique:
+            return (g.root, 0, (), _natural(g.label))
+        vals = values(g)
+        return (g.root, 0, tuple(_sort_value(vals.get(k)) for k in sorted(varying, key=_priority)),
+                _natural(g.label))
+
+    groups.sort(key=order)
+    for i, g in enumerate(groups):
+        g.index = i
+        g.runs.sort(key=lambda r: (r.seed if r.seed is not None else math.inf, r.display))
+
+    expected: dict[int, list[int]] = {}
+    for index in range(len(roots)):
+        if seeds is not None:
+            expected[index] = sorted(set(seeds))
+        else:
+            expected[index] = sorted({r.seed for r in runs if r.root == index and r.seed is not None})
+    return Collection(roots, runs, groups, varying, short, shared, rows_unique, expected)
