@@ -13,12 +13,16 @@ JOBS   ?= $(shell nproc)
 LAUNCHER ?= local_parallel
 # Extra Hydra overrides for every reproduction, e.g. ARGS='logger=none'
 ARGS   ?=
-# Where a table's runs and the table itself go; another folder keeps a variant apart from the committed runs
+# Where a table's runs and the table itself go; another folder keeps a variant apart from the committed runs.
+# A path with spaces works: RESULTS="runs/with space"
 RESULTS ?= results
 
 # n_jobs is a key of the local_parallel launcher only; the other launchers would reject it
-train_overrides = $(if $(STEPS),trainer.max_steps=$(STEPS)) $(if $(EPOCHS),trainer.max_epochs=$(EPOCHS)) \
-  hydra/launcher=$(LAUNCHER) $(if $(filter local_parallel,$(LAUNCHER)),hydra.launcher.n_jobs=$(JOBS)) $(ARGS)
+# What the runs are asked to be: the table checks every run's record against these, so another config's run is
+# listed as a conflict instead of entering the statistics
+config_overrides = $(if $(STEPS),trainer.max_steps=$(STEPS)) $(if $(EPOCHS),trainer.max_epochs=$(EPOCHS)) $(ARGS)
+train_overrides = hydra/launcher=$(LAUNCHER) $(if $(filter local_parallel,$(LAUNCHER)),hydra.launcher.n_jobs=$(JOBS)) \
+  $(config_overrides)
 
 help: ## list the targets
 	@grep -E '^[a-z0-9%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -43,14 +47,14 @@ bench: venv ## time training and skipping inference; writes results/bench.md
 	$(PY) -m skiprnn.experiment.bench
 
 reproduce-table%: venv ## run a table's sweep (SEEDS=0,1 STEPS=2000 for a quick one), then write results/table%.md
-	status=0; $(PY) -m skiprnn.train -m table=table$* seed=$(SEEDS) hydra.sweep.dir=$(RESULTS)/table$* \
+	status=0; $(PY) -m skiprnn.train -m table=table$* seed=$(SEEDS) 'hydra.sweep.dir="$(RESULTS)/table$*"' \
 	  $(train_overrides) || status=$$?; \
-	$(PY) -m skiprnn.tables table$* --seeds $(SEEDS) --results $(RESULTS); exit $$status
+	$(PY) -m skiprnn.tables table$* --seeds $(SEEDS) --results "$(RESULTS)" $(config_overrides); exit $$status
 
 table%: venv ## rebuild results/table%.md from the runs already in results/ (no training)
-	$(PY) -m skiprnn.tables $@ --seeds $(SEEDS) --results $(RESULTS)
+	$(PY) -m skiprnn.tables $@ --seeds $(SEEDS) --results "$(RESULTS)" $(config_overrides)
 
 clean-checkpoints: ## delete every checkpoint under RESULTS (default results/; finished metrics stay)
-	find $(RESULTS) -name checkpoint.pt -delete
+	find "$(RESULTS)" \( -name checkpoint.pt -o -name checkpoint.prev.pt \) -delete
 
 .PHONY: help venv test test-browser bench clean-checkpoints

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import skiprnn.backends.fused as fused_module
-from skiprnn.backends.flags import current as backend_flags
 from skiprnn import SkipRNN
 from skiprnn.backends import native
+from skiprnn.backends.flags import current as backend_flags
 from skiprnn.backends.fused import FusedSkipRNN
 from skiprnn.cells import SkipState
 

@@ -3,10 +3,9 @@ Python steps, and a clean fallback when they cannot be built."""
 import pytest
 import torch
 
-import skiprnn.backends.fused as fused_module
-from skiprnn.backends.flags import current as backend_flags
 from skiprnn import SkipRNN
 from skiprnn.backends import native
+from skiprnn.backends.flags import current as backend_flags
 
 MODES = ("lstm", "gru", "skip_lstm", "skip_gru")
 needs_kernels = pytest.mark.skipif(

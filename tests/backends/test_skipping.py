@@ -8,11 +8,10 @@ import itertools
 import pytest
 import torch
 
-import skiprnn.backends.fused as fused_module
-from skiprnn.backends.flags import current as backend_flags
 from skiprnn import SkipRNN
 from skiprnn.backends import native
 from skiprnn.backends import skipping as inference
+from skiprnn.backends.flags import current as backend_flags
 from skiprnn.cells import SkipState
 
 MODES = ("lstm", "gru", "skip_lstm", "skip_gru")

@@ -9,7 +9,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, check_device, check_values, register
+from . import sweep
+from .config import check_device, check_known_keys, check_values, register
+from .errors import UserError, storage_message
 
 CONF_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 register()
@@ -24,28 +26,50 @@ def resolved(cfg: DictConfig) -> dict:
 def _hydra_main(cfg: DictConfig) -> None:
     import torch
 
-    from .tasks.mnist import MnistDataError
-    from .trainer import train
+    from .trainer import record_failure, train
 
     hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
     try:
-        plain = resolved(cfg)
-        check_values(plain)
-        check_device(plain["trainer"]["device"])
+        try:
+            plain = resolved(cfg)
+            check_known_keys(plain)
+            check_values(plain)
+            check_device(plain["trainer"]["device"])
+        except UserError as error:  # the job never started: leave a record, so that tables and compare name it
+            record_failure(run_dir, error, overrides, OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
+            raise
         if plain["threads"] > 0:
             torch.set_num_threads(plain["threads"])
-        train(plain, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
-    except (ConfigError, MnistDataError) as error:
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        train(plain, run_dir, overrides, Path(hydra_cfg.sweep.dir) if multirun else None)
+    except (UserError, OSError) as error:
+        message = str(error) if isinstance(error, UserError) else storage_message(error)
+        if message is None:
+            raise
         if hydra_cfg.mode == RunMode.MULTIRUN:
-            raise  # the sweep goes on with its other jobs and reports this one's error at the end
-        sys.exit(f"error: {error}")  # the message names the key and what to do; a traceback adds nothing
+            sweep.record(hydra_cfg, error)  # the sweep goes on; sweep.report() lists every failure at its end
+            return
+        sys.exit(f"error: {message}")  # the message names the key or file and what to do: no traceback
 
 
 def main() -> None:
     if not Path(CONF_DIR).is_dir():  # a non-editable install: the configs stay in the clone
         sys.exit(f"error: skiprnn's configs are not at {CONF_DIR}. They live in the repository's conf/ folder, so "
                  "install skiprnn from a clone with `pip install -e .` (or `make venv`) and run it there.")
-    _hydra_main()
+    code: int | str | None = 0
+    try:
+        _hydra_main()
+    except SystemExit as stop:
+        code = stop.code
+    except KeyboardInterrupt:
+        code = 130  # the trainer has said where it stopped and how to resume
+    finally:
+        failed = sweep.report()
+    if isinstance(code, str):
+        sys.exit(code)
+    sys.exit(code or (1 if failed else 0))
 
 
 if __name__ == "__main__":

@@ -23,28 +23,33 @@ from .tables import Run, load_run, mean_std, metric_key
 MARKERS = (tracking.METRICS, tracking.FAILED, tracking.CURVE)
 
 
-def flatten(cfg: dict, prefix: str = "") -> dict[str, object]:
-    out = {}
-    for key, value in cfg.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
-    return out
+def flatten(cfg: dict) -> dict[str, object]:
+    """Dotted keys, lists as tuples (hashable: they become part of a group's key)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in tracking.flat(cfg).items()}
 
 
 def run_config(path: Path) -> dict | None:
-    """The resolved config a run was trained with: from its result, its failure record or ``.hydra/config.yaml``."""
-    for name in (tracking.METRICS, tracking.FAILED):
-        if (path / name).exists():
-            cfg = tracking.read_json(path / name).get("config")
+    """The resolved config a run was trained with: from its result, its failure record or ``.hydra/config.yaml``,
+    the first of them that can be read. None when it has none; raises ``ValueError`` naming the files when every
+    one it has is damaged."""
+    from omegaconf import OmegaConf
+    from yaml import YAMLError
+
+    damaged = []
+    for name in (tracking.METRICS, tracking.FAILED, f"{tracking.RECORD}/config.yaml"):
+        file = path / name
+        if not file.exists():
+            continue
+        try:
+            if name.endswith(".yaml"):
+                return OmegaConf.to_container(OmegaConf.load(file), resolve=True)
+            cfg = tracking.read_json(file).get("config")
             if cfg:
                 return cfg
-    record = path / tracking.RECORD / "config.yaml"
-    if record.exists():
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(OmegaConf.load(record), resolve=True)
+        except (OSError, ValueError, AttributeError, YAMLError) as error:
+            damaged.append(f"{file} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
+    if damaged:
+        raise ValueError("unreadable: " + "; ".join(damaged))
     return None
 
 
@@ -58,12 +63,20 @@ def _sort_key(value) -> tuple:
     return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
 
 
+UNREADABLE: list[str] = []  # runs whose every record is damaged, found by the last collect()
+
+
 def collect(roots: list[Path]) -> tuple[dict, list[str], dict]:
     """{(root, settings): [(run directory, Run)]}, the keys that vary between groups, and the settings every run shares."""
     groups: dict[tuple, list[tuple[Path, Run]]] = {}
+    UNREADABLE.clear()
     for root in roots:
         for path in find_runs(root):
-            cfg = run_config(path)
+            try:
+                cfg = run_config(path)
+            except ValueError as error:  # every record of the run is damaged: listed apart, the rest still shown
+                UNREADABLE.append(f"{path}: {error}")
+                continue
             if cfg is None:
                 continue  # a curve without any config record (not written by this trainer)
             flat = flatten(cfg)
@@ -130,6 +143,9 @@ def build(roots: list[Path], argv: list[str]) -> str:
              "- **Shared by every run:** " + ", ".join(f"`{k}={v}`" for k, v in shared.items()), "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for _, cells in rows]
+    if UNREADABLE:
+        lines += ["", "**Unreadable runs** (not in any group; fix or remove the files named, or retrain with force=true):", ""]
+        lines += [f"- {entry}" for entry in UNREADABLE]
     return "\n".join(lines) + "\n"
 
 

@@ -2,9 +2,10 @@
 a wrong type (``lam=abc``) or an unknown choice fails at startup and names the key."""
 from __future__ import annotations
 
+import difflib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
@@ -170,6 +171,31 @@ _RULES = {
     "task.solved_mse": (lambda v: 0 < v < math.inf, "a finite number > 0"),
     "task.train_limit": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
 }
+
+
+_GROUPS = {"model": ModelConfig, "trainer": TrainerConfig, "logger": LoggerConfig}
+
+
+def check_known_keys(cfg: dict) -> None:
+    """Every key is one of the schema's: ``+key=value`` adds keys past Hydra's struct check, so a typo such as
+    ``+trainer.max_step=10`` would otherwise train with the key ignored. Names the key and the nearest valid ones."""
+    allowed = {f.name: None for f in fields(Config)}
+    task = TASK_SCHEMAS.get(str((cfg.get("task") or {}).get("name")))
+    schemas = {**_GROUPS, **({"task": task} if task else {})}
+    for key, value in cfg.items():
+        if key not in allowed:
+            _unknown(key, list(allowed))
+        if key in schemas and isinstance(value, dict):
+            names = [f.name for f in fields(schemas[key])]
+            for sub in value:
+                if sub not in names:
+                    _unknown(f"{key}.{sub}", [f"{key}.{n}" for n in names])
+
+
+def _unknown(key: str, valid: list[str]) -> None:
+    near = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(near)}? " if near else ""
+    raise ConfigError(f"{key} is not a config key: {hint}The keys are listed by `python -m skiprnn.train --cfg job`")
 
 
 def check_values(cfg: dict) -> None:

@@ -56,6 +56,8 @@ class Run:
     overrides: tuple[str, ...] = ()  # what it was trained with, minus plumbing (run_overrides)
     commits: tuple[str, ...] = ()
     worst: str = ""  # the worst evaluation in the last quarter of training, so that a late collapse shows
+    config: dict | None = None  # the resolved config it was trained with, where its record holds one
+    below_budget: int = 0  # finished, but for fewer steps than the table asks (this many)
 
 
 def _provenance(m: dict) -> tuple[str, tuple[str, ...]]:
@@ -107,12 +109,66 @@ def _read_run(path: Path, seed: int) -> Run:
             commit, commits = _provenance(m)
             key = metric_key(final)
             worst = _worst_late(curve, key) if key else ""
-            return Run(seed, "completed", m["step"], m["step"], final, commit, commits=commits, worst=worst)
+            return Run(seed, "completed", m["step"], m["step"], final, commit, commits=commits, worst=worst,
+                       config=m.get("config"))
     if (path / tracking.FAILED).exists():
         return Run(seed, "failed", error=tracking.read_json(path / tracking.FAILED).get("error", ""))
     if last is not None:
-        return Run(seed, "unfinished", last["step"], last.get("max_steps", 0), last)
+        record = path / tracking.RECORD / "config.yaml"
+        config = None
+        if record.exists():
+            from omegaconf import OmegaConf
+
+            config = OmegaConf.to_container(OmegaConf.load(record), resolve=True)
+        return Run(seed, "unfinished", last["step"], last.get("max_steps", 0), last, config=config)
     return Run(seed, "missing")
+
+
+def asked_configs(table: PaperTable, overrides: list[str]) -> dict[str, dict]:
+    """Each row's config as ``make reproduce-<table>`` with these Hydra overrides composes it (seed 0)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from .cli import CONF_DIR
+
+    overrides = [o for o in overrides if _shown(o.split("=", 1)[0].lstrip("+~"))]  # not the sweep's choice of points
+    GlobalHydra.instance().clear()
+    out = {}
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=CONF_DIR):
+            for row in table.rows:
+                cfg = compose(config_name="config", overrides=[f"table={table.name}",
+                                                                f"experiment={table.name}/{row.row}", *overrides])
+                out[row.row] = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    finally:
+        GlobalHydra.instance().clear()
+    return out
+
+
+def check_against(run: Run, asked: dict | None) -> Run:
+    """A run of another config than the one asked for is a conflict, named with the keys that differ; a finished
+    run shorter than the asked budget is marked below budget."""
+    from .trainer import differences, fingerprint
+
+    if asked is None or run.config is None or run.status not in ("completed", "unfinished"):
+        return run
+    want = fingerprint({**asked, "seed": run.seed})
+    have = fingerprint(run.config)
+    keys = differences(have, want)
+    if keys:
+        def value(cfg, key):
+            for part in key.split("."):
+                cfg = cfg.get(part, "absent") if isinstance(cfg, dict) else "absent"
+            return cfg
+
+        diff = ", ".join(f"{k}: run {value(have, k)!r}, asked {value(want, k)!r}" for k in keys)
+        return Run(run.seed, "conflict", run.step, run.max_steps, commit=run.commit,
+                   error=f"another config's run ({diff}); move it away or retrain with force=true")
+    budget = asked["trainer"]["max_steps"] if not asked["trainer"].get("max_epochs") else 0
+    if run.status == "completed" and budget and run.max_steps < budget:
+        run.below_budget = budget
+    return run
 
 
 # ---------------------------------------------------------------------------------- our columns
@@ -240,11 +296,14 @@ def _status(runs: list[Run]) -> str:
     counts = {}
     for r in runs:
         counts[r.status] = counts.get(r.status, 0) + 1
-    order = ("completed", "unfinished", "failed", "unreadable", "missing")
+    order = ("completed", "unfinished", "failed", "conflict", "unreadable", "missing")
     text = ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
     budgets = sorted({r.max_steps for r in runs if r.status == "completed"})
     if budgets:
         text += f" ({' and '.join(f'{b:,}' for b in budgets)} steps{', mixed budgets' if len(budgets) > 1 else ''})"
+    short = [r for r in runs if r.below_budget]
+    if short:
+        text += f"; **{len(short)} below the {short[0].below_budget:,}-step budget**"
     return text
 
 
@@ -279,8 +338,11 @@ def _overrides_summary(runs: list[Run]) -> str:
     return "; ".join(f"{key} ({n} run{'s' * (n != 1)})" for key, n in sorted(counts.items())) or "–"
 
 
-def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") -> tuple[str, list[dict]]:
-    grid = {row.row: [load_run(results / table.name / row.row / f"seed={s}", s) for s in seeds] for row in table.rows}
+def build(table: PaperTable, results: Path, seeds: list[int], note: str = "",
+          overrides: list[str] | None = None) -> tuple[str, list[dict]]:
+    asked = asked_configs(table, list(overrides or []))
+    grid = {row.row: [check_against(load_run(results / table.name / row.row / f"seed={s}", s), asked.get(row.row))
+                      for s in seeds] for row in table.rows}
     grid = {row: [_check_columns(table, r) if r.status == "completed" else r for r in runs] for row, runs in grid.items()}
     done = [r for runs in grid.values() for r in runs if r.status == "completed"]
     commits = sorted({c for r in done for c in r.commits}) or ["–"]
@@ -319,7 +381,7 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") ->
                 updates = f"{100 * r.final['val_update_fraction']:.1f}%"
             overrides = " ".join(f"`{o}`" for o in r.overrides) if r.status == "completed" else ""
             detail.append(f"| {row.row} | {r.seed} | {r.status} | {r.step}/{r.max_steps or '?'} | {metric} | {updates} | "
-                          f"{r.worst or '–'} | {overrides} | {r.commit or r.error} |")
+                          f"{r.worst or '–'} | {overrides} | {r.error or r.commit} |")
 
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     seeds_text = ", ".join(map(str, seeds))
@@ -331,7 +393,8 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") ->
         "",
         f"- **Sweep:** `make reproduce-{table.name}` (`conf/table/{table.name}.yaml`, one file per row in "
         f"`conf/experiment/{table.name}/`). **Aggregated** {now} by "
-        f"`python -m skiprnn.tables {table.name} --seeds {','.join(map(str, seeds))}`.",
+        f"`python -m skiprnn.tables {table.name} --seeds {','.join(map(str, seeds))}"
+        f"{''.join(' ' + o for o in overrides or [])}`.",
         f"- **Code commit(s) of the finished runs:** {', '.join(commits)} (per run, and per leg of a run resumed "
         "across commits, in 'Every run')",
         f"- **Seeds asked for:** {seeds_text}; finished per row: {finished_per_row}. **Training budget:** "
@@ -357,8 +420,9 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "") ->
     return "\n".join(md), csv_rows
 
 
-def write(table: PaperTable, results: Path, seeds: list[int], note: str = "") -> Path:
-    text, rows = build(table, results, seeds, note)
+def write(table: PaperTable, results: Path, seeds: list[int], note: str = "",
+          overrides: list[str] | None = None) -> Path:
+    text, rows = build(table, results, seeds, note, overrides)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -371,14 +435,18 @@ def write(table: PaperTable, results: Path, seeds: list[int], note: str = "") ->
 
 def main(argv: list[str] | None = None) -> int:
     tables = load_tables()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m skiprnn.tables", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table", help=f"one of {', '.join(tables)}")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds expected per row (default: the paper's four)")
     parser.add_argument("--results", default="results", type=Path)
     parser.add_argument("--note", default=None,
                         help="a sentence for the table's header, e.g. why the run is reduced; kept in "
                              "<results>/<table>_note.md for later rebuilds (default: that file's text)")
-    args = parser.parse_args(argv)
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="the Hydra overrides the table's runs were asked with (make passes STEPS, EPOCHS and "
+                             "ARGS): a run of another config is listed as a conflict, not counted")
+    args = parser.parse_intermixed_args(argv)
     if args.table not in tables:
         parser.error(f"unknown table {args.table!r}; choose one of {', '.join(tables)}")
     table = tables[args.table]
@@ -393,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--seeds lists a seed twice: {args.seeds!r}")
     note_file = args.results / f"{table.name}_note.md"
     note = args.note.strip() if args.note is not None else (note_file.read_text().strip() if note_file.exists() else "")
-    out = write(table, args.results, seeds, note)
+    out = write(table, args.results, seeds, note, args.overrides)
     if args.note is not None:  # kept only once the table it belongs to is written
         if note:
             tracking.atomic_write_text(note_file, note + "\n")

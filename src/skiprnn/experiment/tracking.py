@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 METRICS, CURVE, FAILED, CHECKPOINT = "metrics.json", "curve.jsonl", "failed.json", "checkpoint.pt"
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"  # the one before, kept in case the newest is damaged
 WANDB_ID = "wandb_id.txt"  # the W&B run id, so that a resumed run continues the same W&B run
 RECORD = ".hydra"  # config.yaml and overrides.yaml of the invocation that trained the run (Hydra's layout)
 
@@ -87,13 +88,42 @@ def git_commit() -> str:
         return "unknown"
 
 
+def flat(cfg: dict, prefix: str = "") -> dict:
+    """{"model": {"mode": "gru"}} -> {"model.mode": "gru"}: W&B's run table then has one column per config key."""
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def wandb_group(cfg: dict, sweep_dir: Path | None) -> str:
+    """The W&B group: the table for the runs in its own results folder (results/table1); "table1 (quick)" for a
+    table trained into another folder, so that a quick or variant sweep never joins the real table's group after
+    `wandb sync`; the task for ad-hoc runs."""
+    group = str(cfg["group"])
+    if sweep_dir is None or not group.startswith("table"):
+        return group
+    sweep_dir = Path(sweep_dir)
+    canonical = sweep_dir.name == group and sweep_dir.parent.name == "results"
+    return group if canonical else f"{group} ({sweep_dir.parent.name or sweep_dir.name})"
+
+
 class Tracker:
     """Mirrors metrics to W&B. Use as a context manager: one W&B run per training run, marked failed if it raises."""
 
-    def __init__(self, logger_cfg: dict, run_dir: Path, name: str, group: str, config: dict, resume_id: str | None = None):
+    def __init__(self, logger_cfg: dict, run_dir: Path, name: str, group: str, config: dict, resume_id: str | None = None,
+                 wandb_root: Path | None = None, metric: str = "mse", higher_is_better: bool = False):
         self.cfg, self.run_dir, self.name, self.group, self.config = logger_cfg, run_dir, name, group, config
         self.run_id = resume_id
+        # A sweep's runs write into one folder, <sweep>/wandb/, so that `wandb leet <sweep>/wandb` shows them together;
+        # a single run keeps its own. Each run's id stays in its own folder (wandb_id.txt) for resuming.
+        self.wandb_dir = Path(wandb_root) if wandb_root is not None else run_dir
+        self.metric, self.higher_is_better = metric, higher_is_better
         self._context = self._run = None
+        self.stopped = False  # set on Ctrl-C: the W&B run ends as finished and tagged "stopped", not as failed
 
     @property
     def enabled(self) -> bool:
@@ -109,13 +139,19 @@ class Tracker:
             raise RuntimeError("logger.mode=online needs a W&B login (WANDB_API_KEY or `wandb login`); "
                                "use logger.mode=offline and `wandb sync` later")
         self.run_id = self.run_id or uuid.uuid4().hex[:12]
+        self.wandb_dir.mkdir(parents=True, exist_ok=True)
         self._context = wandb.init(
             project=self.cfg["project"], entity=self.cfg.get("entity"), group=self.group, name=self.name,
-            tags=[self.group, self.name, *self.cfg.get("tags", [])], config=self.config, dir=str(self.run_dir),
-            mode=mode, id=self.run_id, resume="allow", job_type="train",
+            tags=[self.group, str(self.config.get("row", "")), *self.cfg.get("tags", [])], config=flat(self.config),
+            dir=str(self.wandb_dir), mode=mode, id=self.run_id, resume="allow", job_type=str(self.config.get("row", "train")),
             settings=wandb.Settings(console="off", silent=True),
         )
         self._run = self._context.__enter__()
+        # Step axis and summaries, so that the web dashboard's default charts compare runs sensibly after `wandb sync`
+        best = "max" if self.higher_is_better else "min"
+        for key, summary in ((f"val/{self.metric}", best), (f"test/{self.metric}", best),
+                             ("val/update_fraction", "last"), ("val/updates", "last"), ("train/loss", "min")):
+            self._run.define_metric(key, summary=summary)
         return self
 
     def log(self, metrics: dict, step: int) -> None:
@@ -128,5 +164,8 @@ class Tracker:
 
     def __exit__(self, *exc) -> bool:
         if self._context is not None:
+            if self.stopped:  # interrupted by the user: resumable, so not a failure
+                self._run.tags = (*self._run.tags, "stopped")
+                exc = (None, None, None)
             self._context.__exit__(*exc)
         return False

@@ -6,6 +6,7 @@ config and at least the same budget) does not train again; a run that finds a ch
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import sys
 import time
@@ -17,14 +18,10 @@ import torch
 from ..nn.flops import inference_flops
 from ..nn.rnn import budget_loss
 from . import tracking
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError, RunConflict
 from .identity import identifies_run
 from .model import LEGACY_MODEL_KEYS, SequenceModel, model_from_config
 from .tasks import build_task
-
-
-class RunConflict(RuntimeError):
-    pass
 
 
 def load_trained(run_dir: Path, **task_overrides):
@@ -212,12 +209,28 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, curve: list, fp: d
              "rng": torch.get_rng_state(), "fingerprint": fp, "legs": legs}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()  # p_skip draws on the device's generator
+    if path.exists():  # keep the one before: a damaged newest checkpoint then costs one evaluation interval
+        os.replace(path, path.with_name(tracking.PREVIOUS_CHECKPOINT))
     tracking.atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
 
-def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None) -> dict | None:
+def _load_checkpoint(path: Path, device) -> dict:
+    """A checkpoint's state; a damaged one is named with the ways on."""
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as error:  # torch raises several types for a truncated or overwritten file
+        previous = path.with_name(tracking.PREVIOUS_CHECKPOINT)
+        choices = (f"resume from the previous checkpoint (one evaluation interval earlier) with `mv '{previous}' "
+                   f"'{path}'` and rerun, or " if previous.exists() else "")
+        raise CheckpointError(f"{path} cannot be read ({type(error).__name__}: {str(error).splitlines()[0][:200]}). "
+                              f"It is damaged: {choices}train this run again from step 0 with force=true") from None
+
+
+def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None, sweep_dir: Path | None = None) -> dict | None:
     """Train one run described by the resolved config ``cfg`` into ``run_dir``.
 
+    ``sweep_dir``: the sweep this run belongs to, if any; its runs share one W&B folder there, and its name keeps a
+    quick or variant folder's runs out of the real table's W&B group.
     ``overrides`` (the command line's) are recorded with the config in ``.hydra/`` when training starts or
     resumes, never by an invocation that finds the run finished or holding another config.
     Returns the final metrics, or None when the run halted early (``trainer.halt_after_steps``).
@@ -227,7 +240,8 @@ def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None) -> dict 
     metrics_path = run_dir / tracking.METRICS
     tcfg = cfg["trainer"]
     if cfg.get("force"):
-        for name in (tracking.METRICS, tracking.CHECKPOINT, tracking.CURVE, tracking.FAILED, tracking.WANDB_ID):
+        for name in (tracking.METRICS, tracking.CHECKPOINT, tracking.PREVIOUS_CHECKPOINT, tracking.CURVE, tracking.FAILED,
+                     tracking.WANDB_ID):
             (run_dir / name).unlink(missing_ok=True)
         shutil.rmtree(run_dir / tracking.RECORD, ignore_errors=True)
 
@@ -242,7 +256,7 @@ def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None) -> dict 
             max_steps, eval_every = tcfg["max_epochs"] * task.steps_per_epoch, task.steps_per_epoch
     except Exception as error:  # e.g. missing data: a sweep's table and compare show the run as failed, not missing
         if not metrics_path.exists():
-            _record_failure(run_dir, error, overrides, cfg)
+            record_failure(run_dir, error, overrides, cfg)
         raise
 
     if metrics_path.exists():
@@ -255,15 +269,15 @@ def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None) -> dict 
             return done
 
     try:
-        return _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides)
+        return _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir)
     except RunConflict:
         raise  # another config's run lives here: leave its directory as it is
     except Exception as error:
-        _record_failure(run_dir, error, overrides, cfg)  # its checkpoint stays for a retry
+        record_failure(run_dir, error, overrides, cfg)  # its checkpoint stays for a retry
         raise
 
 
-def _record_failure(run_dir: Path, error: Exception, overrides: list[str], cfg: dict) -> None:
+def record_failure(run_dir: Path, error: Exception, overrides: list[str], cfg: dict) -> None:
     """failed.json: what went wrong and with which config, so that tables list the run as failed."""
     tracking.write_json(run_dir / tracking.FAILED, {"error": repr(error), "traceback": traceback.format_exc(),
                                                     "overrides": overrides, "config": cfg})
@@ -280,7 +294,7 @@ def record_config(run_dir: Path, cfg: dict, overrides: list[str]) -> None:
     tracking.atomic_write_text(record / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
 
 
-def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides):
+def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir=None):
     tcfg, mcfg = cfg["trainer"], cfg["model"]
     ckpt_path = run_dir / tracking.CHECKPOINT
     torch.manual_seed(cfg["seed"])
@@ -288,8 +302,11 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides):
     model = model_from_config(mcfg, task.input_size, task.output_size).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], betas=(0.9, 0.999), eps=1e-8)
     start, curve, legs = 0, [], []
+    previous = run_dir / tracking.PREVIOUS_CHECKPOINT
+    if not ckpt_path.exists() and previous.exists():  # killed between the two renames of _save_checkpoint
+        ckpt_path = previous
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        state = _load_checkpoint(ckpt_path, device)
         if differences(state["fingerprint"], fp):
             raise RunConflict(f"{ckpt_path} was written by a different config (differs in: "
                               f"{', '.join(differences(state['fingerprint'], fp))}). Choose another directory or pass force=true.")
@@ -311,7 +328,9 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides):
     (run_dir / tracking.FAILED).unlink(missing_ok=True)
     wandb_id_file = run_dir / tracking.WANDB_ID
     resume_id = wandb_id_file.read_text().strip() if wandb_id_file.exists() else None
-    tracker = tracking.Tracker(cfg["logger"], run_dir, f"{cfg['row']}-seed{cfg['seed']}", cfg["group"], cfg, resume_id)
+    tracker = tracking.Tracker(cfg["logger"], run_dir, run_label(cfg, run_dir), tracking.wandb_group(cfg, sweep_dir),
+                               cfg, resume_id, wandb_root=sweep_dir, metric=task.metric,
+                               higher_is_better=task.higher_is_better)
     with tracker:
         if tracker.run_id:
             wandb_id_file.write_text(tracker.run_id)
@@ -368,6 +387,13 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
                 print(f"halting at step {step} (trainer.halt_after_steps={halt} in this invocation); rerun to resume",
                       flush=True)
                 return None
+    except KeyboardInterrupt:
+        progress.close()
+        saved = curve[-1]["step"] if curve else 0
+        print(f"\n{run_label(cfg, run_dir)}: stopped at step {step}; {run_dir / tracking.CHECKPOINT} holds step {saved:,}. "
+              "Rerun the same command to resume from there.", flush=True)
+        tracker.stopped = True
+        raise
     finally:
         progress.close()
 

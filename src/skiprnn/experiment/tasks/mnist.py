@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .base import PaperRow, PaperTable, Task, step_generator
 
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -38,7 +38,7 @@ STEPS = SIDE * SIDE
 _SHUFFLE_STREAM = 3  # step_generator stream of the per-epoch permutations (apart from other tasks' streams)
 
 
-class MnistDataError(FileNotFoundError):
+class MnistDataError(DataError):
     """The MNIST files are missing or cannot be read."""
 
 

@@ -1,0 +1,153 @@
+"""Where sweeps and damaged files meet: every failure is reported, nothing finished is lost, no raw traceback."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+TINY = ["trainer.batch_size=16", "task.eval_batches=1", "model.hidden_size=8", "trainer.progress=false", "threads=1",
+        "logger=none"]
+
+
+def test_a_table_lists_another_configs_run_as_a_conflict_and_never_counts_it(tmp_path):
+    from skiprnn.experiment import tables, tracking
+    from skiprnn.experiment.tasks.adding import TABLE1
+    from skiprnn.experiment.trainer import fingerprint
+
+    asked = tables.asked_configs(TABLE1, [])
+    final = {"val_mse": 1e-5, "val_updates": 50.0, "val_update_fraction": 1.0, "val_solved": True,
+             "inference_flops": 2.46e6, "stable_mse": 1e-5, "stable_update_fraction": 1.0, "stable_window": 1,
+             "stable_updates": 50.0}
+    for row, lr, steps in (("gru", 3e-4, 30000), ("lstm", 1e-4, 30000), ("lstm_pskip0.2", 1e-4, 600)):
+        cfg = {**asked[row], "seed": 0, "trainer": {**asked[row]["trainer"], "lr": lr, "max_steps": steps}}
+        run = tmp_path / "table1" / row / "seed=0"
+        run.mkdir(parents=True)
+        tracking.write_json(run / tracking.METRICS, {"step": steps, "commit": "abc", "final": final, "config": cfg,
+                                                     "fingerprint": fingerprint(cfg)})
+    text, rows = tables.build(TABLE1, tmp_path, [0])
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert lines["GRU"].rstrip().endswith("| 1 conflict |") and "| – |" in lines["GRU"]  # not in the statistics
+    assert "trainer.lr: run 0.0003, asked 0.0001" in text and "completed" not in lines["GRU"]
+    assert "1 completed (30,000 steps) |" in lines["LSTM"]
+    assert "**1 below the 20,000-step budget**" in lines["LSTM (p_skip = 0.2)"]
+    # asked with the same override, the lr=3e-4 run counts and the others conflict
+    text, _ = tables.build(TABLE1, tmp_path, [0], overrides=["trainer.lr=3e-4"])
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert "1 completed" in lines["GRU"] and "1 conflict" in lines["LSTM"]
+
+
+def test_a_sweep_reports_every_failed_job_and_leaves_a_record(cli, tmp_path):
+    proc = cli("-m", "model=lstm", "model.p_skip=0,1.5,2.5", f"hydra.sweep.dir={tmp_path}", "trainer.max_steps=2",
+               "trainer.eval_every=2", "hydra.launcher.n_jobs=2", *TINY, check=False)
+    assert proc.returncode == 1
+    out = proc.stdout + proc.stderr
+    assert "2 job(s) of this sweep failed" in out
+    assert "model.p_skip=1.5 is not allowed" in out and "model.p_skip=2.5 is not allowed" in out
+    assert "Traceback" not in out
+    failed = sorted(p.parent.name for p in tmp_path.rglob("failed.json"))
+    assert len(failed) == 2 and all("p_skip=1.5" in f or "p_skip=2.5" in f for f in failed)
+    assert not (tmp_path / ".failures").exists()  # the per-job notes are consumed by the summary
+    compare = cli(str(tmp_path), module="skiprnn.compare").stdout
+    assert compare.count("seed 0 failed") == 2
+
+
+def test_an_added_key_outside_the_schema_stops_the_run_naming_the_nearest(cli, tmp_path):
+    proc = cli("+trainer.max_step=10", f"hydra.run.dir={tmp_path}", *TINY, check=False)
+    assert proc.returncode == 1
+    assert "error: trainer.max_step is not a config key: did you mean trainer.max_steps" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "metrics.json").exists()
+
+
+def test_a_damaged_checkpoint_is_named_with_the_ways_on(cli, tmp_path):
+    args = (f"hydra.run.dir={tmp_path}", "trainer.max_steps=6", "trainer.eval_every=2", "trainer.halt_after_steps=4",
+            *TINY)
+    cli(*args)  # halts at step 4: checkpoint.pt holds step 4, checkpoint.prev.pt step 2
+    assert torch.load(tmp_path / "checkpoint.prev.pt", weights_only=False)["step"] == 2
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x00" * 100)
+    proc = cli(*args, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{tmp_path / 'checkpoint.pt'} cannot be read" in proc.stderr
+    assert "checkpoint.prev.pt" in proc.stderr and "force=true" in proc.stderr
+    os.replace(tmp_path / "checkpoint.prev.pt", tmp_path / "checkpoint.pt")  # the way on it names
+    assert "resuming from step 2" in cli(*args).stdout
+
+
+def test_a_read_only_folder_gives_one_line(cli, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders; the message itself is tested below")
+    tmp_path.chmod(0o500)
+    proc = cli(f"hydra.run.dir={tmp_path}/run", *TINY, check=False)
+    assert proc.returncode == 1 and "error: cannot write" in proc.stderr
+
+
+def test_storage_errors_become_one_line():
+    import errno
+
+    from skiprnn.experiment.errors import storage_message
+
+    msg = storage_message(OSError(errno.ENOSPC, "No space left on device", "/data/run/checkpoint.pt"))
+    assert msg.startswith("cannot write /data/run/checkpoint.pt: no space left on the device")
+    assert storage_message(OSError(errno.EROFS, "Read-only file system", "/ro")).startswith("cannot write /ro: read-only")
+    assert storage_message(OSError(errno.ENOENT, "No such file")) is None  # not a storage problem: a traceback
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path):
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_DIR=str(tmp_path / "wandb_home"), OMP_NUM_THREADS="1")
+    args = [sys.executable, "-m", "skiprnn.train", f"hydra.run.dir={tmp_path / 'run'}", "trainer.max_steps=100000",
+            "trainer.eval_every=5", *TINY]
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    curve = tmp_path / "run" / "curve.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (curve.exists() and len(curve.read_text().splitlines()) >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "stopped at step" in out and "Rerun the same command to resume" in out
+    assert "Traceback" not in err
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["step"]
+    assert saved >= 10 and saved % 5 == 0
+    resumed = subprocess.run([*args[:-len(TINY) - 2], "trainer.max_steps=" + str(saved + 5), "trainer.eval_every=5",
+                              *TINY], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from step {saved}" in resumed.stdout
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["step"] == saved + 5
+
+
+@pytest.mark.slow
+def test_make_takes_a_results_path_with_a_space(tmp_path):
+    results = tmp_path / "with space"
+    make = subprocess.run(["make", "reproduce-table1", "SEEDS=0", "STEPS=2", f"RESULTS={results}", "JOBS=1",
+                           "ARGS=trainer.eval_every=2 " + " ".join(TINY) + " experiment=table1/lstm"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert make.returncode == 0, make.stdout[-2000:] + make.stderr[-2000:]
+    assert (results / "table1" / "lstm" / "seed=0" / "metrics.json").exists()
+    assert "1 completed" in (results / "table1.md").read_text()
+
+
+def test_wandb_groups_keep_quick_folders_apart_and_name_ad_hoc_runs():
+    from pathlib import Path
+
+    from skiprnn.experiment.tracking import flat, wandb_group
+
+    assert wandb_group({"group": "table1"}, Path("results/table1")) == "table1"
+    assert wandb_group({"group": "table1"}, Path("/tmp/quick/table1")) == "table1 (quick)"
+    assert wandb_group({"group": "adding"}, Path("runs")) == "adding"
+    assert wandb_group({"group": "table1"}, None) == "table1"
+    assert flat({"model": {"mode": "gru", "x": {"y": 1}}, "lam": 0.0}) == {"model.mode": "gru", "model.x.y": 1, "lam": 0.0}
+
+
+def test_a_sweeps_runs_share_one_wandb_folder_that_the_end_of_the_sweep_names(cli, tmp_path):
+    proc = cli("-m", "model=lstm,gru", f"hydra.sweep.dir={tmp_path}", "trainer.max_steps=2", "trainer.eval_every=2",
+               "hydra.launcher.n_jobs=2", *TINY[:-1])  # logger=wandb (offline)
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2
+    assert f"wandb leet '{tmp_path / 'wandb'}'" in proc.stdout
+    ids = sorted(p.read_text() for p in tmp_path.rglob("wandb_id.txt"))
+    assert len(ids) == 2 and all(any(i in p.name for p in (tmp_path / "wandb").iterdir()) for i in ids)
