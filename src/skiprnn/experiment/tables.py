@@ -420,6 +420,51 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "",
     return "\n".join(md), csv_rows
 
 
+def paper_points(table: PaperTable, results: Path) -> dict[str, dict]:
+    """Each row's point in the report's trade-off plot: the paper's update fraction, and its metric where it prints
+    a number (accuracy). A count of updates becomes a fraction by the length of the row's sequences, read from one
+    of its runs (updates / fraction)."""
+    points = {}
+    for row in table.rows:
+        updates = metric = None
+        for ours, paper, _ in table.columns:
+            printed = row.paper.get(paper or "", "")
+            if not printed:
+                continue
+            number = _leading_number(printed.rstrip("%").split("±")[0])
+            if ours == "update_pct":
+                updates = number / 100
+            elif ours.endswith("updates_steps"):
+                length = _sequence_length(results / table.name / row.row)
+                updates = number / length if length else None
+            elif ours.endswith("accuracy") and math.isfinite(number):
+                metric = number
+        if updates is not None and math.isfinite(updates):
+            points[row.row] = {"metric": metric, "updates": updates}
+    return points
+
+
+def _sequence_length(row_dir: Path) -> float | None:
+    for metrics in sorted(row_dir.glob(f"seed=*/{tracking.METRICS}")):
+        try:
+            final = tracking.read_json(metrics)["final"]
+            if final.get("val_update_fraction"):
+                return final["val_updates"] / final["val_update_fraction"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def write_report(table: PaperTable, results: Path, seeds: list[int]) -> Path:
+    """results/<table>.html (interactive, offline; plotly.js written once beside it, not committed) and
+    results/<table>.png (the key plots, committed)."""
+    from .report import build_report
+
+    return build_report([results / table.name], results / f"{table.name}.html", paper=paper_points(table, results),
+                        title=f"{table.title}: runs, curves and the trade-off beside the paper", js="directory",
+                        seeds=seeds, png=results / f"{table.name}.png")
+
+
 def write(table: PaperTable, results: Path, seeds: list[int], note: str = "",
           overrides: list[str] | None = None) -> Path:
     text, rows = build(table, results, seeds, note, overrides)
@@ -443,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default=None,
                         help="a sentence for the table's header, e.g. why the run is reduced; kept in "
                              "<results>/<table>_note.md for later rebuilds (default: that file's text)")
+    parser.add_argument("--no-report", action="store_true", help="skip the interactive HTML report and its PNG")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="the Hydra overrides the table's runs were asked with (make passes STEPS, EPOCHS and "
                              "ARGS): a run of another config is listed as a conflict, not counted")
@@ -472,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: --seeds {args.seeds} leaves out finished runs of seed(s) {', '.join(map(str, left_out))}; "
               f"pass them in --seeds to include them", file=sys.stderr)
     print(f"wrote {out}")
+    if not args.no_report:
+        print(f"wrote {write_report(table, args.results, seeds)} (open it in a browser) and {table.name}.png")
     return 0
 
 
