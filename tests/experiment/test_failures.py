@@ -151,3 +151,15 @@ def test_a_sweeps_runs_share_one_wandb_folder_that_the_end_of_the_sweep_names(cl
     assert f"wandb leet '{tmp_path / 'wandb'}'" in proc.stdout
     ids = sorted(p.read_text() for p in tmp_path.rglob("wandb_id.txt"))
     assert len(ids) == 2 and all(any(i in p.name for p in (tmp_path / "wandb").iterdir()) for i in ids)
+
+
+def test_the_cluster_path_runs_a_sweep_through_submitit_and_marks_a_failed_job(cli, tmp_path):
+    """hydra/launcher=local_jobs is submitit's local executor: jobs are pickled and run as on Slurm."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[slurm]'")
+    proc = cli("-m", "hydra/launcher=local_jobs", "model=lstm", "model.p_skip=0,1.5", f"hydra.sweep.dir={tmp_path}",
+               "trainer.max_steps=2", "trainer.eval_every=2", *TINY, check=False)
+    assert proc.returncode == 1 and "1 job(s) of this sweep failed" in proc.stdout
+    finished = [p.parent.name for p in tmp_path.rglob("metrics.json")]
+    failed = [p.parent.name for p in tmp_path.rglob("failed.json")]
+    assert len(finished) == 1 and "model.p_skip=0," in finished[0]
+    assert len(failed) == 1 and "model.p_skip=1.5" in failed[0]
