@@ -1,21 +1,29 @@
-"""Every Python example in the README runs as written."""
+"""Every Python example in the README and the docs runs as written, and every link between them resolves."""
 import re
 from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-EXAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+EXAMPLES = [code for page in PAGES for code in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)]
 
 
-def test_the_readme_has_examples():
-    assert len(EXAMPLES) >= 2
+def test_the_readme_and_the_api_page_have_examples():
+    assert "```python" in PAGES[0].read_text() and len(EXAMPLES) >= 3
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_relative_link_resolves(page):
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
+        if not target.startswith(("http://", "https://")):
+            assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
 
 
 @pytest.mark.parametrize("index", range(len(EXAMPLES)))
 def test_readme_example_runs(index):
     namespace = {}
-    exec(compile(EXAMPLES[index], f"README.md example {index + 1}", "exec"), namespace)
+    exec(compile(EXAMPLES[index], f"example {index + 1}", "exec"), namespace)
     if "loss" in namespace:  # a training example: its backward pass reached the update gate
         gate = namespace.get("rnn", namespace.get("cell")).update_gate
         assert gate.weight.grad is not None and gate.weight.grad.abs().sum() > 0

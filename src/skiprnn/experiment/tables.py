@@ -40,7 +40,7 @@ def load_tables() -> dict[str, PaperTable]:
             if error.name and error.name.startswith("skiprnn"):
                 raise
             continue
-        tables.update({t.name: t for t in module.TABLES})
+        tables.update({t.name: t for t in getattr(module, "TABLES", ())})  # a task may reproduce no table
     return tables
 
 
@@ -329,6 +329,30 @@ def finished_seeds_left_out(table: PaperTable, results: Path, seeds: list[int]) 
     return dict(sorted(left.items()))
 
 
+def _fidelity_summary(runs: list[Run]) -> str:
+    """Which side of the 2026-12 fidelity fixes the finished runs were trained on, where the switch acts: the update
+    gate's W_p init (Skip runs) and the random-skip baseline's first step (p_skip runs). A record without the key
+    predates it (skiprnn.experiment.model.LEGACY_MODEL_KEYS)."""
+    from .model import LEGACY_MODEL_KEYS
+
+    gate, first = {}, {}
+    for r in runs:
+        model = {**LEGACY_MODEL_KEYS, **((r.config or {}).get("model") or {})}
+        if not r.config:
+            continue
+        if str(model.get("mode", "")).startswith("skip_"):
+            gate[model["gate_init"]] = gate.get(model["gate_init"], 0) + 1
+        if model.get("p_skip"):
+            kind = "kept" if model["p_skip_keep_first"] else "drawn"
+            first[kind] = first.get(kind, 0) + 1
+    parts = []
+    for title, counts in (("update-gate W_p init (Skip runs)", gate), ("random skip's first step (p_skip runs)", first)):
+        if counts:
+            text = ", ".join(f"`{k}` ({n} run{'s' * (n != 1)})" for k, n in sorted(counts.items()))
+            parts.append(f"{title}: {text}" + (" — **the table mixes both kinds**" if len(counts) > 1 else ""))
+    return "; ".join(parts)
+
+
 def _overrides_summary(runs: list[Run]) -> str:
     """Each distinct set of overrides and how many finished runs used it (the runs are in 'Every run')."""
     counts = {}
@@ -402,6 +426,7 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "",
         *(["- **Left out by --seeds:** finished runs of seed "
            + ", ".join(f"{seed} ({n} row{'s' * (n != 1)})" for seed, n in left_out.items())] if left_out else []),
         f"- **Overrides on top of the table config:** {_overrides_summary(done)}",
+        *([f"- **Fidelity switches** (docs/faithfulness.md): {_fidelity_summary(done)}"] if _fidelity_summary(done) else []),
         *([f"- **Note:** {note}"] if note else []),
         "- Ours: mean ± std (population std) over the finished seeds of the final evaluation; a cell with one run "
         "shows that run's value alone"
