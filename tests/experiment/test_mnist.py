@@ -209,3 +209,19 @@ def test_real_mnist_sizes():
     assert task.steps_per_epoch == 214
     x, y = task.train_batch(0, 256, 0)
     assert x.shape == (784, 256, 1) and 0.0 <= float(x.min()) and float(x.max()) <= 1.0 and set(y.tolist()) <= set(range(10))
+
+
+def test_a_truncated_or_foreign_idx_file_is_named_with_what_is_wrong(tmp_path):
+    from skiprnn.experiment.tasks.mnist import check_idx
+
+    good = tmp_path / "images"
+    good.write_bytes(bytes([0, 0, 8, 3]) + (2).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + bytes(2 * 784))
+    check_idx(good)
+    cut = tmp_path / "cut"
+    cut.write_bytes(good.read_bytes()[:-10])
+    with pytest.raises(MnistDataError, match=rf"{cut} is damaged: its header says 2 x 28 x 28 .* the file has 1574"):
+        check_idx(cut)
+    foreign = tmp_path / "foreign"
+    foreign.write_text("<html>not found</html>")
+    with pytest.raises(MnistDataError, match=rf"{foreign} is damaged: its header is not an IDX"):
+        check_idx(foreign)

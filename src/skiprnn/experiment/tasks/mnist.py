@@ -23,6 +23,7 @@ Differences from the original, on purpose:
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -60,11 +61,31 @@ def _data_error(data_root, problem: str, download: bool) -> MnistDataError:
         + (", or run where torchvision can reach its MNIST mirrors." if download else ", or pass task.download=true on a machine with a network."))
 
 
+def check_idx(path: Path) -> None:
+    """An IDX file's header against its size: a truncated or overwritten file is named with what is wrong, instead of
+    torchvision's shape error about no file in particular."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    size = path.stat().st_size
+    if len(head) < 8 or head[0:2] != b"\x00\x00" or head[2] != 0x08 or head[3] not in (1, 3):
+        raise MnistDataError(f"MNIST file {path} is damaged: its header is not an IDX ubyte header ({size} bytes). "
+                             "Delete it and rerun with task.download=true, or copy an intact one there")
+    dims = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(head[3]) if 8 + 4 * i <= len(head)]
+    expected = 4 + 4 * head[3] + math.prod(dims)
+    if len(dims) != head[3] or size != expected:
+        raise MnistDataError(f"MNIST file {path} is damaged: its header says {' x '.join(map(str, dims))} bytes of "
+                             f"data ({expected} bytes in all), the file has {size}; it was probably cut off. Delete it "
+                             "and rerun with task.download=true, or copy an intact one there")
+
+
 def load_mnist(data_root: str | Path, download: bool) -> dict[str, tuple[Tensor, Tensor]]:
     """{"train": (images uint8 (60000, 28, 28), labels int64), "test": (...)} via torchvision."""
     folder = raw_folder(data_root)
     if not download and not all((folder / f).is_file() for f in RAW_FILES):
         raise _data_error(data_root, "not found", download)
+    for name in RAW_FILES:
+        if (folder / name).is_file():
+            check_idx(folder / name)
     from torchvision import datasets
 
     out = {}
