@@ -27,3 +27,15 @@ def test_readme_example_runs(index):
     if "loss" in namespace:  # a training example: its backward pass reached the update gate
         gate = namespace.get("rnn", namespace.get("cell")).update_gate
         assert gate.weight.grad is not None and gate.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("page", sorted((ROOT / "docs").glob("table*.md")), ids=lambda p: p.name)
+def test_every_figure_a_table_page_quotes_in_its_tables_is_in_the_committed_results(page):
+    """The numbers a table page puts in its own markdown tables (changes "a → b", ratios "×r", percentages) come
+    from the committed results of that table (results/tableN*.md and results/pre-fixes/tableN.md)."""
+    name = page.stem
+    committed = "".join(p.read_text() for p in [*ROOT.glob(f"results/{name}*.md"), *ROOT.glob(f"results/*/{name}*.md")])
+    rows = [line for line in page.read_text().splitlines() if line.startswith("|") and not line.startswith("|---")]
+    quoted = {q for line in rows for q in re.findall(r"\d[\d.,]* → \d[\d.,]*|×\d+\.\d+|\d+\.\d%", line)}
+    missing = sorted(q for q in quoted if q not in committed)
+    assert not missing, f"{page.name} quotes {missing}, which no committed results/{name}*.md holds"
