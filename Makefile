@@ -37,7 +37,7 @@ venv: $(VENV)/.installed ## create .venv and install skiprnn with its test tools
 
 test: venv ## lint, then run the test suite (browser tests skip where no Chromium is installed)
 	$(PY) -m ruff check src tests
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not browser"
 
 test-browser: venv ## install Debian's Chromium if missing, then run the browser tests of the HTML reports
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
