@@ -163,3 +163,10 @@ def test_the_cluster_path_runs_a_sweep_through_submitit_and_marks_a_failed_job(c
     failed = [p.parent.name for p in tmp_path.rglob("failed.json")]
     assert len(finished) == 1 and "model.p_skip=0," in finished[0]
     assert len(failed) == 1 and "model.p_skip=1.5" in failed[0]
+
+
+def test_a_cross_task_sweep_with_one_tasks_option_says_how_to_write_it(cli):
+    proc = cli("-m", "task=adding,mnist", "task.data_root=/data", check=False)
+    assert proc.returncode == 1
+    assert "task.data_root is an option of one task, but this sweep runs task=adding,mnist" in proc.stderr
+    assert "SKIPRNN_DATA=/path" in proc.stderr

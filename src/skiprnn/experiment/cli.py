@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import sweep
 from .config import check_device, check_known_keys, check_values, register
 from .errors import UserError, storage_message
+from .identity import recorded_config
 
 CONF_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 register()
@@ -43,7 +44,8 @@ def _hydra_main(cfg: DictConfig) -> None:
         if plain["threads"] > 0:
             torch.set_num_threads(plain["threads"])
         multirun = hydra_cfg.mode == RunMode.MULTIRUN
-        train(plain, run_dir, overrides, Path(hydra_cfg.sweep.dir) if multirun else None)
+        record = recorded_config(plain, OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
+        train(plain, run_dir, overrides, Path(hydra_cfg.sweep.dir) if multirun else None, record)
     except (UserError, OSError) as error:
         message = str(error) if isinstance(error, UserError) else storage_message(error)
         if message is None:
@@ -54,10 +56,26 @@ def _hydra_main(cfg: DictConfig) -> None:
         sys.exit(f"error: {message}")  # the message names the key or file and what to do: no traceback
 
 
+def cross_task_option(args: list[str]) -> str | None:
+    """A sweep over several tasks cannot take one task's own option (`task=adding,mnist task.data_root=...`):
+    Hydra would reject it for the tasks without that key, with a message that does not say how to write the sweep."""
+    tasks = next((a.split("=", 1)[1].split(",") for a in args if a.startswith("task=")), [])
+    options = [a.split("=", 1)[0] for a in args if a.lstrip("+~").startswith("task.")]
+    if len(tasks) < 2 or not options:
+        return None
+    return (f"{', '.join(options)} is an option of one task, but this sweep runs task={','.join(tasks)}. Give data "
+            "locations through the environment (SKIPRNN_DATA=/path python -m skiprnn.train -m ...), or sweep each "
+            f"task on its own: " + "; ".join(f"python -m skiprnn.train -m task={t} ..." for t in tasks)
+            + " (or one experiment file per task in conf/experiment/, swept with experiment=a,b)")
+
+
 def main() -> None:
     if not Path(CONF_DIR).is_dir():  # a non-editable install: the configs stay in the clone
         sys.exit(f"error: skiprnn's configs are not at {CONF_DIR}. They live in the repository's conf/ folder, so "
                  "install skiprnn from a clone with `pip install -e .` (or `make venv`) and run it there.")
+    problem = cross_task_option(sys.argv[1:])
+    if problem:
+        sys.exit(f"error: {problem}")
     code: int | str | None = 0
     try:
         _hydra_main()

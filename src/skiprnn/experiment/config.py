@@ -49,6 +49,52 @@ class FrequencyVariant(Enum):
     original = "original"
 
 
+class Normalize(Enum):
+    none = "none"
+    l2 = "l2"
+    standardize = "standardize"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# "raise" is a Python keyword, so this enum is made by the functional API (OmegaConf matches members by name)
+OnError = Enum("OnError", {"raise": "raise", "skip": "skip"})
+OnError.__str__ = lambda self: self.value
+
+
+class CharadesSplit(Enum):
+    test = "test"
+    train = "train"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class TargetRule(Enum):
+    inclusive = "inclusive"
+    strict = "strict"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class LossReduction(Enum):
+    sum_classes = "sum_classes"
+    mean = "mean"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class PointMapping(Enum):
+    causal = "causal"
+    nearest = "nearest"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass
 class ModelConfig:
     mode: Mode = Mode.skip_lstm
@@ -112,6 +158,21 @@ class MnistTaskConfig:
 
 
 @dataclass
+class CharadesTaskConfig:  # conf/task/charades.yaml documents every key
+    name: str = "charades"
+    data_root: str = "data/Charades"
+    cache_dir: str | None = None  # null: <data_root>/skiprnn_cache
+    num_points: int = 100
+    normalize: Normalize = Normalize.standardize
+    on_error: OnError = OnError["raise"]
+    eval_split: CharadesSplit = CharadesSplit.test
+    eval_batch_size: int = 64
+    targets: TargetRule = TargetRule.inclusive
+    loss_reduction: LossReduction = LossReduction.sum_classes
+    point_mapping: PointMapping = PointMapping.causal
+
+
+@dataclass
 class Config:
     task: Any = MISSING
     model: ModelConfig = MISSING
@@ -125,7 +186,8 @@ class Config:
     force: bool = False  # train again even if the run directory holds a finished result
 
 
-TASK_SCHEMAS = {"adding": AddingTaskConfig, "frequency": FrequencyTaskConfig, "mnist": MnistTaskConfig}
+TASK_SCHEMAS = {"adding": AddingTaskConfig, "frequency": FrequencyTaskConfig, "mnist": MnistTaskConfig,
+                "charades": CharadesTaskConfig}
 
 
 def register() -> None:
@@ -170,6 +232,8 @@ _RULES = {
     "task.solved_accuracy": (lambda v: 0 < v < 1, "a fraction in (0, 1) (solved means accuracy above it)"),
     "task.solved_mse": (lambda v: 0 < v < math.inf, "a finite number > 0"),
     "task.train_limit": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "task.num_points": (lambda v: v >= 1, "an integer >= 1 (100 as the paper, 25 as the official evaluator)"),
+    "task.eval_batch_size": (lambda v: v >= 1, "an integer >= 1"),
 }
 
 

@@ -77,6 +77,15 @@ def report() -> int:
         pass
     if records:
         print(f"\n{len(records)} job(s) of this sweep failed:", flush=True)
+        by_reason: dict[str, list[dict]] = {}
         for r in records:
-            print(f"  - {' '.join(r['overrides'])}\n    folder: {r['folder']}\n    reason: {r['reason']}", flush=True)
+            by_reason.setdefault(r["reason"], []).append(r)
+        for reason, jobs in by_reason.items():
+            if len(jobs) == 1:
+                r = jobs[0]
+                print(f"  - {' '.join(r['overrides'])}\n    folder: {r['folder']}\n    reason: {reason}", flush=True)
+            else:  # e.g. missing data: every job stops the same way, so the reason is said once
+                print(f"  - {len(jobs)} jobs, all for this reason: {reason}", flush=True)
+                for r in jobs:
+                    print(f"    {' '.join(r['overrides'])} (folder: {r['folder']})", flush=True)
     return len(records)

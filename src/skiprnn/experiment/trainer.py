@@ -22,6 +22,7 @@ from .errors import CheckpointError, ConfigError, RunConflict
 from .identity import identifies_run
 from .model import LEGACY_MODEL_KEYS, SequenceModel, model_from_config
 from .tasks import build_task
+from .tasks.base import as_batch
 
 
 def load_trained(run_dir: Path, **task_overrides):
@@ -39,7 +40,7 @@ def load_trained(run_dir: Path, **task_overrides):
     cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=True, enum_to_str=True)
     cfg["task"].update(task_overrides)
     task = build_task(cfg["task"], cfg["trainer"]["batch_size"])
-    model = model_from_config(cfg["model"], task.input_size, task.output_size)
+    model = model_from_config(cfg["model"], task.input_size, task.output_size, task.readout)
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     return cfg, model.eval(), task, state["step"]
@@ -150,8 +151,16 @@ class Progress:
             self.bar.close()
 
 
-@torch.no_grad()
 def evaluate(model: SequenceModel, task, split: str, evaluation: int, seed: int, device) -> dict:
+    """The split's scores and update counts; a task with its own ``evaluate`` (per-video metrics) computes them."""
+    own = getattr(task, "evaluate", None)
+    if own is not None:
+        return own(model, split, evaluation, seed, device)
+    return _evaluate(model, task, split, evaluation, seed, device)
+
+
+@torch.no_grad()
+def _evaluate(model: SequenceModel, task, split: str, evaluation: int, seed: int, device) -> dict:
     model.eval()
     predictions, targets, counts, lengths = [], [], [], []
     for x, y in task.eval_batches(split, evaluation, seed):
@@ -185,7 +194,8 @@ def summarize(curve: list[dict], task, cfg: dict, model_cfg: dict) -> dict:
     final["stable_" + metric] = _mean(window, "val_" + metric)
     final["stable_update_fraction"] = _mean(window, "val_update_fraction")
     final["stable_updates"] = _mean(window, "val_updates")
-    final["stable_solved_fraction"] = sum(r["val_solved"] for r in window) / len(window)
+    if all("val_solved" in r for r in window):  # tasks without a "solved" criterion (Charades) have no flag
+        final["stable_solved_fraction"] = sum(r["val_solved"] for r in window) / len(window)
     final["stable_window"] = len(window)
     best = (max if task.higher_is_better else min)(curve, key=lambda r: r["val_" + metric])
     final["best_val_step"] = best["step"]
@@ -194,7 +204,8 @@ def summarize(curve: list[dict], task, cfg: dict, model_cfg: dict) -> dict:
         final["best_val_test_" + metric] = best["test_" + metric]
         final["best_val_test_updates"] = best["test_updates"]
     final["inference_flops"] = inference_flops(
-        model_cfg["mode"], task.input_size, model_cfg["hidden_size"], last["val_updates"], model_cfg["num_layers"])
+        model_cfg["mode"], task.input_size, model_cfg["hidden_size"], last["val_updates"], model_cfg["num_layers"],
+        feature_flops=task.feature_flops)
     return final
 
 
@@ -226,15 +237,19 @@ def _load_checkpoint(path: Path, device) -> dict:
                               f"It is damaged: {choices}train this run again from step 0 with force=true") from None
 
 
-def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None, sweep_dir: Path | None = None) -> dict | None:
+def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None, sweep_dir: Path | None = None,
+          record: dict | None = None) -> dict | None:
     """Train one run described by the resolved config ``cfg`` into ``run_dir``.
 
     ``sweep_dir``: the sweep this run belongs to, if any; its runs share one W&B folder there, and its name keeps a
     quick or variant folder's runs out of the real table's W&B group.
     ``overrides`` (the command line's) are recorded with the config in ``.hydra/`` when training starts or
     resumes, never by an invocation that finds the run finished or holding another config.
+    ``record``: the config as the run's record (``.hydra/config.yaml``, metrics.json, failed.json, W&B) keeps it,
+    where it differs from ``cfg`` (the CLI records data locations unresolved: ``identity.recorded_config``).
     Returns the final metrics, or None when the run halted early (``trainer.halt_after_steps``).
     """
+    record = cfg if record is None else record
     run_dir.mkdir(parents=True, exist_ok=True)
     fp = fingerprint(cfg)
     metrics_path = run_dir / tracking.METRICS
@@ -256,7 +271,7 @@ def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None, sweep_di
             max_steps, eval_every = tcfg["max_epochs"] * task.steps_per_epoch, task.steps_per_epoch
     except Exception as error:  # e.g. missing data: a sweep's table and compare show the run as failed, not missing
         if not metrics_path.exists():
-            record_failure(run_dir, error, overrides, cfg)
+            record_failure(run_dir, error, overrides, record)
         raise
 
     if metrics_path.exists():
@@ -269,11 +284,11 @@ def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None, sweep_di
             return done
 
     try:
-        return _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir)
+        return _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir, record)
     except RunConflict:
         raise  # another config's run lives here: leave its directory as it is
     except Exception as error:
-        record_failure(run_dir, error, overrides, cfg)  # its checkpoint stays for a retry
+        record_failure(run_dir, error, overrides, record)  # its checkpoint stays for a retry
         raise
 
 
@@ -294,12 +309,13 @@ def record_config(run_dir: Path, cfg: dict, overrides: list[str]) -> None:
     tracking.atomic_write_text(record / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
 
 
-def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir=None):
+def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir=None, record=None):
+    record = cfg if record is None else record
     tcfg, mcfg = cfg["trainer"], cfg["model"]
     ckpt_path = run_dir / tracking.CHECKPOINT
     torch.manual_seed(cfg["seed"])
     device = torch.device(tcfg["device"])
-    model = model_from_config(mcfg, task.input_size, task.output_size).to(device)
+    model = model_from_config(mcfg, task.input_size, task.output_size, task.readout).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], betas=(0.9, 0.999), eps=1e-8)
     start, curve, legs = 0, [], []
     previous = run_dir / tracking.PREVIOUS_CHECKPOINT
@@ -324,22 +340,22 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir=Non
         print(f"{cfg['row']} seed={cfg['seed']}: resuming from step {start}", flush=True)
     # The code this invocation runs, read now (HEAD may move while it trains); a resumed run keeps every leg's.
     legs = legs + [{"commit": tracking.git_commit(), "from_step": start}]
-    record_config(run_dir, cfg, overrides)
+    record_config(run_dir, record, overrides)
     (run_dir / tracking.FAILED).unlink(missing_ok=True)
     wandb_id_file = run_dir / tracking.WANDB_ID
     resume_id = wandb_id_file.read_text().strip() if wandb_id_file.exists() else None
     tracker = tracking.Tracker(cfg["logger"], run_dir, run_label(cfg, run_dir), tracking.wandb_group(cfg, sweep_dir),
-                               cfg, resume_id, wandb_root=sweep_dir, metric=task.metric,
+                               record, resume_id, wandb_root=sweep_dir, metric=task.metric,
                                higher_is_better=task.higher_is_better)
     with tracker:
         if tracker.run_id:
             wandb_id_file.write_text(tracker.run_id)
         return _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device,
-                     overrides, legs)
+                     overrides, legs, record)
 
 
 def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device, overrides,
-          legs):
+          legs, record=None):
     tcfg, seed, lam = cfg["trainer"], cfg["seed"], cfg["lam"]
     halt = tcfg.get("halt_after_steps")
     progress = Progress(max_steps, start, run_label(cfg, run_dir), tcfg["progress"])
@@ -350,11 +366,16 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
     try:
         for step in range(start + 1, max_steps + 1):
             tick = time.perf_counter()
-            x, y = task.train_batch(step - 1, tcfg["batch_size"], seed)
+            x, y, lengths = as_batch(task.train_batch(step - 1, tcfg["batch_size"], seed))
             x, y = x.to(device), y.to(device)
-            prediction, updates = model(x)
-            task_loss = task.loss(prediction, y)
-            loss = task_loss + budget_loss(updates, lam) if lam else task_loss
+            if lengths is None:
+                prediction, updates = model(x)
+                task_loss = task.loss(prediction, y)
+            else:  # padded sequences: the model masks the padding, the loss and the budget count real steps only
+                lengths = lengths.to(device)
+                prediction, updates = model(x, lengths=lengths)
+                task_loss = task.loss(prediction, y, lengths)
+            loss = task_loss + budget_loss(updates, lam, lengths=lengths) if lam else task_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
@@ -362,7 +383,7 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
             train_seconds += time.perf_counter() - tick
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}")
-            fraction = updates.detach().mean().item()
+            fraction = (updates.detach().mean() if lengths is None else updates.detach().sum() / lengths.sum()).item()
             for key, value in (("loss", loss.item()), ("task_loss", task_loss.item()), ("updates", fraction), ("n", 1)):
                 sums[key] += value
             progress.step({"loss": f"{loss.item():.3g}", "upd": f"{100 * fraction:.0f}%"})
@@ -399,7 +420,8 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
 
     final = summarize(curve, task, cfg, cfg["model"])
     metrics = {"status": "completed", "step": max_steps, "row": cfg["row"], "seed": seed, "commit": legs[-1]["commit"],
-               "legs": legs, "final": final, "fingerprint": fp, "config": cfg, "overrides": overrides}
+               "legs": legs, "final": final, "fingerprint": fp, "config": cfg if record is None else record,
+               "overrides": overrides}
     tracking.write_json(run_dir / tracking.METRICS, metrics)  # first: W&B only mirrors it
     tracker.summary({k: v for k, v in final.items() if isinstance(v, (int, float))})
     return metrics

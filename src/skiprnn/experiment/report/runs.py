@@ -25,11 +25,11 @@ SKIP_DIRS = {"wandb", "__pycache__", "node_modules"}
 
 # Config keys that say nothing about what was trained (or are what a group averages over, the seed).
 PLUMBING = {"seed", "row", "group", "threads", "force", "trainer.max_steps", "trainer.max_epochs",
-            "trainer.progress", "trainer.device", "trainer.halt_after_steps", "task.data_root", "task.download"}
+            "trainer.progress", "trainer.device", "trainer.halt_after_steps", "task.data_root", "task.cache_dir", "task.download"}
 PLUMBING_PREFIXES = ("logger", "hydra.")
 
 # Headline metric of a run: (key, lower is better)
-METRIC_KEYS = {"val_mse": True, "val_accuracy": False}
+METRIC_KEYS = {"val_mse": True, "val_accuracy": False, "val_map": False}
 UPDATES = "val_update_fraction"
 
 STATUSES = ("completed", "unfinished", "failed", "unreadable")
@@ -59,7 +59,7 @@ class Run:
                 if _number(source.get(key)) is not None:
                     return key
         name = ((self.config or {}).get("task") or {}).get("name") if isinstance(self.config, dict) else None
-        return {"adding": "val_mse", "frequency": "val_accuracy", "mnist": "val_accuracy"}.get(name)
+        return {"adding": "val_mse", "frequency": "val_accuracy", "mnist": "val_accuracy", "charades": "val_map"}.get(name)
 
     @property
     def commit(self) -> str:

@@ -25,7 +25,7 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 DASHES = ["solid", "dash", "dot", "dashdot"]
 
 
-METRIC_NAMES = {"val_mse": "validation MSE", "val_accuracy": "validation accuracy"}
+METRIC_NAMES = {"val_mse": "validation MSE", "val_accuracy": "validation accuracy", "val_map": "validation mAP"}
 
 
 def color(group: Group) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -35,13 +36,35 @@ class PaperTable:
     pairs_title: str = ""
 
 
+class Batch(NamedTuple):
+    """A batch of padded sequences: inputs (T, B, input_size), targets, and the lengths (B,) of the sequences
+    (None: every sequence has all T steps). A task may return a plain ``(x, y)`` pair instead."""
+
+    x: Tensor
+    y: Tensor
+    lengths: Tensor | None = None
+
+
+def as_batch(batch: tuple) -> Batch:
+    """A task's ``(x, y)`` or ``(x, y, lengths)`` as a :class:`Batch`."""
+    return batch if isinstance(batch, Batch) else Batch(*batch)
+
+
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
     """A generator that is a pure function of (seed, step, stream): resumed runs see the same data."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 4 + stream)
 
 
 class Task:
-    """A supervised sequence task. Subclasses define the data, the loss and the metric."""
+    """A supervised sequence task. Subclasses define the data, the loss and the metric.
+
+    Batches are ``(x, y)`` or a :class:`Batch` with lengths; with lengths, the model masks the padding and the
+    trainer calls ``loss(prediction, target, lengths)`` and counts only the real steps. A task may also define
+    ``evaluate(model, split, evaluation, seed, device) -> dict`` (the keys of ``trainer.evaluate``: the
+    ``<split>_<metric>`` scores and ``<split>_updates``, ``_updates_std``, ``_update_fraction``,
+    ``_update_fraction_std``, optionally ``<split>_solved``) where its metric needs more than ``score`` over the
+    concatenated predictions, e.g. per-video predictions at evaluation points.
+    """
 
     name: str
     input_size: int
@@ -50,6 +73,8 @@ class Task:
     higher_is_better: bool
     steps_per_epoch: int | None = None  # finite data sets only
     has_test = False  # a test split, scored at every evaluation beside validation
+    readout = "last"  # the model's prediction: "last" (from the final state) or "every_step" (T, B, output_size)
+    feature_flops = 0.0  # per-frame cost of the feature extractor, counted in the inference FLOPs (video tasks)
 
     def train_batch(self, step: int, batch_size: int, seed: int) -> tuple[Tensor, Tensor]:
         """Inputs (T, B, input_size) and targets for a training step; deterministic in (seed, step)."""
