@@ -9,9 +9,10 @@ from omegaconf.errors import ValidationError
 from conftest import CONF
 from skiprnn.experiment.cli import resolved
 from skiprnn.experiment.config import ConfigError, check_device, check_values
+from skiprnn.experiment.tasks import paper_tables
 
-EXPERIMENTS = sorted(p.relative_to(CONF / "experiment").with_suffix("").as_posix() for p in (CONF / "experiment").rglob("*.yaml"))
 TABLES = sorted(p.stem for p in (CONF / "table").glob("*.yaml"))
+EXPERIMENTS = [f"{table.name}/{row.row}" for table in paper_tables().values() for row in table.rows]
 
 
 def job_part(cfg):
@@ -30,27 +31,42 @@ def test_every_group_option_composes(compose_cfg, group):
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_composes_and_names_its_row(compose_cfg, experiment):
+def test_every_row_composes_as_its_name_says(compose_cfg, experiment):
+    """A row's name says its model, λ and p_skip (skip_gru_lam1e-5, lstm_pskip0.2): its declaration must agree."""
     cfg = job_part(compose_cfg(f"experiment={experiment}"))
     check_values(cfg)
-    assert cfg["row"] == experiment.split("/")[-1]
+    table, row = experiment.split("/")
+    assert cfg["row"] == row and cfg["task"]["name"] == paper_tables()[table].task
+    name = row.split("_ts")[0]  # Table 4's sampling period
+    mode, _, lam = name.partition("_lam")
+    mode, _, p_skip = mode.partition("_pskip")
+    assert (cfg["model"]["mode"], cfg["lam"], cfg["model"]["p_skip"]) == (mode, float(lam or 0), float(p_skip or 0))
+
+
+def test_tables_are_the_table_configs():
+    assert sorted(paper_tables()) == TABLES
 
 
 @pytest.mark.parametrize("table", TABLES)
-def test_every_table_sweeps_existing_experiments_and_uses_all_of_them(compose_cfg, table):
+def test_every_table_sweeps_its_rows_in_the_papers_order(compose_cfg, table):
     cfg = compose_cfg(f"table={table}")
     assert cfg.hydra.mode.name == "MULTIRUN"
     swept = cfg.hydra.sweeper.params.experiment.split(",")
-    own = [e for e in EXPERIMENTS if e.startswith(f"{table}/")]
-    assert sorted(swept) == own, "every experiment file of the table is in its sweep, and only those"
+    assert swept == [e for e in EXPERIMENTS if e.startswith(f"{table}/")] and len(swept) == len(set(swept))
     assert cfg.hydra.sweep.dir == f"results/{table}"
+
+
+def test_an_unknown_table_in_a_sweep_names_the_tables():
+    from skiprnn.experiment.rows import sweep_list
+
+    with pytest.raises(ConfigError, match="no paper table 'table9'; the tables are table1, table2, table3, table4"):
+        sweep_list("table9")
 
 
 def test_table1_rows_match_the_paper_table(compose_cfg):
     from skiprnn.experiment.tasks.adding import TABLE1
 
-    rows = {r.row for r in TABLE1.rows}
-    assert rows == {e.split("/")[1] for e in EXPERIMENTS if e.startswith("table1/")}
+    assert len(TABLE1.rows) == 10 and TABLE1.seeds == (0, 1, 2, 3)
     expected = {"lstm_pskip0.2": ("lstm", 0.2, 0.0), "skip_gru_lam1e-5": ("skip_gru", 0.0, 1e-5), "gru": ("gru", 0.0, 0.0)}
     for row, (mode, p_skip, lam) in expected.items():
         cfg = job_part(compose_cfg(f"experiment=table1/{row}"))

@@ -227,6 +227,8 @@ def test_table_lists_every_leg_of_a_run_resumed_across_commits_and_a_late_collap
     # the last quarter of 8 steps is steps 6-8: the dip at step 7 shows although the run ends solved
     assert "| accuracy 0.6 at 7; 1 of 3 evals unsolved |" in text
     assert "| aaa (from 0) → bbb (from 3,900) |" in text
+    with pytest.raises(TypeError, match="list of KEY=VALUE strings, not the string 'trainer.max_steps=8'"):
+        tables.build(TABLE4, tmp_path, [0], overrides="trainer.max_steps=8")
 
 
 def test_table_of_a_folder_without_runs_is_a_clear_error(cli, tmp_path):

@@ -9,13 +9,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from . import sweep
+from . import rows, sweep
 from .config import check_device, check_known_keys, check_values, register
 from .errors import UserError, storage_message
 from .identity import recorded_config
 
 CONF_DIR = str(Path(__file__).resolve().parents[3] / "conf")
-register()
+register()  # the config schemas
+rows.register()  # experiment=<table>/<row> and ${skiprnn_rows:<table>}, from the tasks' paper tables
 
 
 def resolved(cfg: DictConfig) -> dict:

@@ -24,24 +24,8 @@ from yaml import YAMLError
 
 from . import tracking
 from .identity import EXECUTION, matches
+from .tasks import paper_tables
 from .tasks.base import PaperTable
-
-
-def load_tables() -> dict[str, PaperTable]:
-    """Every paper table of every registered task, by name (table1, ...)."""
-    from .config import TASK_SCHEMAS
-    from .tasks import task_module
-
-    tables = {}
-    for name in TASK_SCHEMAS:
-        try:
-            module = task_module(name)
-        except ModuleNotFoundError as error:  # a missing optional dependency; a broken module still raises
-            if error.name and error.name.startswith("skiprnn"):
-                raise
-            continue
-        tables.update({t.name: t for t in getattr(module, "TABLES", ())})  # a task may reproduce no table
-    return tables
 
 
 @dataclass
@@ -381,6 +365,8 @@ def _overrides_summary(runs: list[Run]) -> str:
 
 def build(table: PaperTable, results: Path, seeds: list[int], note: str = "",
           overrides: list[str] | None = None) -> tuple[str, list[dict]]:
+    if isinstance(overrides, str):  # list("a=1") would quote the table's command one character at a time
+        raise TypeError(f"overrides must be a list of KEY=VALUE strings, not the string {overrides!r}")
     asked = asked_configs(table, list(overrides or []))
     grid = {row.row: [check_against(load_run(results / table.name / row.row / f"seed={s}", s), asked.get(row.row))
                       for s in seeds] for row in table.rows}
@@ -433,8 +419,8 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "",
         "",
         f"> Paper caption: {table.caption}",
         "",
-        f"- **Sweep:** `make reproduce-{table.name}` (`conf/table/{table.name}.yaml`, one file per row in "
-        f"`conf/experiment/{table.name}/`). **Aggregated** {now} by "
+        f"- **Sweep:** `make reproduce-{table.name}` (`conf/table/{table.name}.yaml`; the rows, beside the paper's "
+        f"numbers, in `skiprnn.experiment.tasks.{table.task}`). **Aggregated** {now} by "
         f"`python -m skiprnn.tables {table.name} --seeds {','.join(map(str, seeds))}"
         f"{''.join(' ' + o for o in overrides or [])}`.",
         f"- **Code commit(s) of the finished runs:** {', '.join(commits)} (per run, and per leg of a run resumed "
@@ -522,7 +508,7 @@ def write(table: PaperTable, results: Path, seeds: list[int], note: str = "",
 
 
 def main(argv: list[str] | None = None) -> int:
-    tables = load_tables()
+    tables = paper_tables()
     parser = argparse.ArgumentParser(prog="python -m skiprnn.tables", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table", help=f"one of {', '.join(tables)}")

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..tables import load_tables
+from ..tasks import paper_tables
 from ..tracking import read_curve
 
 
@@ -32,7 +32,7 @@ def at_steps(curve: list[dict], every: int) -> dict[int, float]:
 
 
 def paper_fraction(table_name: str, row: str) -> float | None:
-    table = load_tables().get(table_name)
+    table = paper_tables().get(table_name)
     for r in table.rows if table else ():
         printed = r.paper.get("updates", "")
         if r.row == row and "%" in printed:

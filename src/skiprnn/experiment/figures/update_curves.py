@@ -20,7 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..tables import load_tables, metric_key, paper_updates  # noqa: E402
+from ..tables import metric_key, paper_updates  # noqa: E402
+from ..tasks import paper_tables  # noqa: E402
 from ..tracking import read_curve  # noqa: E402
 
 COLOURS = ("tab:blue", "tab:orange")  # first and second row of a pair
@@ -31,7 +32,7 @@ def plot(table, results: Path, seeds: list[int], out: Path) -> list[str]:
     """Draw the figure to ``out``; return one line per run drawn (row, seed, last step, last update count)."""
     if not table.pairs:
         raise SystemExit(f"{table.name} compares no row pairs; tables with pairs: "
-                         f"{', '.join(n for n, t in load_tables().items() if t.pairs) or 'none'}")
+                         f"{', '.join(n for n, t in paper_tables().items() if t.pairs) or 'none'}")
     paper = paper_updates(table)
     labels = {row.row: row.label for row in table.rows}
     columns = 3 if len(table.pairs) > 4 else len(table.pairs)
@@ -78,7 +79,7 @@ def plot(table, results: Path, seeds: list[int], out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    tables = load_tables()
+    tables = paper_tables()
     parser.add_argument("table", choices=sorted(tables), help="which table's row pairs")
     parser.add_argument("--results", type=Path, default=Path("results"), help="folder holding <table>/ (default results)")
     parser.add_argument("--seeds", default="0,1,2,3", help="comma-separated seeds (default 0,1,2,3; at most 4)")

@@ -8,7 +8,7 @@ from types import ModuleType
 
 from ..config import TASK_SCHEMAS
 from ..errors import ConfigError
-from .base import Task
+from .base import PaperTable, Task
 
 
 def build_task(cfg, batch_size: int) -> Task:
@@ -30,3 +30,17 @@ def build_task(cfg, batch_size: int) -> Task:
 def task_module(name: str) -> ModuleType:
     """The module of the task ``name`` (one of ``config.TASK_SCHEMAS``)."""
     return importlib.import_module(f"{__name__}.{name}")
+
+
+def paper_tables() -> dict[str, PaperTable]:
+    """Every paper table of every task, by name (table1, table2, ...)."""
+    tables = {}
+    for name in TASK_SCHEMAS:
+        try:
+            module = task_module(name)
+        except ModuleNotFoundError as error:  # a missing optional dependency; a broken module still raises
+            if error.name and error.name.startswith("skiprnn"):
+                raise
+            continue
+        tables.update({t.name: t for t in getattr(module, "TABLES", ())})  # a task may reproduce no table
+    return dict(sorted(tables.items()))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
@@ -11,11 +11,19 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class PaperRow:
-    """One row of a paper table: the experiment it comes from and the numbers printed for it."""
+    """One row of a paper table, declared once: its name, what the paper prints for it, and its config.
 
-    row: str  # experiment name, also the run directory under results/<table>/
+    The row is the Hydra experiment ``<table>/<row>`` (skiprnn.experiment.rows makes it from this declaration), its
+    runs' folder ``results/<table>/<row>/`` and one point of the table's sweep.
+    """
+
+    row: str  # e.g. skip_lstm_lam1e-5
     label: str  # as printed in the paper
     paper: dict  # column -> printed value (strings, exactly as printed)
+    model: str  # conf/model/<model>.yaml
+    lam: float = 0.0
+    p_skip: float = 0.0
+    changes: dict = field(default_factory=dict)  # other keys, nested as in the config: {"trainer": {"max_steps": 30000}}
 
 
 @dataclass(frozen=True)
@@ -28,9 +36,11 @@ class PaperTable:
     name: str  # e.g. "table1": results/<name>/<row>/seed=<k>/ and results/<name>.md
     title: str
     caption: str  # the paper's caption
+    task: str  # conf/task/<task>.yaml: the task every row trains on
     rows: tuple[PaperRow, ...]
     columns: tuple[tuple[str, str | None, str], ...]
     seeds: tuple[int, ...] = (0, 1, 2, 3)
+    changes: dict = field(default_factory=dict)  # config changes every row of the table shares (before its own)
     # Rows whose update counts the paper compares: (label, row, other row), e.g. one model at two sequence lengths.
     pairs: tuple[tuple[str, str, str], ...] = ()
     pairs_title: str = ""

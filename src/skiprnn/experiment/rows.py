@@ -1,0 +1,50 @@
+"""The paper tables' rows as Hydra experiments: ``experiment=<table>/<row>`` and each table's sweep.
+
+A row is declared once, in its task module (``PaperRow`` in tasks/<task>.py), beside the numbers the paper prints for
+it. This module makes from it the config node a conf/experiment/<table>/<row>.yaml would hold, and gives
+conf/table/<table>.yaml its list of rows through the resolver ``${skiprnn_rows:<table>}``. So the rows, their run
+folders and the table's paper column cannot disagree.
+"""
+from __future__ import annotations
+
+from .errors import ConfigError
+from .tasks import paper_tables
+from .tasks.base import PaperRow, PaperTable
+
+
+def experiment_node(table: PaperTable, row: PaperRow) -> dict:
+    """What ``experiment=<table>/<row>`` sets: the task and model files, λ, p_skip, then the table's and the row's
+    other changes."""
+    node = {"defaults": [{"override /task": table.task}, {"override /model": row.model}, "_self_"],
+            "row": row.row, "lam": row.lam, "model": {"p_skip": row.p_skip}}
+    for changes in (table.changes, row.changes):
+        node = _merged(node, changes)
+    return node
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def sweep_list(table: str) -> str:
+    """The table's experiments as one sweep value: ``table1/lstm,table1/lstm_pskip0.2,...``, in the paper's order."""
+    tables = paper_tables()
+    if table not in tables:
+        raise ConfigError(f"${{skiprnn_rows:{table}}}: no paper table {table!r}; the tables are {', '.join(tables)}")
+    return ",".join(f"{table}/{row.row}" for row in tables[table].rows)
+
+
+def register() -> None:
+    """Store every row as ``experiment/<table>/<row>`` and register the sweep resolver."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("skiprnn_rows", sweep_list, replace=True)
+    store = ConfigStore.instance()
+    for table in paper_tables().values():
+        for row in table.rows:
+            store.store(group=f"experiment/{table.name}", name=row.row, node=experiment_node(table, row),
+                        package="_global_")
