@@ -142,3 +142,48 @@ def test_saturated_gates_stay_finite(mode, monkeypatch):
     # Pre-activations here reach ~1e4, where float32's spacing is ~1e-3: a gate whose pre-activation lands within
     # rounding of 0 may differ by that much between the two summation orders. What matters is finiteness.
     torch.testing.assert_close(a.output, b.output, rtol=1e-5, atol=1e-2)
+
+
+# ------------------------------------------------------------------------------ the typed boundary
+def _declared_fields(macro: str) -> list[str]:
+    """The field names of one X-macro list in csrc/args.h, read from the header's text (comments dropped)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(native.__file__).with_name("csrc") / "args.h").read_text()
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S).replace("\\\n", " ")
+    body = re.search(rf"#define {macro}\(X\)(.*?)(?:\n#define|\Z)", text, flags=re.S).group(1)
+    return re.findall(r"X\([^,]+,\s*(\w+)\)", body)
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_every_struct_has_the_fields_the_header_declares(dtype):
+    k = native.kernels(dtype)
+    structs = {"lstm_forward": "LSTM_FWD", "lstm_backward": "LSTM_BWD", "gru_gates": "GRU_FWD",
+               "gru_forward": "GRU_FWD", "gru_backward1": "GRU_BWD", "gru_backward2": "GRU_BWD",
+               "skip_sequence": "SKIP_SEQUENCE"}
+    assert set(structs) == set(native.KERNELS)
+    for kernel, macro in structs.items():
+        assert [f for f, _ in getattr(k, kernel).struct._fields_] == _declared_fields(f"{macro}_FIELDS"), kernel
+    for struct, macro in ((k.gate_fwd, "GATE_FWD"), (k.gate_bwd, "GATE_BWD")):
+        assert [f for f, _ in struct._fields_] == _declared_fields(f"{macro}_FIELDS")
+
+
+@needs_kernels
+def test_a_wrong_field_or_struct_fails_loudly():
+    import ctypes
+
+    def blank(kernel):  # every field but t: NULL pointers and zeros
+        return {f: None if ty is ctypes.c_void_p else 0 for f, ty in kernel.struct._fields_ if f != "t"}
+
+    k = native.kernels(torch.float32)
+    fields = blank(k.gru_backward2)
+    args = k.gru_backward2.args(**fields)
+    with pytest.raises(AttributeError):
+        args.dh_nm = 0  # misspelt: raises instead of setting nothing the kernel reads
+    with pytest.raises(TypeError, match=r"missing fields \['dh'\], unknown fields \['dhh'\]"):
+        k.gru_backward2.args(**{("dhh" if f == "dh" else f): v for f, v in fields.items()})
+    lstm_args = k.lstm_backward.args(**blank(k.lstm_backward))
+    with pytest.raises(ctypes.ArgumentError):
+        k.gru_backward2(lstm_args)  # another kernel's struct

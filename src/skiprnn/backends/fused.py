@@ -40,7 +40,6 @@ Implementation choices (timings: ``python -m skiprnn.experiment.bench``, and one
 """
 from __future__ import annotations
 
-import ctypes
 import functools
 import math
 import threading
@@ -308,35 +307,26 @@ class _GateBackward:
         return self.state[:, 0].clone(), self.state[:, 1].clone()
 
 
-def _struct(cls, batch: int, **tensors):
-    """A native.GateForward/GateBackward of these tensors' pointers (made contiguous and kept alive)."""
-    keep = {k: None if v is None else v.contiguous() for k, v in tensors.items()}
-    struct = cls(batch=batch, **{k: None if v is None else v.data_ptr() for k, v in keep.items()})
-    struct.keep = keep  # the C side holds raw pointers only
-    return struct
-
-
-def _native_gate_forward(gate: _GateForward, mask, valid, gate_w, gate_b):
-    return _struct(
-        native.GateForward, gate.ut.shape[1], mask=mask, valid=valid, w=gate_w, bias=gate_b,
-        ups=gate.ups, cums=gate.cums, ut=gate.ut, us=gate.us, dl=gate.dl,
-    )  # fmt: skip
+def _native_gate_forward(kern, gate: _GateForward, mask, valid, gate_w, gate_b):
+    """The C kernels' view of the forward gate (a native gate_fwd struct)."""
+    tensors = dict(mask=mask, valid=valid, w=gate_w, bias=gate_b, ups=gate.ups, cums=gate.cums, ut=gate.ut,
+                   us=gate.us, dl=gate.dl)
+    return native.make_struct(kern.gate_fwd, batch=gate.ut.shape[1],
+                              **{k: None if v is None else v.contiguous() for k, v in tensors.items()})
 
 
 class _NativeBackwardGate:
-    """What the C backward kernels need of the updates and the gate, as pointers fixed for the whole loop:
-    ``u_p`` (the (T, B) updates: u_t when gated, else the random-skip mask, else None), and when gated
-    ``addr`` (the GateBackward struct, moved along with :meth:`at`), ``w_p`` and ``dgw_p`` (the per-row
-    accumulator of the gate weight's gradient, (B, H))."""
+    """What the C backward kernels need of the updates and the gate: ``u`` (the (T, B) updates: u_t when gated,
+    else the random-skip mask, else None), and when gated ``struct`` (a native gate_bwd), ``gate_w`` and
+    ``dgw_rows`` (the per-row accumulator of the gate weight's gradient, (B, H))."""
 
-    def __init__(self, gate_saved, gate_w, mask, valid, grads):
+    def __init__(self, kern, gate_saved, gate_w, mask, valid, grads):
         """gate_saved and gate_w are None for an ungated model."""
-        self.mask = None if mask is None else mask.contiguous()  # kept: the kernels read it through u_p
-        self.u_p = None if mask is None else self.mask.data_ptr()
-        self.struct = self.addr = self.w_p = self.dgw_p = None
+        self.u = None if mask is None else mask.contiguous()
+        self.struct = self.gate_w = self.dgw_rows = None
         if gate_saved is None:
             return
-        ups, cums, ut, us, dl = gate_saved
+        ups, cums, ut, us, dl = (t.contiguous() for t in gate_saved)
         dupd, dup_t, dcum_t = grads
         steps, batch = us.shape
         self.gate_w = gate_w.contiguous()
@@ -346,16 +336,12 @@ class _NativeBackwardGate:
         for col, grad in enumerate((dup_t, dcum_t)):
             if grad is not None:
                 self.state[:, col] = grad
-        self.struct = _struct(
-            native.GateBackward, batch, ups=ups, cums=cums, ut=ut, us=us, dl=dl, mask=self.mask, valid=valid,
-            dupd=dupd, state=self.state, dz=self.dz_all,
+        self.struct = native.make_struct(
+            kern.gate_bwd, batch=batch, ups=ups, cums=cums, ut=ut, us=us, dl=dl, mask=self.u,
+            valid=None if valid is None else valid.contiguous(), dupd=None if dupd is None else dupd.contiguous(),
+            state=self.state, dz=self.dz_all,
         )  # fmt: skip
-        self.addr, self.u_p = ctypes.addressof(self.struct), us.data_ptr()
-        self.w_p, self.dgw_p = self.gate_w.data_ptr(), self.dgw_rows.data_ptr()
-
-    def at(self, t: int) -> None:
-        if self.struct is not None:
-            self.struct.t = t
+        self.u = us
 
     def results(self):
         """(dz (T, B, 1), dL/dw of the gate (1, H), (dL/dΔũ_0, dL/dcum_0)), or Nones when not gated."""
@@ -413,27 +399,17 @@ def _lstm_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, 
     gate = _GateForward(x, steps, batch, up0, cum0, mask, valid, kern) if gated else None
     if kern is not None:
         c_init = c0 if c0.stride(1) == 1 else c0.contiguous()
-        mask_c = None if mask is None else mask.contiguous()
-        gate_c = _native_gate_forward(gate, mask, valid, gate_w, gate_b) if gated else None
-        es, xrow = x.element_size(), xh.shape[2]
-        step_xh, step_g, step_h = batch * xrow * es, batch * g * es, batch * hs * es
-        h_at = xh.data_ptr() + (inp + 1) * es  # h_{t-1} inside [x_t, 1, h_{t-1}]
-        acts_p, tc_p, out_p, cs_p = (b.data_ptr() for b in (acts, tanh_c, out, cs))
-        gate_addr = None if gate_c is None else ctypes.addressof(gate_c)
+        args = kern.lstm_forward.args(
+            T=steps, B=batch, H=hs, pre=None, pre_s=0, acts=acts, c0=c_init, c0_s=c_init.stride(0), cs=cs,
+            tanh_c=tanh_c, out=out, xh=xh, xrow=xh.shape[2], h_col=inp + 1,
+            mask=None if mask is None else mask.contiguous(),
+            gate=_native_gate_forward(kern, gate, mask, valid, gate_w, gate_b) if gated else None,
+        )  # fmt: skip
         xh_t = xh.unbind(0)
         for t in range(steps):
             pre = _mm(xh_t[t], w_cat)
-            if gated:
-                gate_c.t = t
-            kern.lstm_forward_step(
-                batch, hs, pre.data_ptr(), pre.stride(0), acts_p + t * step_g,
-                c_init.data_ptr() if t == 0 else cs_p + (t - 1) * step_h, c_init.stride(0) if t == 0 else hs,
-                h_at + t * step_xh, xrow, None if masked else cs_p + t * step_h, tc_p + t * step_h,
-                out_p + t * step_h, cs_p + t * step_h if masked else None,
-                h_at + (t + 1) * step_xh if t + 1 < steps else None, xrow,
-                None if mask_c is None or gated else mask_c.data_ptr() + t * batch * es,
-                gate_addr,
-            )  # fmt: skip
+            args.t, args.pre, args.pre_s = t, pre.data_ptr(), pre.stride(0)
+            kern.lstm_forward(args)
     else:
         _lstm_forward_python(x, w_cat, xh, acts, cand_c, tanh_c, out, cs, cand_h, c0, mask, gate, gate_w, gate_b, masked)
 
@@ -614,25 +590,19 @@ def _lstm_backward_native(kern, saved, grads, mask, valid, gated, w_hh_t):
         dout = dout.contiguous()
         dh.add_(dout[-1])
     dgates = _empty(acts, steps, batch, g)
-    es, xrow = acts.element_size(), xh.shape[2]
-    step_xh, step_g, step_h, step_u = batch * xrow * es, batch * g * es, batch * hs * es, batch * es
-    h_at = xh.data_ptr() + (inp + 1) * es
-    acts_p, tc_p, cs_p, dg_p = (b.data_ptr() for b in (acts, tanh_c, cs, dgates))
-    dout_p = None if dout is None else dout.data_ptr()
     c_init = c0 if c0.stride(1) == 1 else c0.contiguous()
-    gate = _NativeBackwardGate(saved[11:] if gated else None, saved[8] if gated else None, mask, valid, grads[3:])
-    dh_p, dc_p, u_p = dh.data_ptr(), dc.data_ptr(), gate.u_p
+    gate = _NativeBackwardGate(kern, saved[11:] if gated else None, saved[8] if gated else None, mask, valid,
+                               grads[3:])
+    args = kern.lstm_backward.args(
+        T=steps, B=batch, H=hs, acts=acts, tanh_c=tanh_c, cs=cs, c0=c_init, c0_s=c_init.stride(0), xh=xh,
+        xrow=xh.shape[2], h_col=inp + 1, dh=dh, dc=dc, dh_mm=None, dout=dout, dg=dgates, u=gate.u,
+        gate_w=gate.gate_w, dgw_rows=gate.dgw_rows, gate=gate.struct,
+    )  # fmt: skip
     dg_t = dgates.unbind(0)
     pending = None  # dgates_{t+1} @ W_hh, added to dh by the next kernel call
     for t in range(steps - 1, -1, -1):
-        gate.at(t)
-        kern.lstm_backward_step(
-            batch, hs, acts_p + t * step_g, tc_p + t * step_h,
-            c_init.data_ptr() if t == 0 else cs_p + (t - 1) * step_h, c_init.stride(0) if t == 0 else hs,
-            dh_p, dc_p, None if pending is None else pending.data_ptr(),
-            dout_p + (t - 1) * step_h if dout_p is not None and t > 0 else None, dg_p + t * step_g,
-            None if u_p is None else u_p + t * step_u, h_at + t * step_xh, xrow, gate.w_p, gate.dgw_p, gate.addr,
-        )  # fmt: skip
+        args.t, args.dh_mm = t, None if pending is None else pending.data_ptr()
+        kern.lstm_backward(args)
         pending = _mm(dg_t[t], w_hh_t)
     dh.add_(pending)
     return (dgates, dh, dc, *gate.results())
@@ -661,30 +631,19 @@ def _gru_forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, v
     if kern is None:
         _gru_forward_python(x, w_rz, w_n, xh, xrh, rz, cand, out, cand_h, mask, gate, gate_w, gate_b, masked)
     else:
-        mask_c = None if mask is None else mask.contiguous()
-        gate_c = _native_gate_forward(gate, mask, valid, gate_w, gate_b) if gated else None
-        es, xrow = x.element_size(), xh.shape[2]
-        step_xh, step_2h, step_h = batch * xrow * es, batch * two * es, batch * hs * es
-        h_at, rh_at = xh.data_ptr() + (inp + 1) * es, xrh.data_ptr() + (inp + 1) * es
-        rz_p, cand_p, out_p = rz.data_ptr(), cand.data_ptr(), out.data_ptr()
-        gate_addr = None if gate_c is None else ctypes.addressof(gate_c)
+        args = kern.gru_forward.args(
+            T=steps, B=batch, H=hs, pre=None, pre_s=0, rz=rz, cand=cand, out=out, xh=xh, xrh=xrh,
+            xrow=xh.shape[2], h_col=inp + 1, mask=None if mask is None else mask.contiguous(),
+            gate=_native_gate_forward(kern, gate, mask, valid, gate_w, gate_b) if gated else None,
+        )  # fmt: skip
         xh_t, xrh_t = xh.unbind(0), xrh.unbind(0)
         for t in range(steps):
             pre = _mm(xh_t[t], w_rz)
-            kern.gru_gates_step(
-                batch, hs, pre.data_ptr(), pre.stride(0), rz_p + t * step_2h, h_at + t * step_xh, xrow,
-                rh_at + t * step_xh, xrow,
-            )  # fmt: skip
+            args.t, args.pre, args.pre_s = t, pre.data_ptr(), pre.stride(0)
+            kern.gru_gates(args)  # σ(r), σ(z), and r ⊙ h_{t-1} into xrh for the candidate's matmul
             pre = _mm(xrh_t[t], w_n)
-            if gated:
-                gate_c.t = t
-            kern.gru_forward_step(
-                batch, hs, pre.data_ptr(), pre.stride(0), rz_p + t * step_2h, h_at + t * step_xh, xrow,
-                cand_p + t * step_h, out_p + t * step_h,
-                h_at + (t + 1) * step_xh if t + 1 < steps else None, xrow,
-                None if mask_c is None or gated else mask_c.data_ptr() + t * batch * es,
-                gate_addr,
-            )  # fmt: skip
+            args.pre, args.pre_s = pre.data_ptr(), pre.stride(0)
+            kern.gru_forward(args)
 
     outputs = (out, out[-1].clone())
     if gated:
@@ -841,27 +800,21 @@ def _gru_backward_native(kern, saved, grads, mask, valid, gated, w_rz_t, w_n_t):
         dout = dout.contiguous()
         dh.add_(dout[-1])
     dg_rz, dg_n = _empty(cand, steps, batch, two), _empty(cand, steps, batch, hs)  # rows r, z | n
-    es, xrow = cand.element_size(), xh.shape[2]
-    step_xh, step_2h, step_h, step_u = batch * xrow * es, batch * two * es, batch * hs * es, batch * es
-    h_at = xh.data_ptr() + (inp + 1) * es
-    rz_p, cand_p, drz_p, dn_p = (b.data_ptr() for b in (rz, cand, dg_rz, dg_n))
-    dout_p = None if dout is None else dout.data_ptr()
-    gate = _NativeBackwardGate(saved[9:] if gated else None, saved[7] if gated else None, mask, valid, grads[2:])
-    dh_p, u_p = dh.data_ptr(), gate.u_p
+    gate = _NativeBackwardGate(kern, saved[9:] if gated else None, saved[7] if gated else None, mask, valid,
+                               grads[2:])
+    args = kern.gru_backward1.args(
+        T=steps, B=batch, H=hs, rz=rz, cand=cand, xh=xh, xrow=xh.shape[2], h_col=inp + 1, dh=dh, dh_mm=None,
+        drh=None, dout=dout, dg_rz=dg_rz, dg_n=dg_n, u=gate.u, gate_w=gate.gate_w, dgw_rows=gate.dgw_rows,
+        gate=gate.struct,
+    )  # fmt: skip
     dg_rz_t, dg_n_t = dg_rz.unbind(0), dg_n.unbind(0)
     pending = None  # [dr, dz]_{t+1} @ W_rz, added to dh by the next kernel call
     for t in range(steps - 1, -1, -1):
-        gate.at(t)
-        h_prev = h_at + t * step_xh
-        kern.gru_backward_step1(
-            batch, hs, rz_p + t * step_2h, cand_p + t * step_h, h_prev, xrow, dh_p,
-            None if pending is None else pending.data_ptr(),
-            dout_p + (t - 1) * step_h if dout_p is not None and t > 0 else None,
-            drz_p + t * step_2h, dn_p + t * step_h, None if u_p is None else u_p + t * step_u,
-            gate.w_p, gate.dgw_p, gate.addr,
-        )  # fmt: skip
+        args.t, args.dh_mm = t, None if pending is None else pending.data_ptr()
+        kern.gru_backward1(args)
         drh = _mm(dg_n_t[t], w_n_t)
-        kern.gru_backward_step2(batch, hs, rz_p + t * step_2h, h_prev, xrow, drh.data_ptr(), drz_p + t * step_2h, dh_p)
+        args.drh = drh.data_ptr()
+        kern.gru_backward2(args)  # the d(r ⊙ h_{t-1}) terms
         pending = _mm(dg_rz_t[t], w_rz_t)
     dh.add_(pending)
     return (dg_rz, dg_n, dh, *gate.results())

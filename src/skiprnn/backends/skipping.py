@@ -108,12 +108,11 @@ def _single_sequence_native(kern, rnn, x: Tensor, state, valid, keep):
     kept = None if keep is None else keep[:, 0, 0].to(x.dtype).contiguous()
     gate_w = rnn.update_gate.weight.reshape(-1).contiguous() if rnn.gated else None
     output, updates = x.new_empty(steps, 1, hs), x.new_empty(steps, 1)
-    kern.skip_sequence(
-        int(not lstm), steps, rnn.input_size, hs, xs.data_ptr(), wt.data_ptr(),
-        None if gate_w is None else gate_w.data_ptr(), rnn.update_gate.bias.data_ptr() if rnn.gated else None,
-        None if kept is None else kept.data_ptr(), length, h.data_ptr(), None if c is None else c.data_ptr(),
-        up_cum.data_ptr(), output.data_ptr(), updates.data_ptr(),
-    )  # fmt: skip
+    kern.skip_sequence(kern.skip_sequence.args(
+        gru=int(not lstm), T=steps, I=rnn.input_size, H=hs, x=xs, wt=wt, gate_w=gate_w,
+        gate_b=rnn.update_gate.bias if rnn.gated else None, keep=kept, length=length, h=h, c=c, state=up_cum,
+        out=output, updates=updates,
+    ))  # fmt: skip
     c_final = c.view(1, 1, hs) if lstm else None
     return output, updates, SkipState(h.view(1, 1, hs), c_final, up_cum[:1].clone(), up_cum[1:].clone())
 

@@ -7,6 +7,11 @@ compiled once per machine and source version with the system C compiler (``cc -O
 ``~/.cache/skiprnn``). Without a compiler, or when ``SKIPRNN_NATIVE=0``, :func:`kernels` returns None
 and the fused path stays in Python (with a one-time warning when the build failed); both give the same
 results to float rounding (``tests/backends/``).
+
+The boundary is typed: each kernel takes one pointer to its argument struct, declared once in ``csrc/args.h``.
+The library exports each struct's layout ("field type; ...") and size; :class:`Kernels` builds the ctypes
+structures from them and checks the sizes, :func:`make_struct` needs every field by name, and a kernel refuses
+another kernel's struct. A mismatch raises in Python instead of corrupting memory.
 """
 from __future__ import annotations
 
@@ -30,29 +35,11 @@ MAX_HIDDEN = 4096
 _LOCK = threading.Lock()
 _LOADED: dict = {}  # "lib" -> ctypes.CDLL or None (build failed or disabled)
 
-P = ctypes.c_void_p
-L = ctypes.c_long
-
-
-class GateForward(ctypes.Structure):  # gate_fwd in csrc/steps_impl.h, field for field
-    _fields_ = [(n, P) for n in ("mask", "valid", "w", "bias", "ups", "cums", "ut", "us", "dl")]
-    _fields_ += [("t", L), ("batch", L)]
-
-
-class GateBackward(ctypes.Structure):  # gate_bwd in csrc/steps_impl.h
-    _fields_ = [(n, P) for n in ("ups", "cums", "ut", "us", "dl", "mask", "valid", "dupd", "state", "dz")]
-    _fields_ += [("t", L), ("batch", L)]
-
-
-_SIGNATURES = {
-    "lstm_forward_step": [L, L, P, L, P, P, L, P, L, P, P, P, P, P, L, P, P],
-    "lstm_backward_step": [L, L, P, P, P, L, P, P, P, P, P, P, P, L, P, P, P],
-    "gru_gates_step": [L, L, P, L, P, P, L, P, L],
-    "gru_forward_step": [L, L, P, L, P, P, L, P, P, P, L, P, P],
-    "gru_backward_step1": [L, L, P, P, P, L, P, P, P, P, P, P, P, P, P],
-    "gru_backward_step2": [L, L, P, P, L, P, P, P],
-    "skip_sequence": [L, L, L, L, P, P, P, P, P, L, P, P, P, P, P],
-}
+# The exported kernels. Each takes one pointer to its argument struct, whose name (``<kernel>_takes``), layout
+# and size the library exports: csrc/args.h declares every struct once, and Python builds them from it.
+KERNELS = ("lstm_forward", "lstm_backward", "gru_gates", "gru_forward", "gru_backward1", "gru_backward2",
+           "skip_sequence")
+GATE_STRUCTS = ("gate_fwd", "gate_bwd")  # what the gated kernels' `gate` field points to
 
 
 def _cpu_key() -> str:
@@ -108,19 +95,88 @@ def _load():
     except (OSError, RuntimeError) as err:
         warnings.warn(f"skiprnn: the C step kernels are unavailable, using the slower Python steps ({err})", stacklevel=3)
         return None
-    for name, args in _SIGNATURES.items():
-        for suffix in ("_f32", "_f64"):
-            fn = getattr(lib, name + suffix)
-            fn.argtypes, fn.restype = args, None
     return lib
 
 
+def _export(lib, name: str, restype):
+    fn = getattr(lib, name)
+    fn.argtypes, fn.restype = [], restype
+    return fn
+
+
+def _struct_class(lib, name: str) -> type[ctypes.Structure]:
+    """The ctypes structure of the C struct ``name``, from the layout the library exports ("field type; ...").
+
+    Its instances take only its fields (``__slots__``): a misspelt field raises instead of being ignored. Raises
+    RuntimeError when its size differs from C's in either precision (a library older than this module)."""
+    layout = _export(lib, f"{name}_layout_f32", ctypes.c_char_p)().decode()
+    fields = []
+    for entry in filter(None, (e.strip() for e in layout.split(";"))):
+        field, ctype = entry.split(" ", 1)
+        fields.append((field, ctypes.c_void_p if "*" in ctype else ctypes.c_long))
+        if "*" not in ctype and ctype != "long":
+            raise RuntimeError(f"{name}.{field}: a field of C type {ctype!r} (only pointers and long are mapped)")
+    cls = type(name, (ctypes.Structure,), {"_fields_": fields, "__slots__": ("_keep",)})
+    for suffix in ("_f32", "_f64"):
+        size = _export(lib, f"{name}_size{suffix}", ctypes.c_long)()
+        if size != ctypes.sizeof(cls):
+            raise RuntimeError(f"the C struct {name}{suffix} has {size} bytes, its ctypes mirror {ctypes.sizeof(cls)}")
+    return cls
+
+
+def _address(value):
+    """A field's value: a tensor's or structure's address, or the number itself (None is NULL)."""
+    if isinstance(value, torch.Tensor):
+        return value.data_ptr()
+    if isinstance(value, ctypes.Structure):
+        return ctypes.addressof(value)
+    return value
+
+
+def make_struct(struct: type[ctypes.Structure], **fields) -> ctypes.Structure:
+    """An instance of ``struct`` with every field but ``t`` given by name (tensors, structures, numbers or None).
+
+    It keeps the tensors and structures it points to alive: the C side holds raw addresses only."""
+    names = [f for f, _ in struct._fields_]
+    missing = [f for f in names if f not in fields and f != "t"]
+    unknown = [f for f in fields if f not in names]
+    if missing or unknown:
+        raise TypeError(f"{struct.__name__}: missing fields {missing}, unknown fields {unknown}")
+    out = struct(**{k: _address(v) for k, v in fields.items()})
+    out._keep = [v for v in fields.values() if isinstance(v, (torch.Tensor, ctypes.Structure))]
+    return out
+
+
+class Kernel:
+    """One C kernel for one dtype: ``args = kernel.args(field=..., ...)`` makes its argument struct
+    (:func:`make_struct`) and ``kernel(args)`` runs it. A time loop moves ``args.t`` (and sets ``args.pre``, a
+    buffer's address) between calls."""
+
+    __slots__ = ("fn", "struct")
+
+    def __init__(self, fn, struct: type[ctypes.Structure]):
+        self.fn, self.struct = fn, struct
+        fn.argtypes, fn.restype = [ctypes.POINTER(struct)], None  # any other struct raises ctypes.ArgumentError
+
+    def args(self, **fields) -> ctypes.Structure:
+        return make_struct(self.struct, **fields)
+
+    def __call__(self, args: ctypes.Structure) -> None:
+        self.fn(args)
+
+
 class Kernels:
-    """The kernels for one dtype, as attributes (``k.lstm_forward_step(...)``)."""
+    """The kernels for one dtype, as attributes (``k.lstm_forward``), and the gate structs they point to
+    (``k.gate_fwd``, ``k.gate_bwd``: ctypes structure classes, filled with :func:`make_struct`)."""
 
     def __init__(self, lib, suffix: str):
-        for name in _SIGNATURES:
-            setattr(self, name, getattr(lib, name + suffix))
+        structs = {name: _struct_class(lib, name) for name in GATE_STRUCTS}
+        for name in KERNELS:
+            takes = _export(lib, f"{name}_takes{suffix}", ctypes.c_char_p)().decode()
+            if takes not in structs:
+                structs[takes] = _struct_class(lib, takes)
+            setattr(self, name, Kernel(getattr(lib, name + suffix), structs[takes]))
+        self.gate_fwd, self.gate_bwd = (structs[name] for name in GATE_STRUCTS)
 
 
 _BY_DTYPE: dict = {}

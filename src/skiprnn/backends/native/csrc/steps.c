@@ -13,6 +13,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "args.h"
+
 /* Rows are independent: split them over torch's OpenMP threads when a step has enough work to pay for
  * it, as torch's own elementwise kernels do. Torch's Linux wheels load libgomp.so.1, and this library's
  * libgomp.so.1 resolves to that same copy by soname (one thread pool, torch.set_num_threads applies);

@@ -12,20 +12,30 @@ static inline real FN(lerp)(real a, real b, real w) {
     return fabs((double)w) < 0.5 ? a + w * (b - a) : b - (b - a) * ((real)1 - w);
 }
 
-/* The update gate of the forward pass, for row b. ũ = cum + min(Δũ, 1 − cum); u = round(ũ)·mask. */
-/* Every array is a (T, B) or (T + 1, B) buffer, read at step t: the caller only moves t. */
-typedef struct {
-    const real *mask;   /* (T, B) keep·valid, or NULL */
-    const real *valid;  /* (T, B) or NULL */
-    const real *w;      /* (H,) update-gate weight */
-    const real *bias;   /* (1,) */
-    real *ups, *cums;   /* (T + 1, B) Δũ and cum before each step */
-    real *ut, *us, *dl; /* (T, B) ũ_t, u_t, δ_t = σ(w·s + b) */
-    long t, batch;
-} FN(gate_fwd);
+/* The argument structs (args.h), each with its layout and size exported for the Python side. */
+#define FIELD(type, name) type name;
+#define LAYOUT(type, name) #name " " #type ";"
+#define ARGS_STRUCT(name, FIELDS)                                        \
+    typedef struct { FIELDS(FIELD) } FN(name);                           \
+    const char *FN(name##_layout)(void) { return FIELDS(LAYOUT); }       \
+    long FN(name##_size)(void) { return (long)sizeof(FN(name)); }
 
-static inline real FN(gate_update)(const FN(gate_fwd) *g, long b) {
-    const long i = g->t * g->batch + b;
+ARGS_STRUCT(gate_fwd, GATE_FWD_FIELDS)
+ARGS_STRUCT(gate_bwd, GATE_BWD_FIELDS)
+ARGS_STRUCT(lstm_fwd_args, LSTM_FWD_FIELDS)
+ARGS_STRUCT(lstm_bwd_args, LSTM_BWD_FIELDS)
+ARGS_STRUCT(gru_fwd_args, GRU_FWD_FIELDS)
+ARGS_STRUCT(gru_bwd_args, GRU_BWD_FIELDS)
+ARGS_STRUCT(skip_sequence_args, SKIP_SEQUENCE_FIELDS)
+
+/* An exported kernel: one pointer to its argument struct, whose name it exports too. */
+#define KERNEL(name, args)                                               \
+    const char *FN(name##_takes)(void) { return #args; }                 \
+    void FN(name)(const FN(args) *a)
+
+/* The update gate of the forward pass, for row b at step t. ũ = cum + min(Δũ, 1 − cum); u = round(ũ)·mask. */
+static inline real FN(gate_update)(const FN(gate_fwd) *g, long t, long b) {
+    const long i = t * g->batch + b;
     real one_minus_cum = (real)1 - g->cums[i];
     real step = g->ups[i] < one_minus_cum ? g->ups[i] : one_minus_cum;
     real u_tilde = g->cums[i] + step;
@@ -36,8 +46,8 @@ static inline real FN(gate_update)(const FN(gate_fwd) *g, long b) {
     return u;
 }
 
-static inline void FN(gate_advance)(const FN(gate_fwd) *g, long b, real u, real dot) {
-    const long i = g->t * g->batch + b, next = i + g->batch;
+static inline void FN(gate_advance)(const FN(gate_fwd) *g, long t, long b, real u, real dot) {
+    const long i = t * g->batch + b, next = i + g->batch;
     real delta = FN(sigmoid)(dot + g->bias[0]);
     g->dl[i] = delta;
     g->ups[next] = FN(lerp)(g->ups[i], delta, u);
@@ -45,19 +55,10 @@ static inline void FN(gate_advance)(const FN(gate_fwd) *g, long b, real u, real 
     g->cums[next] = g->valid ? FN(lerp)(g->cums[i], cum, g->valid[i]) : cum;
 }
 
-/* The gate's backward recursion for row b (see _GateBackward in fused.py); returns dz, the gradient of
- * the gate's pre-activation, and updates the carried [dL/dΔũ, dL/dcum] in state[2b], state[2b + 1]. */
-typedef struct {
-    const real *ups, *cums, *ut, *us, *dl; /* the forward pass's buffers, as in gate_fwd */
-    const real *mask, *valid;              /* (T, B) or NULL */
-    const real *dupd;                      /* (T, B) gradient of the updates output, or NULL */
-    real *state;                           /* (B, 2) carried */
-    real *dz;                              /* (T, B) out */
-    long t, batch;
-} FN(gate_bwd);
-
-static inline real FN(gate_back)(const FN(gate_bwd) *g, long b, real dl_du) {
-    const long i = g->t * g->batch + b;
+/* The gate's backward recursion for row b at step t (see _GateBackward in fused.py); returns dz, the gradient
+ * of the gate's pre-activation, and updates the carried [dL/dΔũ, dL/dcum] in state[2b], state[2b + 1]. */
+static inline real FN(gate_back)(const FN(gate_bwd) *g, long t, long b, real dl_du) {
+    const long i = t * g->batch + b;
     real upp = g->ups[i], one_minus_cum = (real)1 - g->cums[i];
     real tie = upp == one_minus_cum ? (real)0.5 : (real)0;
     real alpha = (upp < one_minus_cum ? (real)1 : (real)0) + tie;
@@ -103,7 +104,7 @@ static inline void FN(lstm_cand)(long H, real *R cc, const real *R cp, const rea
     for (long k = 0; k < H; k++) cc[k] = cp[k] * sf[k] + si[k] * tj[k];
 }
 
-void FN(lstm_forward_step)(long B, long H, const real *pre, long pre_s, real *acts, const real *c_prev, long cp_s,
+static void FN(lstm_forward_step)(long t, long B, long H, const real *pre, long pre_s, real *acts, const real *c_prev, long cp_s,
                            const real *h_prev, long hp_s, real *cand_c, real *tanh_c, real *h_out, real *c_out,
                            real *h_next, long hn_s, const real *mask, const FN(gate_fwd) *gate) {
     const long G = 4 * H;
@@ -112,7 +113,7 @@ void FN(lstm_forward_step)(long B, long H, const real *pre, long pre_s, real *ac
     for (long b = 0; b < B; b++) {
         real scratch_c[H], scratch_h[H];
         real u = 1;
-        if (gate) u = FN(gate_update)(gate, b);
+        if (gate) u = FN(gate_update)(gate, t, b);
         else if (mask) u = mask[b];
         const real *R p = pre + b * pre_s;
         real *R a = acts + b * G;
@@ -133,7 +134,7 @@ void FN(lstm_forward_step)(long B, long H, const real *pre, long pre_s, real *ac
             real *R hn = h_next + b * hn_s;
             for (long k = 0; k < H; k++) hn[k] = ho[k];
         }
-        if (gate) FN(gate_advance)(gate, b, u, FN(dot)(H, cc, gate->w));
+        if (gate) FN(gate_advance)(gate, t, b, u, FN(dot)(H, cc, gate->w));
     }
 }
 
@@ -141,7 +142,7 @@ void FN(lstm_forward_step)(long B, long H, const real *pre, long pre_s, real *ac
  * term dgates_t @ W_hh is left to the caller, who passes it to the next call as dh_mm.
  * dg: (B, 4H) gate pre-activation gradients out. u: (B,) updates when masked, else NULL.
  * Gated: dgw_rows (B, H) accumulates dz·c̃ per row (the update gate's weight gradient, summed by the caller). */
-void FN(lstm_backward_step)(long B, long H, const real *acts, const real *tanh_c, const real *c_prev, long cp_s,
+static void FN(lstm_backward_step)(long t, long B, long H, const real *acts, const real *tanh_c, const real *c_prev, long cp_s,
                             real *dh, real *dc, const real *dh_mm, const real *dout_prev, real *dg, const real *u,
                             const real *h_prev, long hp_s, const real *gate_w, real *dgw_rows,
                             const FN(gate_bwd) *gate) {
@@ -163,7 +164,7 @@ void FN(lstm_backward_step)(long B, long H, const real *acts, const real *tanh_c
             FN(lstm_cand)(H, cc, cp, sf, si, tj);
             real s = 0;
             for (long k = 0; k < H; k++) s += (tc[k] * so[k] - hp[k]) * dhr[k] + (cc[k] - cp[k]) * dcr[k];
-            dz = FN(gate_back)(gate, b, s);
+            dz = FN(gate_back)(gate, t, b, s);
             real *R gw = dgw_rows + b * H;
             for (long k = 0; k < H; k++) gw[k] += dz * cc[k];
         }
@@ -190,7 +191,7 @@ void FN(lstm_backward_step)(long B, long H, const real *acts, const real *tanh_c
 
 /* -------------------------------------------------------------------------------------------- GRU
  * Step 1 (before the candidate's matmul): rz = σ(pre_rz); rh = r ⊙ h_prev, the candidate's matmul input. */
-void FN(gru_gates_step)(long B, long H, const real *pre, long pre_s, real *rz, const real *h_prev, long hp_s,
+static void FN(gru_gates_step)(long B, long H, const real *pre, long pre_s, real *rz, const real *h_prev, long hp_s,
                         real *rh, long rh_s) {
     PARALLEL_ROWS
     for (long b = 0; b < B; b++) {
@@ -209,14 +210,14 @@ static inline void FN(gru_cand)(long H, real *R hc, const real *R n, const real 
 
 /* Step 2: n = tanh (pre_n arrives scaled by 2), h̃ = lerp(n, h_prev, z), h = lerp(h_prev, h̃, u).
  * h̃ is not kept: the backward step recomputes it. */
-void FN(gru_forward_step)(long B, long H, const real *pre_n, long pn_s, const real *rz, const real *h_prev, long hp_s,
+static void FN(gru_forward_step)(long t, long B, long H, const real *pre_n, long pn_s, const real *rz, const real *h_prev, long hp_s,
                           real *cand, real *h_out, real *h_next, long hn_s, const real *mask, const FN(gate_fwd) *gate) {
     const int masked = gate != NULL || mask != NULL;
     PARALLEL_ROWS
     for (long b = 0; b < B; b++) {
         real scratch[H];
         real u = 1;
-        if (gate) u = FN(gate_update)(gate, b);
+        if (gate) u = FN(gate_update)(gate, t, b);
         else if (mask) u = mask[b];
         const real *R p = pre_n + b * pn_s, *R hp = h_prev + b * hp_s, *R z = rz + b * 2 * H + H;
         real *R n = cand + b * H, *R ho = h_out + b * H;
@@ -228,13 +229,13 @@ void FN(gru_forward_step)(long B, long H, const real *pre_n, long pn_s, const re
             real *R hn = h_next + b * hn_s;
             for (long k = 0; k < H; k++) hn[k] = ho[k];
         }
-        if (gate) FN(gate_advance)(gate, b, u, FN(dot)(H, hc, gate->w));
+        if (gate) FN(gate_advance)(gate, t, b, u, FN(dot)(H, hc, gate->w));
     }
 }
 
 /* Backward step 1: everything but the terms of d(r ⊙ h_prev) = dg_n @ W_n, which the caller computes
  * next and passes to step 2. dg_rz gets dz_pre and r(1 − r) (completed by step 2); dg_n gets dn_pre. */
-void FN(gru_backward_step1)(long B, long H, const real *rz, const real *cand, const real *h_prev, long hp_s, real *dh,
+static void FN(gru_backward_step1)(long t, long B, long H, const real *rz, const real *cand, const real *h_prev, long hp_s, real *dh,
                             const real *dh_mm, const real *dout_prev, real *dg_rz, real *dg_n, const real *u,
                             const real *gate_w, real *dgw_rows, const FN(gate_bwd) *gate) {
     PARALLEL_ROWS
@@ -252,7 +253,7 @@ void FN(gru_backward_step1)(long B, long H, const real *rz, const real *cand, co
             FN(gru_cand)(H, hc, n, hp, z);
             real s = 0;
             for (long k = 0; k < H; k++) s += (hc[k] - hp[k]) * dhr[k];
-            dz = FN(gate_back)(gate, b, s);
+            dz = FN(gate_back)(gate, t, b, s);
             real *R gw = dgw_rows + b * H;
             for (long k = 0; k < H; k++) gw[k] += dz * hc[k];
         }
@@ -274,7 +275,7 @@ void FN(gru_backward_step1)(long B, long H, const real *rz, const real *cand, co
 }
 
 /* Backward step 2: drh = dg_n @ W_n (B, H); dr_pre = r(1 − r) h_prev drh; dh += r drh. */
-void FN(gru_backward_step2)(long B, long H, const real *rz, const real *h_prev, long hp_s, const real *drh,
+static void FN(gru_backward_step2)(long B, long H, const real *rz, const real *h_prev, long hp_s, const real *drh,
                             real *dg_rz, real *dh) {
     PARALLEL_ROWS
     for (long b = 0; b < B; b++) {
@@ -296,7 +297,7 @@ static inline void FN(axpy)(long n, real *R y, real a, const real *R w) {
     for (long k = 0; k < n; k++) y[k] += a * w[k];
 }
 
-void FN(skip_sequence)(long gru, long T, long I, long H, const real *x, const real *wt, const real *gate_w,
+static void FN(skip_sequence_run)(long gru, long T, long I, long H, const real *x, const real *wt, const real *gate_w,
                        const real *gate_b, const real *keep, long length, real *h, real *c, real *state, real *out,
                        real *updates) {
     const long G = gru ? 3 * H : 4 * H;
@@ -350,4 +351,67 @@ void FN(skip_sequence)(long gru, long T, long I, long H, const real *x, const re
     state[1] = cum;
 }
 
+/* ------------------------------------------------------------------------------------- the exports
+ * Each finds step t's rows in the whole buffers of its struct (args.h), then runs the step above. */
+#define ROWS(buf, t, width) ((buf) + (t) * a->B * (width))                  /* step t of a (T, B, width) buffer */
+#define H_PREV(t) (a->xh + (t) * a->B * a->xrow + a->h_col)               /* h_{t-1} inside xh's row t */
+#define STEP_OR_NULL(buf, t) ((buf) ? ROWS(buf, t, 1) : NULL)             /* step t of an optional (T, B) one */
+
+KERNEL(lstm_forward, lstm_fwd_args) {
+    const long t = a->t, H = a->H;
+    const int masked = a->gate != NULL || a->mask != NULL;
+    real *cs = ROWS(a->cs, t, H);
+    FN(lstm_forward_step)(t, a->B, H, a->pre, a->pre_s, ROWS(a->acts, t, 4 * H),
+                          t ? ROWS(a->cs, t - 1, H) : a->c0, t ? H : a->c0_s, H_PREV(t), a->xrow,
+                          masked ? NULL : cs, ROWS(a->tanh_c, t, H), ROWS(a->out, t, H), masked ? cs : NULL,
+                          t + 1 < a->T ? H_PREV(t + 1) : NULL, a->xrow, a->gate ? NULL : STEP_OR_NULL(a->mask, t),
+                          a->gate);
+}
+
+KERNEL(lstm_backward, lstm_bwd_args) {
+    const long t = a->t, H = a->H;
+    FN(lstm_backward_step)(t, a->B, H, ROWS(a->acts, t, 4 * H), ROWS(a->tanh_c, t, H),
+                           t ? ROWS(a->cs, t - 1, H) : a->c0, t ? H : a->c0_s, a->dh, a->dc, a->dh_mm,
+                           a->dout && t > 0 ? ROWS(a->dout, t - 1, H) : NULL, ROWS(a->dg, t, 4 * H),
+                           STEP_OR_NULL(a->u, t), H_PREV(t), a->xrow, a->gate_w, a->dgw_rows, a->gate);
+}
+
+KERNEL(gru_gates, gru_fwd_args) {
+    const long t = a->t;
+    FN(gru_gates_step)(a->B, a->H, a->pre, a->pre_s, ROWS(a->rz, t, 2 * a->H), H_PREV(t), a->xrow,
+                       a->xrh + t * a->B * a->xrow + a->h_col, a->xrow);
+}
+
+KERNEL(gru_forward, gru_fwd_args) {
+    const long t = a->t, H = a->H;
+    FN(gru_forward_step)(t, a->B, H, a->pre, a->pre_s, ROWS(a->rz, t, 2 * H), H_PREV(t), a->xrow,
+                         ROWS(a->cand, t, H), ROWS(a->out, t, H), t + 1 < a->T ? H_PREV(t + 1) : NULL, a->xrow,
+                         a->gate ? NULL : STEP_OR_NULL(a->mask, t), a->gate);
+}
+
+KERNEL(gru_backward1, gru_bwd_args) {
+    const long t = a->t, H = a->H;
+    FN(gru_backward_step1)(t, a->B, H, ROWS(a->rz, t, 2 * H), ROWS(a->cand, t, H), H_PREV(t), a->xrow, a->dh,
+                           a->dh_mm, a->dout && t > 0 ? ROWS(a->dout, t - 1, H) : NULL, ROWS(a->dg_rz, t, 2 * H),
+                           ROWS(a->dg_n, t, H), STEP_OR_NULL(a->u, t), a->gate_w, a->dgw_rows, a->gate);
+}
+
+KERNEL(gru_backward2, gru_bwd_args) {
+    const long t = a->t;
+    FN(gru_backward_step2)(a->B, a->H, ROWS(a->rz, t, 2 * a->H), H_PREV(t), a->xrow, a->drh,
+                           ROWS(a->dg_rz, t, 2 * a->H), a->dh);
+}
+
+KERNEL(skip_sequence, skip_sequence_args) {
+    FN(skip_sequence_run)(a->gru, a->T, a->I, a->H, a->x, a->wt, a->gate_w, a->gate_b, a->keep, a->length, a->h,
+                          a->c, a->state, a->out, a->updates);
+}
+
+#undef ROWS
+#undef H_PREV
+#undef STEP_OR_NULL
+#undef FIELD
+#undef LAYOUT
+#undef ARGS_STRUCT
+#undef KERNEL
 #undef R
