@@ -41,6 +41,9 @@ test: venv ## lint, then run the test suite (browser tests skip where no Chromiu
 	$(PY) -m ruff check src tests
 	$(PY) -m pytest -m "not browser"
 
+test-fast: venv ## the test suite without the tests that start real processes (a quicker loop while editing)
+	$(PY) -m pytest -m "not browser and not slow"
+
 test-browser: venv ## install Debian's Chromium if missing, then run the browser tests of the HTML reports
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(PY) -m pytest -m browser
@@ -59,4 +62,4 @@ table%: venv ## rebuild results/table%.md from the runs already in results/ (no 
 clean-checkpoints: ## delete every checkpoint under RESULTS (default results/; finished metrics stay)
 	find "$(RESULTS)" \( -name checkpoint.pt -o -name checkpoint.prev.pt \) -delete
 
-.PHONY: help venv test test-browser bench clean-checkpoints
+.PHONY: help venv test test-fast test-browser bench clean-checkpoints

@@ -81,6 +81,7 @@ def test_no_module_reaches_into_another_modules_private_names():
             assert not (owner.startswith("skiprnn") and private and owner != name), f"{name} imports the private {target}"
 
 
+@pytest.mark.slow  # a fresh interpreter: this process has imported the framework already
 def test_importing_the_library_loads_no_framework_package():
     code = ("import sys, skiprnn; from skiprnn import SkipRNN, SkipCell, backends;"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'hydra', 'omegaconf', 'wandb', 'skiprnn.experiment'}),"

@@ -4,7 +4,6 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,10 +21,17 @@ def sweep_overrides(*make_vars: str) -> list[str]:
 
 
 def compose_launcher(overrides: list[str]) -> str:
-    result = subprocess.run([sys.executable, "-m", "skiprnn.train", *overrides, "--cfg", "hydra", "-p", "hydra.launcher"],
-                            cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    """The launcher config these overrides compose (Hydra's compose API: what `--cfg hydra` would print)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    import skiprnn.experiment.cli  # noqa: F401  (registers the schemas and the rows)
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    return OmegaConf.to_yaml(cfg.hydra.launcher)
 
 
 def test_default_launcher_runs_jobs_in_parallel():

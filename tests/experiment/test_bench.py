@@ -3,9 +3,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # the real command: bench sets torch's thread count for the whole process
 def test_bench_quick_writes_report_and_plot(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "skiprnn.experiment.bench", "--quick", "--threads", "1", "--out", str(tmp_path)],

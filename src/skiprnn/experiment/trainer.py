@@ -5,10 +5,13 @@ config and at least the same budget) does not train again; a run that finds a ch
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -225,6 +228,23 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, curve: list, fp: d
     tracking.atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
 
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Ctrl-C during the block takes effect when it ends: the curve and its checkpoint are saved together, so a
+    stopped run never leaves a curve ahead of its checkpoint, nor the checkpoint half-replaced."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread receives signals
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def _load_checkpoint(path: Path, device) -> dict:
     """A checkpoint's state; a damaged one is named with the ways on."""
     try:
@@ -400,8 +420,9 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
                 curve.append(row)
                 sums = {k: 0.0 for k in sums}
                 train_seconds = 0.0
-                tracking.write_curve(run_dir, curve)
-                _save_checkpoint(run_dir / tracking.CHECKPOINT, model, optimizer, step, curve, fp, legs)
+                with _deferred_interrupt():
+                    tracking.write_curve(run_dir, curve)
+                    _save_checkpoint(run_dir / tracking.CHECKPOINT, model, optimizer, step, curve, fp, legs)
                 tracker.log({_wandb_key(k): v for k, v in row.items() if k != "step"}, step)
                 progress.evaluation(row, task.metric, max_steps)
             if halt and evaluated and step - start >= halt and step < max_steps:

@@ -73,7 +73,7 @@ def plot(run_dirs: list[Path], out: Path, sequences: int) -> list[dict]:
         ax_x.set_xlim(0, task.duration * 1.15)
         ax_x.set_title(label, fontsize=9)
         ax_x.legend(loc="upper left", fontsize=8, frameon=False)
-        ax_rate.bar(t, rate, width=task.sampling_period, color="tab:red")
+        ax_rate.bar(t.numpy(), rate.numpy(), width=task.sampling_period, color="tab:red")  # arrays: matplotlib + tensors warn
         ax_rate.set_ylim(0, 1.02)
         ax_rate.set_ylabel("fraction updating")
         ax_rate.set_title(f"T_s = {task.sampling_period:g} ms: {mean:.1f} of {task.seq_len} updates, "
