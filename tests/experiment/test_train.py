@@ -15,6 +15,7 @@ def read_curve(run_dir):
     return [json.loads(line) for line in (run_dir / "curve.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # W&B's own reader (`wandb leet inspect`, a real process) checks the offline run it wrote
 def test_tiny_run_writes_metrics_curve_and_offline_wandb_run(cli, tmp_path):
     run_dir = tmp_path / "run"
     cli("task=adding", "model=skip_gru", "lam=1e-5", "seed=3", "trainer.max_steps=6", "trainer.eval_every=3",
