@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed"),
+              pytest.mark.slow]  # `make -n`: a real process, where the Makefile is the point
 
 
 def sweep_overrides(*make_vars: str) -> list[str]:

@@ -1,7 +1,7 @@
-"""The fused single-layer path (skiprnn.fused) against the per-step autograd loop (fused=False).
+"""The fused single-layer path (skiprnn.backends.fused) against the per-step autograd loop (fused=False).
 
 Values and gradients must agree to 1e-10 in float64 in every mode, with lengths, random skipping and a
-state passed in, both with the C step kernels (skiprnn.native) and with the Python steps; a gradcheck
+state passed in, both with the C step kernels (skiprnn.backends.native) and with the Python steps; a gradcheck
 verifies the hand-written backward pass on its own.
 """
 import itertools
@@ -158,13 +158,13 @@ def test_batch_first_and_expanded_initial_state(steps):
 
 
 def test_strided_initial_cell_state(steps):
-    """A state whose rows are not contiguous (here a transposed buffer) gives the same result."""
+    """A state whose rows are not contiguous (here a transposed buffer) gives the per-step loop's result."""
     model = make("skip_lstm")
     x = torch.randn(T, B, I, dtype=DT)
     state = random_state("skip_lstm")
     c = state.c.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()  # strides (B·H, 1, B)
     assert c.stride(2) != 1
-    ref, ref_grads = run(model, x, True, state=state)
+    ref, ref_grads = run(model, x, False, state=state)  # the reference backend, contiguous state
     out, grads = run(model, x, True, state=state._replace(c=c))
     assert_close(out.output, ref.output, "output")
     assert grads.keys() == ref_grads.keys()
@@ -232,7 +232,7 @@ def test_gradcheck(mode, monkeypatch):
     The STE's gradient is not the derivative of round(), which is 0 almost everywhere. For the gated modes
     the rounding is therefore replaced by its relaxation at the evaluation point, u = round(ũ⁰) + (ũ − ũ⁰):
     the same values there, and a smooth function whose exact derivative is the STE's (as in
-    tests/test_rnn.py). The problem is chosen away from the min(Δũ, 1 − cum) kink. A substituted rounding
+    tests/nn/test_rnn.py). The problem is chosen away from the min(Δũ, 1 − cum) kink. A substituted rounding
     runs the Python steps; the C kernels are held to them by test_fused_matches_reference."""
     cell, gated = mode.removeprefix("skip_"), mode.startswith("skip_")
     inputs = _function_inputs(mode, seed=3)

@@ -1,4 +1,4 @@
-"""The C step kernels of the fused path (skiprnn.native): built on first use, used by default, equal to the
+"""The C step kernels of the fused path (skiprnn.backends.native): built on first use, used by default, equal to the
 Python steps, and a clean fallback when they cannot be built."""
 import pytest
 import torch
@@ -184,6 +184,12 @@ def test_a_wrong_field_or_struct_fails_loudly():
         args.dh_nm = 0  # misspelt: raises instead of setting nothing the kernel reads
     with pytest.raises(TypeError, match=r"missing fields \['dh'\], unknown fields \['dhh'\]"):
         k.gru_backward2.args(**{("dhh" if f == "dh" else f): v for f, v in fields.items()})
+    with pytest.raises(TypeError, match=r"gru_bwd_args.dh takes a CPU torch.float32 tensor .* not a torch.float64"):
+        k.gru_backward2.args(**{**fields, "dh": torch.zeros(2, 3, dtype=torch.float64)})
+    with pytest.raises(TypeError, match=r"gru_bwd_args.dh takes .* not a torch.float32 tensor on cpu, strides \(1, 2\)"):
+        k.gru_backward2.args(**{**fields, "dh": torch.zeros(3, 2).t()})  # rows not contiguous
+    with pytest.raises(TypeError, match=r"gru_bwd_args.B takes an int, not a torch.int64 tensor"):
+        k.gru_backward2.args(**{**fields, "B": torch.tensor(4)})
     lstm_args = k.lstm_backward.args(**blank(k.lstm_backward))
     with pytest.raises(ctypes.ArgumentError):
         k.gru_backward2(lstm_args)  # another kernel's struct

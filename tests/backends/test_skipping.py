@@ -1,4 +1,4 @@
-"""The eval-mode skipping path (skiprnn.inference) against the dense masked path (skip_inference=False).
+"""The eval-mode skipping path (skiprnn.backends.skipping) against the dense masked path (skip_inference=False).
 
 Both must give the same outputs, update patterns and final states, for one sequence (host-side ũ
 recursion) and for a batch (row compaction), in every mode, with lengths, random skipping and a state.

@@ -35,7 +35,10 @@ class SweepReport(Callback):
         from hydra.core.utils import JobStatus
 
         if job_return.status == JobStatus.FAILED and config.hydra.mode.name == "MULTIRUN":
-            record(config.hydra, job_return._return_value)
+            try:
+                _ = job_return.return_value  # a failed job's return_value raises its error
+            except Exception as error:  # any error a job can end with
+                record(config.hydra, error)
 
 
 def record(hydra_cfg, error: BaseException) -> None:

@@ -104,7 +104,7 @@ def _export(lib, name: str, restype):
     return fn
 
 
-def _struct_class(lib, name: str) -> type[ctypes.Structure]:
+def _struct_class(lib, name: str, dtype: torch.dtype) -> type[ctypes.Structure]:
     """The ctypes structure of the C struct ``name``, from the layout the library exports ("field type; ...").
 
     Its instances take only its fields (``__slots__``): a misspelt field raises instead of being ignored. Raises
@@ -116,7 +116,7 @@ def _struct_class(lib, name: str) -> type[ctypes.Structure]:
         fields.append((field, ctypes.c_void_p if "*" in ctype else ctypes.c_long))
         if "*" not in ctype and ctype != "long":
             raise RuntimeError(f"{name}.{field}: a field of C type {ctype!r} (only pointers and long are mapped)")
-    cls = type(name, (ctypes.Structure,), {"_fields_": fields, "__slots__": ("_keep",)})
+    cls = type(name, (ctypes.Structure,), {"_fields_": fields, "__slots__": ("_keep",), "dtype": dtype})
     for suffix in ("_f32", "_f64"):
         size = _export(lib, f"{name}_size{suffix}", ctypes.c_long)()
         if size != ctypes.sizeof(cls):
@@ -134,14 +134,29 @@ def _address(value):
 
 
 def make_struct(struct: type[ctypes.Structure], **fields) -> ctypes.Structure:
-    """An instance of ``struct`` with every field but ``t`` given by name (tensors, structures, numbers or None).
+    """An instance of ``struct`` with every field but ``t`` given by name: a pointer field takes a CPU tensor of the
+    struct's dtype with unit stride in its last dimension, a structure, or None (NULL); a ``long`` field an int.
 
     It keeps the tensors and structures it points to alive: the C side holds raw addresses only."""
-    names = [f for f, _ in struct._fields_]
-    missing = [f for f in names if f not in fields and f != "t"]
-    unknown = [f for f in fields if f not in names]
+    kinds = dict(struct._fields_)
+    missing = [f for f in kinds if f not in fields and f != "t"]
+    unknown = [f for f in fields if f not in kinds]
     if missing or unknown:
         raise TypeError(f"{struct.__name__}: missing fields {missing}, unknown fields {unknown}")
+    for name, value in fields.items():
+        if kinds[name] is ctypes.c_long:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(value, torch.Tensor):
+            ok = value.dtype == struct.dtype and value.device.type == "cpu" and (value.dim() == 0 or value.stride(-1) == 1)
+        else:
+            ok = value is None or isinstance(value, ctypes.Structure)
+        if not ok:
+            shown = f"a {value.dtype} tensor on {value.device}, strides {value.stride()}" if isinstance(
+                value, torch.Tensor) else repr(value)
+            raise TypeError(f"{struct.__name__}.{name} takes "
+                            + ("an int" if kinds[name] is ctypes.c_long else
+                               f"a CPU {struct.dtype} tensor with unit last stride, a structure or None")
+                            + f", not {shown}")
     out = struct(**{k: _address(v) for k, v in fields.items()})
     out._keep = [v for v in fields.values() if isinstance(v, (torch.Tensor, ctypes.Structure))]
     return out
@@ -170,11 +185,12 @@ class Kernels:
     (``k.gate_fwd``, ``k.gate_bwd``: ctypes structure classes, filled with :func:`make_struct`)."""
 
     def __init__(self, lib, suffix: str):
-        structs = {name: _struct_class(lib, name) for name in GATE_STRUCTS}
+        dtype = torch.float32 if suffix == "_f32" else torch.float64
+        structs = {name: _struct_class(lib, name, dtype) for name in GATE_STRUCTS}
         for name in KERNELS:
             takes = _export(lib, f"{name}_takes{suffix}", ctypes.c_char_p)().decode()
             if takes not in structs:
-                structs[takes] = _struct_class(lib, takes)
+                structs[takes] = _struct_class(lib, takes, dtype)
             setattr(self, name, Kernel(getattr(lib, name + suffix), structs[takes]))
         self.gate_fwd, self.gate_bwd = (structs[name] for name in GATE_STRUCTS)
 

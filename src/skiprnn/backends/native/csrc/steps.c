@@ -4,7 +4,7 @@
  * These functions do the same arithmetic, row by row, in one call per step (two for the GRU, whose
  * candidate needs a matmul in between). The matmuls stay in torch (oneDNN). Every formula mirrors the
  * Python path line by line, including torch.lerp's two-sided form and round-half-to-even, so the two
- * paths agree to float rounding (tests/test_fused.py runs both).
+ * paths agree to float rounding (tests/backends/test_fused.py runs both).
  *
  * Layout: every (B, N) block is row-major with the row stride given; NULL means "absent".
  * The LSTM's j rows and the GRU's candidate rows arrive pre-scaled by 2 (tanh(x) = 2σ(2x) − 1).
