@@ -5,8 +5,8 @@ SHELL := bash
 
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# Seeds to train and tabulate; empty: the table's own (conf/table/<table>.yaml: 0,1,2,3 for Tables 1, 2 and 4; 0 for
-# Table 3, whose paper numbers are single runs)
+# Seeds to train and tabulate; empty: the table's own (PaperTable.seeds in skiprnn/experiment/tasks/, which
+# conf/table/<table>.yaml sweeps)
 SEEDS  ?=
 STEPS  ?=
 EPOCHS ?=

@@ -56,11 +56,13 @@ def test_every_table_sweeps_its_rows_in_the_papers_order(compose_cfg, table):
     assert cfg.hydra.sweep.dir == f"results/{table}"
 
 
-def test_an_unknown_table_in_a_sweep_names_the_tables():
-    from skiprnn.experiment.rows import sweep_list
+def test_a_table_sweeps_the_seeds_its_paper_numbers_average_and_an_unknown_table_names_the_tables(compose_cfg):
+    from skiprnn.experiment.rows import sweep_list, sweep_seeds
 
-    with pytest.raises(ConfigError, match="no paper table 'table9'; the tables are table1, table2, table3, table4"):
-        sweep_list("table9")
+    assert [compose_cfg(f"table={t}").hydra.sweeper.params.seed for t in TABLES] == ["0,1,2,3", "0,1,2,3", "0", "0,1,2,3"]
+    for resolver in (sweep_list, sweep_seeds):
+        with pytest.raises(ConfigError, match="no paper table 'table9'; the tables are table1, table2, table3, table4"):
+            resolver("table9")
 
 
 def test_table1_rows_match_the_paper_table(compose_cfg):

@@ -2,7 +2,8 @@
 
 A row is declared once, in its task module (``PaperRow`` in tasks/<task>.py), beside the numbers the paper prints for
 it. This module makes from it the config node a conf/experiment/<table>/<row>.yaml would hold, and gives
-conf/table/<table>.yaml its list of rows through the resolver ``${skiprnn_rows:<table>}``. So the rows, their run
+conf/table/<table>.yaml its rows and seeds through the resolvers ``${skiprnn_rows:<table>}`` and
+``${skiprnn_seeds:<table>}``. So the rows, their run
 folders and the table's paper column cannot disagree.
 """
 from __future__ import annotations
@@ -37,12 +38,19 @@ def sweep_list(table: str) -> str:
     return ",".join(f"{table}/{row.row}" for row in tables[table].rows)
 
 
+def sweep_seeds(table: str) -> str:
+    """The table's seeds as one sweep value (``0,1,2,3``): PaperTable.seeds, the runs the paper's numbers average."""
+    _ = sweep_list(table)  # an unknown table: the same message
+    return ",".join(map(str, paper_tables()[table].seeds))
+
+
 def register() -> None:
-    """Store every row as ``experiment/<table>/<row>`` and register the sweep resolver."""
+    """Store every row as ``experiment/<table>/<row>`` and register the sweep resolvers."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver("skiprnn_rows", sweep_list, replace=True)
+    OmegaConf.register_new_resolver("skiprnn_seeds", sweep_seeds, replace=True)
     store = ConfigStore.instance()
     for table in paper_tables().values():
         for row in table.rows:

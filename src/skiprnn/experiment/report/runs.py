@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-METRICS, CURVE, FAILED, RECORD = "metrics.json", "curve.jsonl", "failed.json", ".hydra"
+from ..identity import BUDGET, EXECUTION, REMOVED, matches
+from ..tracking import CURVE, FAILED, METRICS, RECORD
+
 MARKERS = (METRICS, CURVE, FAILED)
 SKIP_DIRS = {"wandb", "__pycache__", "node_modules"}
 
-# Config keys that say nothing about what was trained (or are what a group averages over, the seed).
-PLUMBING = {"seed", "row", "group", "threads", "force", "trainer.max_steps", "trainer.max_epochs",
-            "trainer.progress", "trainer.device", "trainer.halt_after_steps", "task.data_root", "task.cache_dir", "task.download"}
-PLUMBING_PREFIXES = ("logger", "hydra.")
+# Config keys that say nothing about what was trained, or that a group averages over (the seed): the execution and
+# budget keys of skiprnn/experiment/identity.py, and the seed, the row name and Hydra's own.
+PLUMBING = ("seed", "row", "hydra", *EXECUTION, *BUDGET, *REMOVED)
 
 # Headline metric of a run: (key, lower is better)
 METRIC_KEYS = {"val_mse": True, "val_accuracy": False, "val_map": False}
@@ -267,7 +268,7 @@ def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def is_plumbing(key: str) -> bool:
-    return key in PLUMBING or key.startswith(PLUMBING_PREFIXES)
+    return matches(key, PLUMBING)
 
 
 def settings_of(cfg: dict | None) -> dict | None:
