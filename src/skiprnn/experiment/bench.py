@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]  # the clone: results/ is written there by default
-torch = SkipRNN = None  # imported in main(), after OMP_WAIT_POLICY is settled
+torch = SkipRNN = None  # bound in main()
 
 MODES = ("lstm", "skip_lstm", "gru", "skip_gru")
 SIZES = [  # name, T, B, I, H
@@ -148,7 +148,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     # On a loaded machine, spinning OpenMP threads wait for each other's time slices at every barrier
-    # (seen here: 100x slower small matmuls with 2 threads). Must be set before torch loads OpenMP.
+    # (seen here: 100x slower small matmuls with 2 threads). It must be set before torch loads OpenMP.
     load_before = os.getloadavg()
     busy = busy_cpus()
     policy = os.environ.get("OMP_WAIT_POLICY")
@@ -158,8 +158,15 @@ def main(argv=None) -> None:
     elif policy is None and (load_before[0] if busy is None else busy) > (os.cpu_count() or 1) - args.threads + 0.5:
         policy = "PASSIVE"
         auto_note = " (set by --omp-wait-policy auto: other processes were already loading the CPUs)"
-    if policy:
-        os.environ["OMP_WAIT_POLICY"] = policy
+    auto_note = os.environ.pop("SKIPRNN_BENCH_POLICY_NOTE", auto_note)  # from the start before the one below
+    if policy and os.environ.get("OMP_WAIT_POLICY") != policy:
+        # OpenMP reads the policy when torch loads it, and `import skiprnn` (this module's package) already has:
+        # start again with it in the environment.
+        env = dict(os.environ, OMP_WAIT_POLICY=policy, SKIPRNN_BENCH_POLICY_NOTE=auto_note)
+        if argv is None:
+            sys.stdout.flush()
+            os.execve(sys.executable, [sys.executable, "-m", "skiprnn.experiment.bench", *sys.argv[1:]], env)
+        auto_note += " (not applied: called in-process, after OpenMP had started; run the command instead)"
     global torch, SkipRNN
     import torch as _torch
 
