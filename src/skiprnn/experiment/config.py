@@ -9,7 +9,6 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from .errors import ConfigError
@@ -95,19 +94,24 @@ class PointMapping(Enum):
         return self.value
 
 
+# The defaults of every key, and what each means, live here and only here: a conf/<group>/<option>.yaml file holds
+# only what makes that option (model/lstm.yaml: mode: lstm). `python -m skiprnn.train --cfg job` prints them all.
+_DATA = "${oc.env:SKIPRNN_DATA,data}"  # SKIPRNN_DATA=<dir>, else ./data; kept unresolved in run records (identity.py)
+
+
 @dataclass
 class ModelConfig:
     mode: Mode = Mode.skip_lstm
-    hidden_size: int = 110
+    hidden_size: int = 110  # the paper's 110 units (Tables 1, 2 and 4); Table 3's rows set 256
     num_layers: int = 1
-    p_skip: float = 0.0
+    p_skip: float = 0.0  # the random-skip baseline: each step skipped with this probability (plain cells only)
     original_stack_bug: bool = False  # skip_gru stacks: reproduce the original code's upper-layer candidate input
     gate_init: GateInit = GateInit.glorot  # W_p: the original code's Glorot-uniform, or torch's nn.Linear default
     p_skip_keep_first: bool = False  # true: the random-skip baseline always keeps step 1 (skiprnn before 2026-12)
 
 
 @dataclass
-class TrainerConfig:
+class TrainerConfig:  # the paper's settings for every task: Adam lr 1e-4, batch 256, global-norm clipping at 1
     max_steps: int = 50_000
     max_epochs: int | None = None  # for data sets with epochs: overrides max_steps, evaluates every epoch
     batch_size: int = 256
@@ -121,7 +125,7 @@ class TrainerConfig:
 
 
 @dataclass
-class LoggerConfig:
+class LoggerConfig:  # Weights & Biases, offline by default: files in <run dir>/wandb; upload later with `wandb sync`
     backend: LoggerBackend = LoggerBackend.wandb
     mode: WandbMode = WandbMode.offline
     project: str = "skiprnn"
@@ -130,45 +134,68 @@ class LoggerConfig:
 
 
 @dataclass
-class AddingTaskConfig:
+class AddingTaskConfig:  # the adding problem (paper §4.1, Table 1): MSE on the sum of the two marked values
     name: str = "adding"
     seq_len: int = 50
-    eval_batches: int = 15
+    eval_batches: int = 15  # 15 fresh batches of 256 per evaluation, as the original
     solved_mse: float = 1.0 / 600  # two orders of magnitude below Var(target) = 1/6
 
 
 @dataclass
-class FrequencyTaskConfig:
+class FrequencyTaskConfig:  # frequency discrimination (paper Appendix A.1, Table 4): periods in the band (5, 6) ms
     name: str = "frequency"
-    sampling_period: float = 1.0  # ms; the signal lasts 100 ms
-    duration: float = 100.0
+    sampling_period: float = 1.0  # ms: 1.0 -> 100 steps, 0.5 -> 200 steps
+    duration: float = 100.0  # ms
+    # original: the released code's generator (cos, φ ~ U(0, T) rad, distractors [0, 5] ∪ (6, 100]);
+    # paper: Appendix A.1
     variant: FrequencyVariant = FrequencyVariant.original
-    eval_batches: int = 15
-    solved_accuracy: float = 0.99
+    eval_batches: int = 15  # 15 fresh batches of 256 per evaluation, as the original
+    solved_accuracy: float = 0.99  # solved: accuracy over 99% on held-out data
 
 
 @dataclass
-class MnistTaskConfig:
+class MnistTaskConfig:  # sequential MNIST (paper §4.2, Table 2): 784 steps of one pixel; 55k train / 5k val / 10k test
     name: str = "mnist"
-    data_root: str = "data"
-    download: bool = True
-    validation_size: int = 5000
+    data_root: str = _DATA  # torchvision's layout: <data_root>/MNIST/raw/*-ubyte
+    download: bool = True  # fetch the files when missing (a copy on disk: task.download=false)
+    validation_size: int = 5000  # the FIRST 5,000 training images, as input_data.read_data_sets(validation_size=5000)
     train_limit: int | None = None  # quick runs only: train on the first N of the 55k images per epoch
-    solved_accuracy: float = 0.9  # val_solved flag only; Table 2 has no "solved" column
+    solved_accuracy: float = 0.9  # the val_solved flag only; Table 2 has no "task solved" column
 
 
 @dataclass
-class CharadesTaskConfig:  # conf/task/charades.yaml documents every key
+class CharadesTaskConfig:  # Charades action localisation (paper §4.3, Table 3); conf/task/charades.yaml: the data
     name: str = "charades"
-    data_root: str = "data/Charades"
-    cache_dir: str | None = None  # null: <data_root>/skiprnn_cache
+    # Where the official files are (or <data_root>/Charades/, as Charades.zip extracts). SKIPRNN_DATA=<dir> ->
+    # <dir>/Charades.
+    data_root: str = _DATA + "/Charades"
+    # Where the float16 cache goes (<cache_dir>/<split>/<ID>.npy + manifest.json, about 14.4 GB for the real set),
+    # built on first use, resumable; None: <data_root>/skiprnn_cache. To build it beforehand with several processes:
+    # python -m skiprnn.experiment.tasks.charades.cache <data_root> <cache_dir> --workers 8
+    cache_dir: str | None = None
+    # F, the evaluation points per video of the official metric, t_j = ((j-1)/F)·length: 100 as the paper, 25 official.
     num_points: int = 100
+    # Feature normalisation (the paper states none): standardize = per-dimension z-score with the mean and std of all
+    # training frames (computed once, kept beside the cache; a constant dimension maps to 0); l2 = each frame scaled
+    # to unit L2 norm; none = raw fc7. Measured on a synthetic set (synth.py --videos 160 --dim 32 --active-classes 20
+    # --classes-per-video 1-2 --min-length 3 --max-length 10; one GRU layer of 64 units, batch 16, lr 1e-2, 150
+    # steps): val mAP 14.6% standardize, 8.6% none, 5.5% l2 (chance 3.7%).
     normalize: Normalize = Normalize.standardize
+    # A video whose files are bad (missing or empty feature folder, wrong value count, malformed CSV row): raise =
+    # stop and name the file and line; skip = leave it out of training, list it, and score its evaluation points as
+    # missing (-inf), as the official evaluator does.
     on_error: OnError = OnError["raise"]
+    # The CSV scored at every evaluation: test = Charades_v1_test.csv, the set the paper calls "validation".
     eval_split: CharadesSplit = CharadesSplit.test
+    # Videos per forward pass at evaluation (padded to the longest; shortest first): memory only, not the results.
     eval_batch_size: int = 64
+    # Per-frame training targets: inclusive (start <= t <= end, the evaluator's rule) or strict (the starter code's).
     targets: TargetRule = TargetRule.inclusive
+    # The per-frame binary cross-entropy (the paper does not say how it is reduced): sum_classes = summed over the 157
+    # classes, averaged over the real frames (as the softmax cross-entropy of the other tasks, summed over its
+    # classes); mean = averaged over the classes too, which makes the task loss 157x smaller against the budget λ·Σu.
     loss_reduction: LossReduction = LossReduction.sum_classes
+    # Which frame's output scores evaluation point t: causal = the latest frame at or before t; nearest = the closest.
     point_mapping: PointMapping = PointMapping.causal
 
 
@@ -178,12 +205,13 @@ class Config:
     model: ModelConfig = MISSING
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
-    lam: float = 0.0  # budget loss weight λ (cost per sample)
+    lam: float = 0.0  # budget loss weight λ: the cost of each state update
     seed: int = 0
-    row: str = MISSING  # the run's name: a table row, or the model's mode
-    group: str = MISSING  # W&B group: the table or sweep
-    threads: int = 1  # torch threads per run; 0 keeps torch's default
-    force: bool = False  # train again even if the run directory holds a finished result
+    row: str = "${model.mode}"  # the run's name: a table row, or the model's mode
+    group: str = "${task.name}"  # W&B group: the table or the task
+    # torch threads per run: these models are small, so parallel runs beat parallel threads; 0 = torch's default
+    threads: int = 1
+    force: bool = False  # true: discard a finished result in the run directory and train again
 
 
 TASK_SCHEMAS = {"adding": AddingTaskConfig, "frequency": FrequencyTaskConfig, "mnist": MnistTaskConfig,
@@ -193,6 +221,7 @@ TASK_SCHEMAS = {"adding": AddingTaskConfig, "frequency": FrequencyTaskConfig, "m
 def register() -> None:
     # Schemas live in their own group, so that `--help` lists only real choices under task/, model/, ...;
     # each YAML file pulls its schema in with `- /schema/<name>@_here_` in its defaults list.
+    from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
     from .identity import not_in_run_name

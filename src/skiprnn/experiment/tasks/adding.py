@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..config import AddingTaskConfig as _Defaults
+from ..config import TrainerConfig
 from .base import PaperRow, PaperTable, SyntheticTask
 
 
@@ -15,7 +17,8 @@ class AddingTask(SyntheticTask):
     input_size, output_size = 2, 1
     metric, higher_is_better = "mse", False
 
-    def __init__(self, seq_len: int = 50, eval_batches: int = 15, solved_mse: float = 1 / 600, batch_size: int = 256):
+    def __init__(self, seq_len: int = _Defaults.seq_len, eval_batches: int = _Defaults.eval_batches,
+                 solved_mse: float = _Defaults.solved_mse, batch_size: int = TrainerConfig.batch_size):
         self.name = "adding"
         self.seq_len, self.n_eval_batches, self.solved_mse, self.batch_size = seq_len, eval_batches, solved_mse, batch_size
 

@@ -37,6 +37,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from ..config import FrequencyTaskConfig as _Defaults
+from ..config import TrainerConfig
 from ..errors import ConfigError
 from .base import PaperRow, PaperTable, SyntheticTask
 
@@ -86,8 +88,9 @@ class FrequencyTask(SyntheticTask):
     input_size, output_size = 1, 2
     metric, higher_is_better = "accuracy", True
 
-    def __init__(self, sampling_period: float = 1.0, duration: float = 100.0, variant: str = "original",
-                 eval_batches: int = 15, solved_accuracy: float = 0.99, batch_size: int = 256):
+    def __init__(self, sampling_period: float = _Defaults.sampling_period, duration: float = _Defaults.duration,
+                 variant: str = _Defaults.variant.value, eval_batches: int = _Defaults.eval_batches,
+                 solved_accuracy: float = _Defaults.solved_accuracy, batch_size: int = TrainerConfig.batch_size):
         variant = getattr(variant, "value", variant)
         if variant not in VARIANTS:
             raise ConfigError(f"task.variant must be one of {', '.join(VARIANTS)}; got {variant!r}")

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import MnistTaskConfig as _Defaults
+from ..config import TrainerConfig
 from ..errors import ConfigError, DataError
 from .base import PaperRow, PaperTable, Task, step_generator
 
@@ -127,9 +129,9 @@ class MnistTask(Task):
     metric, higher_is_better = "accuracy", True
     has_test = True
 
-    def __init__(self, data_root: str = "data", download: bool = True, validation_size: int = 5000,
-                 train_limit: int | None = None, solved_accuracy: float = 0.9,
-                 batch_size: int = 256):
+    def __init__(self, *, data_root: str, download: bool = _Defaults.download,
+                 validation_size: int = _Defaults.validation_size, train_limit: int | None = _Defaults.train_limit,
+                 solved_accuracy: float = _Defaults.solved_accuracy, batch_size: int = TrainerConfig.batch_size):
         self.name = "mnist"
         self.data_root, self.batch_size = str(data_root), batch_size
         self.solved_accuracy = solved_accuracy

@@ -43,6 +43,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ....nn.flops import VGG16_FLOPS
+from ...config import CharadesTaskConfig as _Defaults
+from ...config import TrainerConfig
 from ...errors import ConfigError, DataError
 from ..base import Batch, PaperRow, PaperTable, Task, step_generator
 from . import metric
@@ -167,10 +169,12 @@ class CharadesTask(Task):
     readout = "every_step"
     feature_flops = VGG16_FLOPS
 
-    def __init__(self, data_root: str = "data/Charades", cache_dir: str | None = None, num_points: int = 100,
-                 normalize: str = "standardize", on_error: str = "raise", eval_split: str = "test",
-                 eval_batch_size: int = 64, targets: str = "inclusive", loss_reduction: str = "sum_classes",
-                 point_mapping: str = "causal", batch_size: int = 256):
+    def __init__(self, *, data_root: str, cache_dir: str | None = _Defaults.cache_dir,
+                 num_points: int = _Defaults.num_points, normalize: str = _Defaults.normalize.value,
+                 on_error: str = _Defaults.on_error.value, eval_split: str = _Defaults.eval_split.value,
+                 eval_batch_size: int = _Defaults.eval_batch_size, targets: str = _Defaults.targets.value,
+                 loss_reduction: str = _Defaults.loss_reduction.value,
+                 point_mapping: str = _Defaults.point_mapping.value, batch_size: int = TrainerConfig.batch_size):
         self.name = "charades"
         checks = (("normalize", normalize, NORMALIZE), ("on_error", on_error, ("raise", "skip")),
                   ("eval_split", eval_split, tuple(SPLIT_CSV)), ("targets", targets, ("inclusive", "strict")),
