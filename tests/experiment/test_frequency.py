@@ -100,7 +100,7 @@ def test_batches_are_a_function_of_seed_and_step_and_eval_is_a_separate_stream()
 
 
 def test_bad_variant_is_refused():
-    with pytest.raises(ValueError, match="task.variant must be one of original, paper; got 'sine'"):
+    with pytest.raises(ValueError, match="task.variant='sine' is not allowed: task.variant must be one of paper, original"):
         FrequencyTask(variant="sine")
 
 
@@ -110,11 +110,16 @@ def test_a_batch_too_small_for_both_classes_is_refused():
     assert FrequencyTask(batch_size=2).sample(2, torch.Generator().manual_seed(0)).y.tolist() == [0, 1]
 
 
-@pytest.mark.parametrize("sampling_period, duration", [(0.3, 100.0), (0.0, 100.0), (200.0, 100.0), (0.7, 100.0),
-                                                        (1e-4, 100.0), (1.0, math.inf)])
+@pytest.mark.parametrize("sampling_period, duration", [(0.3, 100.0), (200.0, 100.0), (0.7, 100.0), (1e-4, 100.0)])
 def test_a_sampling_period_that_does_not_divide_the_signal_is_refused(sampling_period, duration):
     with pytest.raises(ValueError, match=r"task.sampling_period=.*task.duration="):
         FrequencyTask(sampling_period=sampling_period, duration=duration)
+
+
+@pytest.mark.parametrize("key, value", [("sampling_period", 0.0), ("duration", math.inf)])
+def test_an_out_of_range_period_or_duration_names_its_key_as_the_command_line_does(key, value):
+    with pytest.raises(ValueError, match=rf"task.{key}={value!r} is not allowed: task.{key} must be a finite number"):
+        FrequencyTask(**{key: value})
 
 
 def test_loss_score_and_solved():

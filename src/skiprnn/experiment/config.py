@@ -309,6 +309,22 @@ def check_values(cfg: dict) -> None:
                           "so it needs model.mode=skip_gru and model.num_layers >= 2")
 
 
+def check_task(name: str, params: dict) -> dict:
+    """A task's constructor arguments, checked as a composed config is: each enum-typed key against its schema's
+    choices, each ranged key against the same rules (so a task built in Python fails as the command line would).
+    Returns the arguments with enum members as their plain values."""
+    out = dict(params)
+    for f in fields(TASK_SCHEMAS[name]):
+        if f.name in out and isinstance(f.default, Enum):  # an enum-typed key (its default is a member)
+            choices = [member.value for member in type(f.default)]
+            value = out[f.name] = getattr(out[f.name], "value", out[f.name])
+            if value not in choices:
+                raise ConfigError(f"task.{f.name}={value!r} is not allowed: task.{f.name} must be one of "
+                                  f"{', '.join(choices)}")
+    check_values({"task": out})
+    return out
+
+
 def check_device(device: str) -> None:
     """Whether this machine has the device that trainer.device names (checked before any run directory is made)."""
     import torch

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..config import AddingTaskConfig as _Defaults
-from ..config import TrainerConfig
+from ..config import TrainerConfig, check_task
 from .base import PaperRow, PaperTable, SyntheticTask
 
 
@@ -19,6 +19,7 @@ class AddingTask(SyntheticTask):
 
     def __init__(self, seq_len: int = _Defaults.seq_len, eval_batches: int = _Defaults.eval_batches,
                  solved_mse: float = _Defaults.solved_mse, batch_size: int = TrainerConfig.batch_size):
+        check_task("adding", dict(seq_len=seq_len, eval_batches=eval_batches, solved_mse=solved_mse))
         self.name = "adding"
         self.seq_len, self.n_eval_batches, self.solved_mse, self.batch_size = seq_len, eval_batches, solved_mse, batch_size
 

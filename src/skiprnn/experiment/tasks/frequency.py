@@ -38,13 +38,12 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ..config import FrequencyTaskConfig as _Defaults
-from ..config import TrainerConfig
+from ..config import TrainerConfig, check_task
 from ..errors import ConfigError
 from .base import PaperRow, PaperTable, SyntheticTask
 
 TARGET_BAND = (5.0, 6.0)  # ms, class 0
 PERIOD_RANGE = {"original": (0.0, 100.0), "paper": (1.0, 100.0)}  # ms, where distractor periods are drawn from
-VARIANTS = tuple(PERIOD_RANGE)
 MAX_STEPS = 100_000  # sequence length cap: a typo in task.sampling_period should not try to allocate 1e11 samples
 
 
@@ -91,9 +90,8 @@ class FrequencyTask(SyntheticTask):
     def __init__(self, sampling_period: float = _Defaults.sampling_period, duration: float = _Defaults.duration,
                  variant: str = _Defaults.variant.value, eval_batches: int = _Defaults.eval_batches,
                  solved_accuracy: float = _Defaults.solved_accuracy, batch_size: int = TrainerConfig.batch_size):
-        variant = getattr(variant, "value", variant)
-        if variant not in VARIANTS:
-            raise ConfigError(f"task.variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
+        variant = check_task("frequency", dict(sampling_period=sampling_period, duration=duration, variant=variant,
+                                               eval_batches=eval_batches, solved_accuracy=solved_accuracy))["variant"]
         steps = duration / sampling_period if 0 < sampling_period < math.inf and duration < math.inf else 0.0
         if not 1 <= steps <= MAX_STEPS or abs(steps - round(steps)) > 1e-9:
             raise ConfigError(f"task.sampling_period must be > 0 and divide task.duration into a whole number of steps "

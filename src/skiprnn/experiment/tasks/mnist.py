@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import MnistTaskConfig as _Defaults
-from ..config import TrainerConfig
+from ..config import TrainerConfig, check_task
 from ..errors import ConfigError, DataError
 from .base import PaperRow, PaperTable, Task, step_generator
 
@@ -132,6 +132,8 @@ class MnistTask(Task):
     def __init__(self, *, data_root: str, download: bool = _Defaults.download,
                  validation_size: int = _Defaults.validation_size, train_limit: int | None = _Defaults.train_limit,
                  solved_accuracy: float = _Defaults.solved_accuracy, batch_size: int = TrainerConfig.batch_size):
+        check_task("mnist", dict(validation_size=validation_size, train_limit=train_limit,
+                                 solved_accuracy=solved_accuracy))
         self.name = "mnist"
         self.data_root, self.batch_size = str(data_root), batch_size
         self.solved_accuracy = solved_accuracy
@@ -144,8 +146,6 @@ class MnistTask(Task):
                        "train": (images[validation_size:], labels[validation_size:]),
                        "test": data["test"]}
         if train_limit is not None:
-            if train_limit < 1:
-                raise ConfigError(f"task.train_limit must be a positive number of images or null; got {train_limit}")
             self.splits["train"] = tuple(t[:train_limit] for t in self.splits["train"])
         self.n_train = self.splits["train"][0].shape[0]
         if self.n_train < batch_size:

@@ -44,8 +44,8 @@ from torch import Tensor
 
 from ....nn.flops import VGG16_FLOPS
 from ...config import CharadesTaskConfig as _Defaults
-from ...config import TrainerConfig
-from ...errors import ConfigError, DataError
+from ...config import TrainerConfig, check_task
+from ...errors import DataError
 from ..base import Batch, PaperRow, PaperTable, Task, step_generator
 from . import metric
 from .cache import MANIFEST, CharadesCache, build_cache, split_dir
@@ -62,7 +62,6 @@ from .files import (
 )
 
 SITE = "https://prior.allenai.org/projects/charades"
-NORMALIZE = ("none", "l2", "standardize")
 STATS_FILE = "feature_stats.npz"  # per-dimension mean and std of the training frames, beside the train cache
 _SHUFFLE_STREAM = 5  # step_generator stream of the per-epoch order of the training videos
 
@@ -176,15 +175,11 @@ class CharadesTask(Task):
                  loss_reduction: str = _Defaults.loss_reduction.value,
                  point_mapping: str = _Defaults.point_mapping.value, batch_size: int = TrainerConfig.batch_size):
         self.name = "charades"
-        checks = (("normalize", normalize, NORMALIZE), ("on_error", on_error, ("raise", "skip")),
-                  ("eval_split", eval_split, tuple(SPLIT_CSV)), ("targets", targets, ("inclusive", "strict")),
-                  ("loss_reduction", loss_reduction, ("sum_classes", "mean")),
-                  ("point_mapping", point_mapping, ("causal", "nearest")))
-        for key, value, allowed in checks:
-            if value not in allowed:
-                raise ConfigError(f"task.{key}={value!r} is not allowed: task.{key} must be one of {', '.join(allowed)}")
-        if num_points < 1 or eval_batch_size < 1:
-            raise ConfigError("task.num_points and task.eval_batch_size must be integers >= 1")
+        checked = check_task("charades", dict(num_points=num_points, normalize=normalize, on_error=on_error,
+                                              eval_split=eval_split, eval_batch_size=eval_batch_size, targets=targets,
+                                              loss_reduction=loss_reduction, point_mapping=point_mapping))
+        normalize, on_error, eval_split, targets, loss_reduction, point_mapping = (checked[k] for k in (
+            "normalize", "on_error", "eval_split", "targets", "loss_reduction", "point_mapping"))
         self.root = Path(data_root)
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / "skiprnn_cache"
         self.num_points, self.normalize, self.point_mapping = num_points, normalize, point_mapping
