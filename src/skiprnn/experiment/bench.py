@@ -137,7 +137,8 @@ def busy_cpus(seconds: float = 1.0) -> float | None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m skiprnn.experiment.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats per case (default 7)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and repeats: a smoke test")

@@ -151,7 +151,7 @@ def build(roots: list[Path], argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m skiprnn.compare", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("folders", nargs="+", type=Path, help="folders holding run directories (searched recursively)")
     parser.add_argument("--out", type=Path, help="write the table to this file as well (markdown)")

@@ -37,7 +37,8 @@ def markdown(name: str, rows: list[dict], metric: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m skiprnn.experiment.figures.curves", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table_dir", type=Path, help="a sweep folder, e.g. results/table4")
     parser.add_argument("--every", type=int, default=1500,
                         help="steps between the evaluations shown; best a multiple of trainer.eval_every (default 1500)")

@@ -93,7 +93,8 @@ def plot(run_dirs: list[Path], out: Path, sequences: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m skiprnn.experiment.figures.frequency_updates", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", type=Path, nargs="+", help="run directories, e.g. results/table4/<row>/seed=0")
     parser.add_argument("--sequences", type=int, default=2048, help="test sequences per run (default 2048)")
     parser.add_argument("--out", type=Path, default=Path("results/figure6_frequency_updates.png"))

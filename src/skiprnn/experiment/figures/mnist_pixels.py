@@ -100,7 +100,8 @@ def plot(run_dir: Path, out: Path, n: int, data_root: str | None, stats: int = 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m skiprnn.experiment.figures.mnist_pixels", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a run directory, e.g. results/table2/skip_lstm_lam1e-4/seed=0")
     parser.add_argument("--n", type=int, default=8, help="number of test digits (default 8)")
     parser.add_argument("--out", type=Path, default=Path("results/figure3_mnist_pixels.png"))

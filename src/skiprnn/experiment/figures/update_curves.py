@@ -78,7 +78,8 @@ def plot(table, results: Path, seeds: list[int], out: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m skiprnn.experiment.figures.update_curves", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     tables = paper_tables()
     parser.add_argument("table", choices=sorted(tables), help="which table's row pairs")
     parser.add_argument("--results", type=Path, default=Path("results"), help="folder holding <table>/ (default results)")
