@@ -194,3 +194,10 @@ def test_missing_config_folder_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(train_module, "CONF_DIR", str(tmp_path / "no_conf"))
     with pytest.raises(SystemExit, match=r"configs are not at .*no_conf.*pip install -e \."):
         train_module.main()
+
+
+def test_an_unknown_row_names_the_tables_rows_and_the_nearest(cli):
+    proc = cli("experiment=table1/gruu", check=False)
+    assert proc.returncode == 1
+    assert "experiment=table1/gruu: table1 has no row 'gruu' (did you mean table1/gru?); its rows are lstm," in proc.stderr
+    assert "Traceback" not in proc.stderr

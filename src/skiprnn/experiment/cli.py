@@ -74,7 +74,7 @@ def main() -> None:
     if not Path(CONF_DIR).is_dir():  # a non-editable install: the configs stay in the clone
         sys.exit(f"error: skiprnn's configs are not at {CONF_DIR}. They live in the repository's conf/ folder, so "
                  "install skiprnn from a clone with `pip install -e .` (or `make venv`) and run it there.")
-    problem = cross_task_option(sys.argv[1:])
+    problem = cross_task_option(sys.argv[1:]) or rows.unknown_row(sys.argv[1:])
     if problem:
         sys.exit(f"error: {problem}")
     code: int | str | None = 0

@@ -44,6 +44,26 @@ def sweep_seeds(table: str) -> str:
     return ",".join(map(str, paper_tables()[table].seeds))
 
 
+def unknown_row(args: list[str]) -> str | None:
+    """A message for ``experiment=<table>/<row>`` naming a row the table does not have (Hydra would only say that
+    no such config file exists), with the table's rows and the nearest name; None when every row exists."""
+    import difflib
+
+    tables = paper_tables()
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+~") != "experiment":
+            continue
+        for choice in value.split(","):
+            table, _, row = choice.strip().partition("/")
+            rows = [r.row for r in tables[table].rows] if table in tables else None
+            if rows is not None and row not in rows:
+                near = difflib.get_close_matches(row, rows, n=1)
+                return (f"experiment={choice}: {table} has no row {row!r}" + (f" (did you mean {table}/{near[0]}?)"
+                        if near else "") + f"; its rows are {', '.join(rows)}")
+    return None
+
+
 def register() -> None:
     """Store every row as ``experiment/<table>/<row>`` and register the sweep resolvers."""
     from hydra.core.config_store import ConfigStore
