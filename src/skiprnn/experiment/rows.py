@@ -3,8 +3,7 @@
 A row is declared once, in its task module (``PaperRow`` in tasks/<task>.py), beside the numbers the paper prints for
 it. This module makes from it the config node a conf/experiment/<table>/<row>.yaml would hold, and gives
 conf/table/<table>.yaml its rows and seeds through the resolvers ``${skiprnn_rows:<table>}`` and
-``${skiprnn_seeds:<table>}``. So the rows, their run
-folders and the table's paper column cannot disagree.
+``${skiprnn_seeds:<table>}``. So the rows, their run folders and the table's paper column cannot disagree.
 """
 from __future__ import annotations
 
@@ -30,18 +29,21 @@ def _merged(base: dict, changes: dict) -> dict:
     return out
 
 
+def _paper_table(name: str, resolver: str) -> PaperTable:
+    tables = paper_tables()
+    if name not in tables:
+        raise ConfigError(f"${{{resolver}:{name}}}: no paper table {name!r}; the tables are {', '.join(tables)}")
+    return tables[name]
+
+
 def sweep_list(table: str) -> str:
     """The table's experiments as one sweep value: ``table1/lstm,table1/lstm_pskip0.2,...``, in the paper's order."""
-    tables = paper_tables()
-    if table not in tables:
-        raise ConfigError(f"${{skiprnn_rows:{table}}}: no paper table {table!r}; the tables are {', '.join(tables)}")
-    return ",".join(f"{table}/{row.row}" for row in tables[table].rows)
+    return ",".join(f"{table}/{row.row}" for row in _paper_table(table, "skiprnn_rows").rows)
 
 
 def sweep_seeds(table: str) -> str:
     """The table's seeds as one sweep value (``0,1,2,3``): PaperTable.seeds, the runs the paper's numbers average."""
-    _ = sweep_list(table)  # an unknown table: the same message
-    return ",".join(map(str, paper_tables()[table].seeds))
+    return ",".join(map(str, _paper_table(table, "skiprnn_seeds").seeds))
 
 
 def unknown_row(args: list[str]) -> str | None:
