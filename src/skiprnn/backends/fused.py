@@ -60,8 +60,9 @@ from .flags import current as _flags
 _POOL: OrderedDict = OrderedDict()  # (numel, dtype) -> [flat buffers], least recently used first
 _POOL_KEYS, _POOL_PER_KEY, _POOL_MIN_BYTES, _POOL_MAX_BYTES = 16, 8, 1 << 20, 4 << 30
 _POOL_LOCK = threading.Lock()
-_CAN_POOL = all(hasattr(owner, name) for owner, name in ((torch._C, "_storage_Use_Count"), (torch.Tensor, "_use_count"),
-                                                    (torch.UntypedStorage, "_cdata")))  # private: docs/layout.md
+# Private torch APIs (docs/layout.md): without any of them, no pool.
+_PRIVATE = ((torch._C, "_storage_Use_Count"), (torch.Tensor, "_use_count"), (torch.UntypedStorage, "_cdata"))
+_CAN_POOL = all(hasattr(owner, name) for owner, name in _PRIVATE)
 
 
 def _unused(buf: Tensor) -> bool:

@@ -14,22 +14,23 @@ from omegaconf import MISSING
 from .errors import ConfigError
 
 
-class Mode(Enum):
+class Choice(Enum):
+    """A config choice whose member prints as its plain value where interpolated into a string (the run name)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Mode(Choice):
     lstm = "lstm"
     gru = "gru"
     skip_lstm = "skip_lstm"
     skip_gru = "skip_gru"
 
-    def __str__(self) -> str:  # the plain name where interpolated into a string, e.g. the run name
-        return self.value
 
-
-class GateInit(Enum):
+class GateInit(Choice):
     glorot = "glorot"
     torch = "torch"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class LoggerBackend(Enum):
@@ -48,50 +49,34 @@ class FrequencyVariant(Enum):
     original = "original"
 
 
-class Normalize(Enum):
+class Normalize(Choice):
     none = "none"
     l2 = "l2"
     standardize = "standardize"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 # "raise" is a Python keyword, so this enum is made by the functional API (OmegaConf matches members by name)
-OnError = Enum("OnError", {"raise": "raise", "skip": "skip"})
-OnError.__str__ = lambda self: self.value
+OnError = Choice("OnError", {"raise": "raise", "skip": "skip"})
 
 
-class CharadesSplit(Enum):
+class CharadesSplit(Choice):
     test = "test"
     train = "train"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class TargetRule(Enum):
+class TargetRule(Choice):
     inclusive = "inclusive"
     strict = "strict"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class LossReduction(Enum):
+class LossReduction(Choice):
     sum_classes = "sum_classes"
     mean = "mean"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class PointMapping(Enum):
+class PointMapping(Choice):
     causal = "causal"
     nearest = "nearest"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # The defaults of every key, and what each means, live here and only here: a conf/<group>/<option>.yaml file holds

@@ -151,12 +151,11 @@ def make_struct(struct: type[ctypes.Structure], **fields) -> ctypes.Structure:
         else:
             ok = value is None or isinstance(value, ctypes.Structure)
         if not ok:
-            shown = f"a {value.dtype} tensor on {value.device}, strides {value.stride()}" if isinstance(
-                value, torch.Tensor) else repr(value)
-            raise TypeError(f"{struct.__name__}.{name} takes "
-                            + ("an int" if kinds[name] is ctypes.c_long else
-                               f"a CPU {struct.dtype} tensor with unit last stride, a structure or None")
-                            + f", not {shown}")
+            wanted = ("an int" if kinds[name] is ctypes.c_long
+                      else f"a CPU {struct.dtype} tensor with unit last stride, a structure or None")
+            got = (f"a {value.dtype} tensor on {value.device}, strides {value.stride()}"
+                   if isinstance(value, torch.Tensor) else repr(value))
+            raise TypeError(f"{struct.__name__}.{name} takes {wanted}, not {got}")
     out = struct(**{k: _address(v) for k, v in fields.items()})
     out._keep = [v for v in fields.values() if isinstance(v, (torch.Tensor, ctypes.Structure))]
     return out

@@ -65,6 +65,23 @@ def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 4 + stream)
 
 
+class EpochOrder:
+    """The order of a data set's ``n`` training examples in each epoch: a pure function of (seed, epoch), so that a
+    resumed run sees the same batches. The latest epoch's order is kept."""
+
+    def __init__(self, n: int, stream: int):
+        self.n, self.stream = n, stream  # stream: step_generator's, apart from the task's other draws
+        self._key, self._order = None, None
+
+    def batch(self, step: int, batch_size: int, per_epoch: int, seed: int) -> Tensor:
+        """Indices of the examples of global step ``step`` (0-based), ``per_epoch`` batches to an epoch."""
+        epoch, within = divmod(step, per_epoch)
+        if self._key != (seed, epoch):
+            self._order = torch.randperm(self.n, generator=step_generator(seed, epoch, stream=self.stream))
+            self._key = (seed, epoch)
+        return self._order[within * batch_size:(within + 1) * batch_size]
+
+
 class Task:
     """A supervised sequence task. Subclasses define the data, the loss and the metric.
 

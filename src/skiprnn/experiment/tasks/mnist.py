@@ -33,7 +33,7 @@ from torch import Tensor
 from ..config import MnistTaskConfig as _Defaults
 from ..config import TrainerConfig, check_task
 from ..errors import ConfigError, DataError
-from .base import PaperRow, PaperTable, Task, step_generator
+from .base import EpochOrder, PaperRow, PaperTable, Task
 
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 SIDE = 28
@@ -151,21 +151,12 @@ class MnistTask(Task):
         if self.n_train < batch_size:
             raise ConfigError(f"trainer.batch_size={batch_size} is larger than the training set ({self.n_train} images)")
         self.steps_per_epoch = self.n_train // batch_size  # the last partial batch is dropped, as the original
-        self._perm_key, self._perm = None, None
+        self.epoch_order = EpochOrder(self.n_train, _SHUFFLE_STREAM)
 
     # ------------------------------------------------------------------------------------- data
-    def permutation(self, epoch: int, seed: int) -> Tensor:
-        """The order of the training images in an epoch: a pure function of (seed, epoch)."""
-        if self._perm_key != (seed, epoch):
-            self._perm = torch.randperm(self.n_train, generator=step_generator(seed, epoch, stream=_SHUFFLE_STREAM))
-            self._perm_key = (seed, epoch)
-        return self._perm
-
     def train_indices(self, step: int, batch_size: int, seed: int) -> Tensor:
         """Indices into the training split of the batch of global step ``step`` (0-based)."""
-        per_epoch = self.n_train // batch_size
-        epoch, within = divmod(step, per_epoch)
-        return self.permutation(epoch, seed)[within * batch_size:(within + 1) * batch_size]
+        return self.epoch_order.batch(step, batch_size, self.n_train // batch_size, seed)
 
     def train_batch(self, step, batch_size, seed):
         images, labels = self.splits["train"]

@@ -46,7 +46,7 @@ from ....nn.flops import VGG16_FLOPS
 from ...config import CharadesTaskConfig as _Defaults
 from ...config import TrainerConfig, check_task
 from ...errors import DataError
-from ..base import Batch, PaperRow, PaperTable, Task, step_generator
+from ..base import Batch, EpochOrder, PaperRow, PaperTable, Task
 from . import metric
 from .cache import MANIFEST, CharadesCache, build_cache, split_dir
 from .files import (
@@ -206,7 +206,7 @@ class CharadesTask(Task):
         if normalize == "standardize":
             mean, std = feature_stats(self.train_cache)
             self.mean, self.scale = mean.astype(np.float32), (1.0 / std).astype(np.float32)
-        self._order_key, self._order = None, None
+        self.epoch_order = EpochOrder(self.n_train, _SHUFFLE_STREAM)
 
     def _check_files(self, splits: set[str]) -> None:
         missing = []
@@ -246,17 +246,9 @@ class CharadesTask(Task):
                 y[:n, b] = cache.targets(i)
         return Batch(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(lengths.astype(np.int64)))
 
-    def order(self, epoch: int, seed: int) -> Tensor:
-        """The order of the training videos in an epoch: a pure function of (seed, epoch)."""
-        if self._order_key != (seed, epoch):
-            self._order = torch.randperm(self.n_train, generator=step_generator(seed, epoch, stream=_SHUFFLE_STREAM))
-            self._order_key = (seed, epoch)
-        return self._order
-
     def train_indices(self, step: int, batch_size: int, seed: int) -> Tensor:
-        """Indices of the training videos in global step ``step`` (0-based)."""
-        epoch, within = divmod(step, math.ceil(self.n_train / batch_size))
-        return self.order(epoch, seed)[within * batch_size:(within + 1) * batch_size]
+        """Indices of the training videos in global step ``step`` (0-based): every video once per epoch."""
+        return self.epoch_order.batch(step, batch_size, math.ceil(self.n_train / batch_size), seed)
 
     def train_batch(self, step, batch_size, seed):
         return self.batch(self.train_cache, self.train_indices(step, batch_size, seed))
