@@ -240,7 +240,7 @@ def test_table_of_a_folder_without_runs_is_a_clear_error(cli, tmp_path):
 
 def test_table_counts_a_run_resumed_with_a_larger_budget_as_unfinished(tmp_path):
     """metrics.json of an earlier, smaller budget must not pass for the result of the run now going further."""
-    from skiprnn.experiment import tables, tracking
+    from skiprnn.experiment import records, tables, tracking
 
     run = tmp_path / "run"
     run.mkdir()
@@ -251,11 +251,14 @@ def test_table_counts_a_run_resumed_with_a_larger_budget_as_unfinished(tmp_path)
     resumed = tables.load_run(run, 0)
     assert (resumed.status, resumed.step, resumed.max_steps) == ("unfinished", 600, 900)
     assert resumed.final["val_mse"] == 1.0 / 600
+    assert records.read_run(run).status == "unfinished"  # the HTML report reads the same record the same way
     (run / tracking.CURVE).write_text(json.dumps(rows[0]) + "\n")  # the curve ends where metrics.json does
-    assert tables.load_run(run, 0).status == "completed"
+    assert tables.load_run(run, 0).status == records.read_run(run).status == "completed"
     (run / tracking.CURVE).write_text('{"step": 300, "val_')  # a cut-off record is listed, not fatal
     broken = tables.load_run(run, 0)
-    assert broken.status == "unreadable" and str(run) in broken.error
+    assert broken.status == "unreadable" and str(run) in broken.error and "curve.jsonl" in broken.error
+    # the report still shows the finished result, with the broken line among the run's problems
+    assert records.read_run(run).status == "completed" and records.read_run(run).problems
 
 
 def test_adding_task_markers_and_targets():

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from . import tracking
 from .identity import distinguishes_group
-from .tables import Run, load_run, mean_std, metric_key
+from .records import metric_key
+from .tables import Run, load_run, mean_std
 
 # Keys that say nothing about what was trained (or are what a group averages over).
 MARKERS = (tracking.METRICS, tracking.FAILED, tracking.CURVE)

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from yaml import YAMLError
 
-from . import tracking
+from . import records, tracking
 from .identity import EXECUTION, matches
+from .records import metric_key
 from .tasks import paper_tables
 from .tasks.base import PaperTable
 
@@ -44,21 +45,6 @@ class Run:
     below_budget: int = 0  # finished, but for fewer steps than the table asks (this many)
 
 
-def _provenance(m: dict) -> tuple[str, tuple[str, ...]]:
-    """The commit text and commits of a finished run; runs made before legs were kept have one commit."""
-    legs = m.get("legs") or ([{"commit": m["commit"], "from_step": 0}] if m.get("commit") else [])
-    commits = tuple(dict.fromkeys(leg["commit"] for leg in legs))
-    if len(legs) <= 1:
-        return (legs[0]["commit"] if legs else ""), commits
-    return " → ".join(f"{leg['commit']} (from {leg['from_step']:,})" for leg in legs), commits
-
-
-def metric_key(final: dict | None) -> str | None:
-    """The headline metric a run's record holds: val_mse (lower is better), val_accuracy or val_map (Charades'
-    mAP; higher is better)."""
-    return next((k for k in ("val_mse", "val_accuracy", "val_map") if k in (final or {})), None)
-
-
 def _worst_late(curve: list[dict], metric_key: str) -> str:
     """The worst evaluation in the last quarter of the steps, and how many there fell short of "solved"."""
     if not curve or metric_key not in curve[-1]:
@@ -73,42 +59,29 @@ def _worst_late(curve: list[dict], metric_key: str) -> str:
 
 
 def load_run(path: Path, seed: int) -> Run:
-    """One run directory's state; an unreadable record is listed as such instead of stopping the table."""
+    """One run directory's state as the table shows it (records.read_run decides the status). The table is
+    strict: any unreadable line or file makes the run unreadable, so that no number rests on part of a record."""
+    record = records.read_run(path)
+    if record.status == "unreadable" or record.problems:
+        return Run(seed, "unreadable", error=f"{path}: {record.error or '; '.join(record.problems)}")
     try:
-        run = _read_run(path, seed)
-        run.overrides = tuple(run_overrides(path))
-        return run
-    except (OSError, ValueError, KeyError, TypeError, IndexError, YAMLError) as error:
+        overrides = tuple(run_overrides(path))
+    except (OSError, ValueError, YAMLError) as error:
         return Run(seed, "unreadable", error=f"{path}: {error!r}")
-
-
-def _read_run(path: Path, seed: int) -> Run:
-    curve = tracking.read_curve(path)
-    last = curve[-1] if curve else None
-    if (path / tracking.METRICS).exists():
-        m = tracking.read_json(path / tracking.METRICS)
-        # A finished run resumed with a larger budget keeps its old metrics.json until it finishes again;
-        # until then its newest evaluation is what it has reached.
-        if last is None or last["step"] <= m["step"]:
-            final = m["final"]
-            if "stable_updates" not in final and curve:  # runs made before it was recorded
-                final["stable_updates"] = statistics.fmean(r["val_updates"] for r in curve[-final["stable_window"]:])
-            commit, commits = _provenance(m)
-            key = metric_key(final)
-            worst = _worst_late(curve, key) if key else ""
-            return Run(seed, "completed", m["step"], m["step"], final, commit, commits=commits, worst=worst,
-                       config=m.get("config"))
-    if (path / tracking.FAILED).exists():
-        return Run(seed, "failed", error=tracking.read_json(path / tracking.FAILED).get("error", ""))
-    if last is not None:
-        record = path / tracking.RECORD / "config.yaml"
-        config = None
-        if record.exists():
-            from omegaconf import OmegaConf
-
-            config = OmegaConf.to_container(OmegaConf.load(record), resolve=True)
-        return Run(seed, "unfinished", last["step"], last.get("max_steps", 0), last, config=config)
-    return Run(seed, "missing")
+    if record.status == "failed":
+        return Run(seed, "failed", error=record.error, overrides=overrides)
+    if record.status == "unfinished" and not record.curve:
+        return Run(seed, "missing", overrides=overrides)
+    if record.status == "unfinished":
+        return Run(seed, "unfinished", record.step, record.max_steps or 0, record.final, config=record.config,
+                   overrides=overrides)
+    final = record.final
+    if "stable_updates" not in final and "stable_window" in final and record.curve:  # made before it was recorded
+        final["stable_updates"] = statistics.fmean(r["val_updates"] for r in record.curve[-final["stable_window"]:])
+    key = metric_key(final)
+    return Run(seed, "completed", record.step, record.step, final, record.commit,
+               commits=tuple(dict.fromkeys(leg["commit"] for leg in record.legs)),
+               worst=_worst_late(record.curve, key) if key else "", config=record.config, overrides=overrides)
 
 
 def asked_configs(table: PaperTable, overrides: list[str]) -> dict[str, dict]:

@@ -20,7 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..tables import metric_key, paper_updates  # noqa: E402
+from ..records import metric_key  # noqa: E402
+from ..tables import paper_updates  # noqa: E402
 from ..tasks import paper_tables  # noqa: E402
 from ..tracking import read_curve  # noqa: E402
 

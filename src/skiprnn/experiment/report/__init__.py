@@ -7,11 +7,11 @@ or from Python::
     from skiprnn.experiment.report import build_report
     build_report(["results/table4"], "table4.html", paper={"gru_ts1": {"metric": 1.0, "updates": 1.0}})
 
-Reads run directories directly (metrics.json, curve.jsonl, failed.json, .hydra/config.yaml); imports no other
-skiprnn module.
+Reads run directories through skiprnn.experiment.records, as the tables do.
 """
+from ..records import Run, read_run
 from .build import build_report, load_paper, make_report
-from .runs import Collection, Group, Run, collect, find_runs, read_run
+from .runs import Collection, Group, collect, find_runs
 
 __all__ = ["build_report", "make_report", "load_paper", "collect", "find_runs", "read_run", "Collection", "Group",
            "Run"]

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .runs import METRIC_KEYS, UPDATES, Collection, Group, Run, collect, format_value
+from ..records import METRIC_KEYS, UPDATES, Run
+from .runs import Collection, Group, collect, format_value
 from .series import (
     METRIC_NAMES,
     Paper,

@@ -1,25 +1,21 @@
-"""Find run directories below some folders, read each one's state, and group them by config.
+"""Find run directories below some folders, read each one's state (records.py), and group them by config.
 
-Self-contained on purpose (no other skiprnn module): it reads the files the trainer writes.
-
-A run directory holds some of ``metrics.json`` (finished), ``curve.jsonl`` (one evaluation a line),
-``failed.json`` (failed) and ``.hydra/config.yaml`` (the resolved config of the invocation that last trained
-it). A file that cannot be read never stops the report: the run is listed as unreadable, with the reason.
+A file that cannot be read never stops the report: the run is listed as unreadable, with the reason.
 """
 from __future__ import annotations
 
-import bisect
 import json
 import math
 import os
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..identity import BUDGET, EXECUTION, REMOVED, matches
+from ..records import Run, read_run
 from ..tracking import CURVE, FAILED, METRICS, RECORD
 
 MARKERS = (METRICS, CURVE, FAILED)
@@ -28,53 +24,6 @@ SKIP_DIRS = {"wandb", "__pycache__", "node_modules"}
 # Config keys that say nothing about what was trained, or that a group averages over (the seed): the execution and
 # budget keys of skiprnn/experiment/identity.py, and the seed, the row name and Hydra's own.
 PLUMBING = ("seed", "row", "hydra", *EXECUTION, *BUDGET, *REMOVED)
-
-# Headline metric of a run: (key, lower is better)
-METRIC_KEYS = {"val_mse": True, "val_accuracy": False, "val_map": False}
-UPDATES = "val_update_fraction"
-
-STATUSES = ("completed", "unfinished", "failed", "unreadable")
-
-
-@dataclass
-class Run:
-    path: Path  # resolved
-    display: str  # the folder as shown: the folder given on the command line joined with the path below it
-    root: int  # index of the folder given that holds it
-    status: str = "unfinished"  # completed | unfinished | failed | unreadable
-    seed: int | None = None
-    row: str | None = None
-    config: dict | None = None
-    step: int = 0  # completed: its final step; else its latest evaluation's (0: none yet)
-    max_steps: int | None = None
-    final: dict = field(default_factory=dict)  # completed: metrics.json "final"; else the latest curve row
-    curve: list[dict] = field(default_factory=list)
-    legs: list[dict] = field(default_factory=list)  # [{"commit", "from_step"}], oldest first
-    error: str = ""  # why it failed / is unreadable
-    problems: list[str] = field(default_factory=list)  # "file: what is wrong with it"
-
-    @property
-    def metric(self) -> str | None:
-        for source in (self.final, *(reversed(self.curve))):
-            for key in METRIC_KEYS:
-                if _number(source.get(key)) is not None:
-                    return key
-        name = ((self.config or {}).get("task") or {}).get("name") if isinstance(self.config, dict) else None
-        return {"adding": "val_mse", "frequency": "val_accuracy", "mnist": "val_accuracy", "charades": "val_map"}.get(name)
-
-    @property
-    def commit(self) -> str:
-        """The commit(s) that trained it: "abc" or "abc (from 0) → def (from 3,900)"; "" when not recorded."""
-        if len(self.legs) <= 1:
-            return self.legs[0]["commit"] if self.legs else ""
-        return " → ".join(f"{leg['commit']} (from {leg['from_step']:,})" for leg in self.legs)
-
-    def commit_at(self, step: int) -> str:
-        """The commit that trained the evaluation at ``step`` (the leg it falls in)."""
-        if not self.legs:
-            return ""
-        starts = [leg["from_step"] for leg in self.legs]
-        return self.legs[max(0, bisect.bisect_left(starts, step) - 1)]["commit"]
 
 
 @dataclass
@@ -97,135 +46,6 @@ class Group:
 
     def by_status(self, status: str) -> list[Run]:
         return [r for r in self.runs if r.status == status]
-
-
-# ------------------------------------------------------------------------------------------------ reading
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _read_yaml(path: Path) -> Any:
-    import yaml  # PyYAML, a dependency of omegaconf/hydra
-
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def _legs(m: dict) -> list[dict]:
-    legs = m.get("legs")
-    if isinstance(legs, list) and legs:
-        out = [{"commit": str(leg.get("commit", "?")), "from_step": int(leg.get("from_step") or 0)}
-               for leg in legs if isinstance(leg, dict)]
-        return sorted(out, key=lambda leg: leg["from_step"])
-    return [{"commit": str(m["commit"]), "from_step": 0}] if m.get("commit") else []
-
-
-def _read_curve(path: Path, run: Run) -> bool:
-    """Every readable evaluation into run.curve; False when the file has unreadable lines (listed in problems)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        run.problems.append(f"{CURVE}: {error}")
-        return False
-    bad = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-                raise ValueError("not an evaluation record (no integer 'step')")
-        except ValueError as error:
-            bad.append(f"line {number}: {str(error)[:120]}")
-            continue
-        run.curve.append(row)
-    run.curve.sort(key=lambda r: r["step"])
-    if bad:
-        run.problems.append(f"{CURVE}: {len(bad)} unreadable line(s) ({'; '.join(bad[:3])}"
-                            f"{'; …' if len(bad) > 3 else ''})")
-    return not bad
-
-
-def read_run(path: Path, display: str, root: int) -> Run:
-    """A run directory's state. Status, as the tables read it: a metrics.json at least as new as the curve is a
-    finished run (a finished run resumed with a larger budget is unfinished until it finishes again); else a
-    failed.json is a failed run; else it is unfinished (possibly with no evaluation yet)."""
-    run = Run(path=path, display=display, root=root)
-    curve_ok = True
-    if (path / CURVE).exists():
-        curve_ok = _read_curve(path / CURVE, run)
-    last = run.curve[-1] if run.curve else None
-
-    configs: list[Any] = []
-    metrics = failed = None
-    if (path / METRICS).exists():
-        try:
-            metrics = _read_json(path / METRICS)
-            if not isinstance(metrics, dict) or not isinstance(metrics.get("final"), dict) \
-                    or not isinstance(metrics.get("step"), int):
-                raise ValueError("not a run record (needs 'step' and a 'final' object)")
-            configs.append(metrics.get("config"))
-        except (OSError, ValueError) as error:
-            run.status, run.error = "unreadable", f"{METRICS}: {error}"
-            run.problems.append(run.error)
-            metrics = None
-    if (path / FAILED).exists():
-        try:
-            failed = _read_json(path / FAILED)
-            if not isinstance(failed, dict):
-                raise ValueError("not an object")
-            configs.append(failed.get("config"))
-        except (OSError, ValueError) as error:
-            run.problems.append(f"{FAILED}: {error}")
-            if run.status != "unreadable":
-                run.status, run.error = "unreadable", f"{FAILED}: {error}"
-            failed = None
-    record = path / RECORD / "config.yaml"
-    if record.exists():
-        try:
-            configs.append(_read_yaml(record))
-        except Exception as error:  # noqa: BLE001 - YAMLError, OSError, UnicodeDecodeError: listed, never fatal
-            run.problems.append(f"{RECORD}/config.yaml: {str(error).splitlines()[0] if str(error) else error!r}")
-    run.config = next((c for c in configs if isinstance(c, dict) and c), None)
-
-    if run.status != "unreadable":
-        if metrics is not None and (last is None or last["step"] <= metrics["step"]):
-            run.status, run.step, run.final = "completed", metrics["step"], metrics["final"]
-            run.max_steps = metrics["step"]
-            run.legs = _legs(metrics)
-        elif failed is not None:
-            run.status, run.error = "failed", str(failed.get("error") or "failed (no error recorded)")
-        elif not curve_ok:
-            run.status, run.error = "unreadable", next(p for p in run.problems if p.startswith(CURVE))
-        else:
-            run.status = "unfinished"
-            if metrics is not None:  # resumed with a larger budget: the earlier legs are known
-                run.legs = _legs(metrics)
-    if run.status != "completed" and last is not None:
-        run.step, run.final = last["step"], last
-        run.max_steps = last.get("max_steps") if isinstance(last.get("max_steps"), int) else None
-    if run.max_steps is None and isinstance(run.config, dict):
-        trainer = run.config.get("trainer")
-        if isinstance(trainer, dict) and isinstance(trainer.get("max_steps"), int):
-            run.max_steps = trainer["max_steps"]
-
-    seed = (run.config or {}).get("seed") if run.config else None
-    if seed is None and metrics is not None:
-        seed = metrics.get("seed")
-    if seed is None:
-        match = re.search(r"seed=(\d+)", path.name)
-        seed = int(match.group(1)) if match else None
-    run.seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
-    row = (run.config or {}).get("row") if run.config else None
-    if row is None and metrics is not None:
-        row = metrics.get("row")
-    run.row = str(row) if row not in (None, "") else None
-    return run
 
 
 # ------------------------------------------------------------------------------------------------ finding

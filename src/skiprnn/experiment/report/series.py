@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .runs import UPDATES, Group, Run
+from ..records import UPDATES, Run
+from .runs import Group
 
 Paper = Mapping[str, Mapping[str, Any]]
 

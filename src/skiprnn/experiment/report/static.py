@@ -8,7 +8,8 @@ import os
 import statistics
 from pathlib import Path
 
-from .runs import METRIC_KEYS, Collection
+from ..records import METRIC_KEYS
+from .runs import Collection
 from .series import METRIC_NAMES, PALETTE, UPDATES, color, curve_points, group_stats, mean_curve, num, paper_for
 
 _MPL_DASH = {"solid": "-", "dash": "--", "dot": ":", "dashdot": "-."}
