@@ -21,8 +21,6 @@ from .tracking import CURVE, FAILED, METRICS, RECORD
 METRIC_KEYS = {"val_mse": True, "val_accuracy": False, "val_map": False}
 UPDATES = "val_update_fraction"
 
-STATUSES = ("completed", "unfinished", "failed", "unreadable")
-
 
 def metric_key(final: dict | None) -> str | None:
     """The headline metric an evaluation or a finished record holds: val_mse (lower is better), val_accuracy or

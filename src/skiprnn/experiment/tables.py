@@ -60,23 +60,27 @@ def _worst_late(curve: list[dict], metric_key: str) -> str:
 
 def load_run(path: Path, seed: int) -> Run:
     """One run directory's state as the table shows it (records.read_run decides the status). The table is
-    strict: any unreadable line or file makes the run unreadable, so that no number rests on part of a record."""
+    strict: an unreadable line, file or field makes the run unreadable, so that no number rests on part of a record."""
     record = records.read_run(path)
     if record.status == "unreadable" or record.problems:
         return Run(seed, "unreadable", error=f"{path}: {record.error or '; '.join(record.problems)}")
     try:
-        overrides = tuple(run_overrides(path))
-    except (OSError, ValueError, YAMLError) as error:
+        return _table_run(path, seed, record)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, YAMLError) as error:
         return Run(seed, "unreadable", error=f"{path}: {error!r}")
+
+
+def _table_run(path: Path, seed: int, record: records.Run) -> Run:
+    overrides = tuple(run_overrides(path))
     if record.status == "failed":
         return Run(seed, "failed", error=record.error, overrides=overrides)
-    if record.status == "unfinished" and not record.curve:
-        return Run(seed, "missing", overrides=overrides)
     if record.status == "unfinished":
+        if not record.curve:
+            return Run(seed, "missing", overrides=overrides)
         return Run(seed, "unfinished", record.step, record.max_steps or 0, record.final, config=record.config,
                    overrides=overrides)
     final = record.final
-    if "stable_updates" not in final and "stable_window" in final and record.curve:  # made before it was recorded
+    if "stable_updates" not in final and record.curve:  # runs made before it was recorded
         final["stable_updates"] = statistics.fmean(r["val_updates"] for r in record.curve[-final["stable_window"]:])
     key = metric_key(final)
     return Run(seed, "completed", record.step, record.step, final, record.commit,
