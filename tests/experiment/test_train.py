@@ -338,3 +338,56 @@ def test_records_made_before_the_fidelity_fixes_are_told_apart_from_runs_after_t
     assert differences(cfg("gru"), fingerprint(cfg("gru", **new))) == []  # plain cells: neither key acts
     assert differences(cfg("skip_gru"), fingerprint(cfg("skip_gru", **{**new, "gate_init": "torch"}))) == []
     assert differences(cfg("gru", 0.5), fingerprint(cfg("gru", 0.5, **{**new, "p_skip_keep_first": True}))) == []
+
+
+def test_a_longer_budget_goes_on_from_the_tables_run_and_gets_a_section_of_its_own(cli, tmp_path, capsys):
+    """`python -m skiprnn.longer`: each run resumes from its finished table run's checkpoint (or starts over where
+    there is none) and ends exactly where an uninterrupted run of the longer budget ends."""
+    from dataclasses import replace
+
+    from skiprnn.experiment import longer, tables
+    from skiprnn.experiment.tasks import adding
+    from skiprnn.experiment.tasks.base import LongerBudget
+
+    row = "skip_lstm_lam1e-5"
+    table = replace(adding.TABLE1, longer=LongerBudget((row,), from_steps=4, max_steps=10, why="Where do they settle?"))
+    tiny = ["trainer.eval_every=2", *TINY]
+    sweep = ["-m", "table=table1", f"experiment=table1/{row}", "logger=none", "hydra.launcher.n_jobs=1", *tiny]
+    cli(*sweep, "seed=0,1", "trainer.max_steps=4", f"hydra.sweep.dir={tmp_path / 'table1'}")
+    (tmp_path / "table1" / row / "seed=1" / "checkpoint.pt").unlink()  # seed 1 has to start over
+    starts = longer.start_from_finished_runs(table, tmp_path, [0, 1, 2])
+    assert starts == {(row, 0): "from step 4 (the table's run)", (row, 1): "from step 0", (row, 2): "from step 0"}
+    args = longer.sweep_args(table, tmp_path, [0, 1], ["logger=none", "hydra.launcher.n_jobs=1", *tiny])
+    assert args[:6] == ["-m", "table=table1", f"experiment=table1/{row}", "seed=0,1", "trainer.max_steps=10",
+                        f'hydra.sweep.dir="{tmp_path / "table1_0k"}"']  # 10 steps: "0k"
+    assert "resuming from step 4" in cli(*args).stdout
+    cli(*sweep, "seed=0", "trainer.max_steps=10", f"hydra.sweep.dir={tmp_path / 'whole'}")
+
+    def run_dir(folder, seed=0):
+        return tmp_path / folder / row / f"seed={seed}"
+
+    def strip(rows):  # the budget each evaluation was made under, and the timing, differ
+        return [{k: v for k, v in r.items() if k not in ("seconds_per_step", "max_steps")} for r in rows]
+
+    went_on = read_curve(run_dir("table1_0k"))
+    assert strip(went_on) == strip(read_curve(run_dir("whole")))
+    assert [r["step"] for r in went_on] == [2, 4, 6, 8, 10]
+    assert longer.start_from_finished_runs(table, tmp_path, [0])[row, 0] == "finished"  # never copied over again
+
+    text, _ = tables.build(table, tmp_path, [0, 1], overrides=[*tiny, "trainer.max_steps=4"])
+    main, section = text.split("## Longer budget (10 steps): Skip LSTM, λ = 1e-5")
+    assert "| Skip LSTM, λ = 1e-5 |" in main and "2 completed (4 steps)" in main  # the table keeps its own runs
+    summary = next(line for line in section.splitlines() if line.startswith("| Skip LSTM"))
+    curves = [read_curve(run_dir("table1_0k", s)) for s in (0, 1)]
+    at = {step: tables.mean_std([next(r for r in c if r["step"] == step)["val_update_fraction"] for c in curves],
+                                ".1f", 100, "%") for step in (4, 10)}
+    falling = sum(min(c, key=lambda r: r["val_update_fraction"])["step"] == 10 for c in curves)
+    assert summary.startswith(f"| Skip LSTM, λ = 1e-5 | {at[4]} | {at[10]} | ")
+    assert f"| {falling} of 2 runs | 53.9% ± 2.1% | 2 completed (10 steps) |" in summary
+    legs = {s: json.loads((run_dir("table1_0k", s) / "metrics.json").read_text())["legs"] for s in (0, 1)}
+    assert [leg["from_step"] for leg in legs[0]] == [0, 4] and [leg["from_step"] for leg in legs[1]] == [0]
+    assert f"(from 0) → {legs[0][1]['commit']} (from 4) |" in section
+
+    with pytest.raises(SystemExit):
+        longer.main(["table2"])
+    assert "no longer budget is declared for 'table2'; the tables with one are table1" in capsys.readouterr().err

@@ -16,7 +16,7 @@ import io
 import math
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +43,7 @@ class Run:
     worst: str = ""  # the worst evaluation in the last quarter of training, so that a late collapse shows
     config: dict | None = None  # the resolved config it was trained with, where its record holds one
     below_budget: int = 0  # finished, but for fewer steps than the table asks (this many)
+    curve: list = field(default_factory=list)  # finished: every evaluation
 
 
 def _worst_late(curve: list[dict], metric_key: str) -> str:
@@ -85,7 +86,8 @@ def _table_run(path: Path, seed: int, record: records.Run) -> Run:
     key = metric_key(final)
     return Run(seed, "completed", record.step, record.step, final, record.commit,
                commits=tuple(dict.fromkeys(leg["commit"] for leg in record.legs)),
-               worst=_worst_late(record.curve, key) if key else "", config=record.config, overrides=overrides)
+               worst=_worst_late(record.curve, key) if key else "", config=record.config, overrides=overrides,
+               curve=record.curve)
 
 
 def asked_configs(table: PaperTable, overrides: list[str]) -> dict[str, dict]:
@@ -269,6 +271,69 @@ def _pairs_section(table: PaperTable, grid: dict[str, list[Run]]) -> list[str]:
     return lines + [""]
 
 
+_METRIC_COLUMNS = ("mse", "accuracy", "map_pct")  # a table's headline metric among its columns
+
+
+def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: dict[str, dict]) -> list[str]:
+    """Rows trained on past the table's budget (PaperTable.longer), from the same runs: their updates at the
+    table's budget and at the longer one, and whether they were still falling when they stopped."""
+    longer = table.longer
+    if longer is None:
+        return []
+    folder = results / longer.folder(table.name)
+    command = f"`make longer-{table.name}` (`python -m skiprnn.longer {table.name}`)"
+    lines = [f"## Longer budget ({longer.max_steps:,} steps): {'; '.join(_label(table, r) for r in longer.rows)}", "",
+             f"{longer.why} Each run goes on from its finished {longer.from_steps:,}-step run's checkpoint, in "
+             f"`{folder.name}/`, trained by {command}; its record lists both legs. These runs do not enter the table "
+             "at the top.", ""]
+    grid = {row: [check_against(load_run(folder / row / f"seed={s}", s), asked.get(row)) for s in seeds]
+            for row in longer.rows}
+    for run in (r for runs in grid.values() for r in runs):  # the budget these runs are asked for is the longer one
+        run.below_budget = longer.max_steps if run.status == "completed" and run.max_steps < longer.max_steps else 0
+    if not any(r.status != "missing" for runs in grid.values() for r in runs):
+        return lines + ["No runs yet.", ""]
+    tail = longer.max_steps - longer.max_steps // 10
+
+    def updates_at(run: Run, step: int) -> float:
+        """The update fraction of the last evaluation at or before ``step``."""
+        before = [r for r in run.curve if r["step"] <= step]
+        return before[-1][records.UPDATES] if before else math.nan
+
+    def lowest(run: Run) -> dict:
+        return min(run.curve, key=lambda r: r[records.UPDATES])
+
+    metric, metric_title = next((ours, title) for ours, _, title in table.columns if ours in _METRIC_COLUMNS)
+    lines += [f"| Model | Updates at {longer.from_steps:,} (ours) | Updates at {longer.max_steps:,} (ours) | "
+              f"{metric_title} at {longer.max_steps:,} (ours) | Solved at {longer.max_steps:,} (ours) | Still falling (lowest "
+              "evaluation in the last 10% of steps) | State updates (paper) | Runs |", "|---|---|---|---|---|---|---|---|"]
+    paper_key = next(paper for ours, paper, _ in table.columns if ours == "update_pct")
+    for row in longer.rows:
+        done = [r for r in grid[row] if r.status == "completed" and r.max_steps >= longer.max_steps]
+        falling = sum(lowest(r)["step"] > tail for r in done)
+        lines.append(f"| {_label(table, row)} | "
+                     f"{mean_std([updates_at(r, longer.from_steps) for r in done], '.1f', 100, '%')} | "
+                     f"{COLUMNS['update_pct'](done)} | {COLUMNS[metric](done)} | {_solved(done)} | "
+                     f"{f'{falling} of {len(done)} runs' if done else '–'} | "
+                     f"{next(r.paper.get(paper_key, '–') for r in table.rows if r.row == row)} | {_status(grid[row])} |")
+    lines += ["", f"| Row | Seed | Status | Step | Updates at {longer.from_steps:,} | Updates | Lowest updates (step) | "
+              f"{metric_title} | Commit / error |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in longer.rows:
+        for r in grid[row]:
+            shown = r.status == "completed" and r.curve
+            low = lowest(r) if shown else None
+            lines.append(
+                f"| {row} | {r.seed} | {r.status} | {r.step}/{r.max_steps or '?'} | "
+                + (f"{100 * updates_at(r, longer.from_steps):.1f}% | {100 * r.final[records.UPDATES]:.1f}% | "
+                   f"{100 * low[records.UPDATES]:.1f}% ({low['step']:,}) | {r.final[metric_key(r.final)]:.3g} | "
+                   if shown else "– | – | – | – | ")
+                + f"{r.error or r.commit} |")
+    return lines + [""]
+
+
+def _label(table: PaperTable, row: str) -> str:
+    return next(r.label for r in table.rows if r.row == row)
+
+
 def _status(runs: list[Run]) -> str:
     """Counts by status, and the budget(s) the finished runs trained for, flagged when they differ."""
     counts = {}
@@ -422,6 +487,7 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "",
         "",
         *detail,
         "",
+        *_longer_section(table, results, seeds, asked),
     ]
     return "\n".join(md), csv_rows
 
@@ -484,6 +550,17 @@ def write(table: PaperTable, results: Path, seeds: list[int], note: str = "",
     return out
 
 
+def parse_seeds(parser: argparse.ArgumentParser, text: str | None, table: PaperTable) -> list[int]:
+    """``--seeds 0,1,2``: distinct integers; the table's own seeds when not given."""
+    try:
+        seeds = [int(s) for s in text.split(",")] if text else list(table.seeds)
+    except ValueError:
+        parser.error(f"--seeds must be comma-separated integers, e.g. 0,1,2,3; got {text!r}")
+    if len(set(seeds)) != len(seeds):
+        parser.error(f"--seeds lists a seed twice: {text!r}")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     tables = paper_tables()
     parser = argparse.ArgumentParser(prog="python -m skiprnn.tables", description=__doc__,
@@ -502,15 +579,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.table not in tables:
         parser.error(f"unknown table {args.table!r}; choose one of {', '.join(tables)}")
     table = tables[args.table]
-    try:
-        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(table.seeds)
-    except ValueError:
-        parser.error(f"--seeds must be comma-separated integers, e.g. 0,1,2,3; got {args.seeds!r}")
+    seeds = parse_seeds(parser, args.seeds, table)
     if not (args.results / table.name).is_dir():
         parser.error(f"no runs in {args.results / table.name}: train them first (make reproduce-{table.name}) "
                      "or point --results at the folder that holds them")
-    if len(set(seeds)) != len(seeds):
-        parser.error(f"--seeds lists a seed twice: {args.seeds!r}")
     note_file = args.results / f"{table.name}_note.md"
     note = args.note.strip() if args.note is not None else (note_file.read_text().strip() if note_file.exists() else "")
     out = write(table, args.results, seeds, note, args.overrides)

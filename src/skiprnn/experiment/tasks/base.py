@@ -27,6 +27,22 @@ class PaperRow:
 
 
 @dataclass(frozen=True)
+class LongerBudget:
+    """Rows of a table trained on past its budget, to show how far their numbers had settled: each run goes on from
+    its finished run's checkpoint (``python -m skiprnn.longer``) in a folder of its own, so the table's runs stay
+    as the paper trained them. The table then adds a section beside them (skiprnn.experiment.tables)."""
+
+    rows: tuple[str, ...]  # PaperRow.row names
+    from_steps: int  # the rows' budget in the table
+    max_steps: int  # how far they go on
+    why: str  # one sentence for the table: what the longer budget asks
+
+    def folder(self, table: str) -> str:
+        """The runs' folder beside the table's: ``table1_100k``."""
+        return f"{table}_{self.max_steps // 1000}k"
+
+
+@dataclass(frozen=True)
 class PaperTable:
     """A paper table to reproduce: its rows and which of our columns stand beside the paper's.
 
@@ -44,6 +60,7 @@ class PaperTable:
     # Rows whose update counts the paper compares: (label, row, other row), e.g. one model at two sequence lengths.
     pairs: tuple[tuple[str, str, str], ...] = ()
     pairs_title: str = ""
+    longer: LongerBudget | None = None
 
 
 class Batch(NamedTuple):
