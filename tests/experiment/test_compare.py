@@ -103,3 +103,25 @@ def test_bad_folders_are_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         compare.main([str(tmp_path / "empty")])
     assert "no run directories below" in capsys.readouterr().err
+
+
+def test_a_key_that_did_nothing_does_not_split_a_group(tmp_path, capsys):
+    """p_skip_keep_first acts only where p_skip > 0: a run recorded before the key existed and one recorded with it
+    are the same config when p_skip = 0, and two configs when p_skip > 0 (the old behaviour kept step 1)."""
+    def run(folder, seed, p_skip, **model):
+        finished(tmp_path / folder / f"seed={seed}", 1e-5, seed, 0.995, 50.0)
+        path = tmp_path / folder / f"seed={seed}" / tracking.METRICS
+        record = json.loads(path.read_text())
+        record["config"]["model"].update(p_skip=p_skip, **model)
+        path.write_text(json.dumps(record))
+
+    run("a", 0, 0.0)
+    run("a", 1, 0.0, p_skip_keep_first=False)
+    run("b", 0, 0.5)
+    run("b", 1, 0.5, p_skip_keep_first=False)
+    assert compare.main([str(tmp_path / "a")]) == 0
+    header, *rows = table_rows(capsys.readouterr().out)
+    assert len(rows) == 1 and "2/2" in rows[0][header.index("finished (seeds)")]
+    assert compare.main([str(tmp_path / "b")]) == 0
+    header, *rows = table_rows(capsys.readouterr().out)
+    assert header[0] == "model.p_skip_keep_first" and len(rows) == 2

@@ -228,3 +228,21 @@ def test_empty_and_missing_folders(tmp_path):
     assert "No runs found." in page
     with pytest.raises(FileNotFoundError):
         build_report([tmp_path / "nope"], tmp_path / "x.html")
+
+
+def test_keys_that_did_nothing_never_split_a_group(tmp_path):
+    """A plain GRU recorded before gate_init and p_skip_keep_first existed trained like one recorded after them
+    (neither key acts on it): one group. A Skip GRU recorded before gate_init existed had torch's W_p: its own group."""
+    sweep = tmp_path / "sweep"
+    for row, seed, model in (("gru", 0, {}), ("gru", 1, {"gate_init": "glorot", "p_skip_keep_first": False}),
+                             ("skip_gru_lam1e-4", 0, {}), ("skip_gru_lam1e-4", 1, {"gate_init": "glorot"})):
+        path = sweep / row / f"seed={seed}"
+        write_run(path, row, seed, "completed")
+        record = json.loads((path / "metrics.json").read_text())
+        record["config"]["model"].update(model)
+        (path / "metrics.json").write_text(json.dumps(record))
+    coll = collect([sweep])
+    groups = {g.label: sorted(r.seed for r in g.runs) for g in coll.groups}
+    assert sorted(groups.values()) == [[0], [0, 1], [1]]
+    assert next(g for g in coll.groups if len(g.runs) == 2).rows == ["gru"]
+    assert "model.gate_init" in coll.varying  # torch against glorot, for the Skip GRU runs only

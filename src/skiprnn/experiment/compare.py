@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import tracking
-from .identity import distinguishes_group
+from .identity import as_trained, distinguishes_group, split_keys
 from .records import metric_key
 from .tables import Run, load_run, mean_std
 
@@ -80,14 +80,10 @@ def collect(roots: list[Path]) -> tuple[dict, list[str], dict]:
                 continue
             if cfg is None:
                 continue  # a curve without any config record (not written by this trainer)
-            flat = flatten(cfg)
+            flat = flatten(as_trained(cfg))
             settings = tuple(sorted((k, v) for k, v in flat.items() if distinguishes_group(k)))
             groups.setdefault((str(root), settings), []).append((path, load_run(path, int(flat.get("seed", 0)))))
-    every = [dict(settings) for _, settings in groups]
-    keys = sorted({k for s in every for k in s})
-    missing = object()
-    varying = [k for k in keys if len({repr(s.get(k, missing)) for s in every}) > 1]
-    shared = {k: every[0][k] for k in keys if k not in varying} if every else {}
+    varying, shared = split_keys([dict(settings) for _, settings in groups])
     return groups, varying, shared
 
 

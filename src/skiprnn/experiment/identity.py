@@ -46,3 +46,44 @@ def recorded_config(resolved: dict, unresolved: dict) -> dict:
         if isinstance(out.get(group), dict) and name in out[group] and written is not None:
             out[group][name] = written
     return out
+
+
+# Model keys added after runs were recorded, with the behaviour of the code before them: a record without the key
+# was trained that way. The current defaults live in skiprnn.experiment.config.ModelConfig.
+LEGACY_MODEL_KEYS = {"original_stack_bug": False, "gate_init": "torch", "p_skip_keep_first": True}
+
+
+# Model keys that as_trained leaves out where they do nothing: their absence is not a difference between configs.
+ONLY_WHERE_THEY_ACT = ("model.gate_init", "model.p_skip_keep_first")
+
+
+def varies(key: str, settings: list[dict]) -> bool:
+    """Whether ``key`` (dotted) takes more than one value across flat configs; a config without the key counts as a
+    value of its own, except for the ``ONLY_WHERE_THEY_ACT`` keys."""
+    import json
+
+    absent = key in ONLY_WHERE_THEY_ACT
+    values = {json.dumps(s.get(key, "<absent>"), sort_keys=True, default=repr) for s in settings if key in s or not absent}
+    return len(values) > 1
+
+
+def split_keys(settings: list[dict]) -> tuple[list[str], dict]:
+    """The keys that vary across flat configs (``varies``), and the values of the others, which they share."""
+    keys = sorted({k for s in settings for k in s})
+    varying = [k for k in keys if varies(k, settings)]
+    return varying, {k: next(s[k] for s in settings if k in s) for k in keys if k not in varying}
+
+
+def as_trained(cfg: dict) -> dict:
+    """``cfg`` with its model keys as they acted: a key that a record made before it existed lacks takes the value
+    that run was trained with (``LEGACY_MODEL_KEYS``), and keys that do not act on this model are left out (the
+    gate's initialisation of a plain LSTM, the random-skip options where p_skip = 0). The fingerprint, ``compare``
+    and the report read configs through it, so two runs of one model never differ by a key that did nothing."""
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict):
+        return cfg
+    model = {**LEGACY_MODEL_KEYS, **cfg["model"]}
+    if not str(model.get("mode", "")).startswith("skip_"):
+        model.pop("gate_init")
+    if not model.get("p_skip"):
+        model.pop("p_skip_keep_first")
+    return {**cfg, "model": model}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..nn.rnn import SkipRNN
+from .identity import LEGACY_MODEL_KEYS
 
 READOUTS = ("last", "every_step")
 
@@ -45,8 +46,3 @@ def model_from_config(model_cfg: dict, input_size: int, output_size: int, readou
     m = {**LEGACY_MODEL_KEYS, **model_cfg}
     return SequenceModel(str(m["mode"]), input_size, output_size, m["hidden_size"], m["num_layers"], m["p_skip"],
                          m["original_stack_bug"], str(m["gate_init"]), m["p_skip_keep_first"], readout)
-
-
-# Model keys added after runs were recorded, with the behaviour of the code before them: a record without the key
-# was trained that way. The current defaults live in skiprnn.config.ModelConfig.
-LEGACY_MODEL_KEYS = {"original_stack_bug": False, "gate_init": "torch", "p_skip_keep_first": True}

@@ -23,7 +23,7 @@ from pathlib import Path
 from yaml import YAMLError
 
 from . import records, tracking
-from .identity import EXECUTION, matches
+from .identity import EXECUTION, as_trained, matches
 from .records import metric_key
 from .tasks import paper_tables
 from .tasks.base import PaperTable
@@ -375,17 +375,13 @@ def finished_seeds_left_out(table: PaperTable, results: Path, seeds: list[int]) 
 def _fidelity_summary(runs: list[Run]) -> str:
     """Which side of the 2026-12 fidelity fixes the finished runs were trained on, where the switch acts: the update
     gate's W_p init (Skip runs) and the random-skip baseline's first step (p_skip runs). A record without the key
-    predates it (skiprnn.experiment.model.LEGACY_MODEL_KEYS)."""
-    from .model import LEGACY_MODEL_KEYS
-
+    predates it (identity.LEGACY_MODEL_KEYS)."""
     gate, first = {}, {}
     for r in runs:
-        model = {**LEGACY_MODEL_KEYS, **((r.config or {}).get("model") or {})}
-        if not r.config:
-            continue
-        if str(model.get("mode", "")).startswith("skip_"):
+        model = as_trained(r.config or {}).get("model") or {}
+        if "gate_init" in model:
             gate[model["gate_init"]] = gate.get(model["gate_init"], 0) + 1
-        if model.get("p_skip"):
+        if "p_skip_keep_first" in model:
             kind = "kept" if model["p_skip_keep_first"] else "drawn"
             first[kind] = first.get(kind, 0) + 1
     parts = []
@@ -503,7 +499,7 @@ def paper_points(table: PaperTable, results: Path) -> dict[str, dict]:
             printed = row.paper.get(paper or "", "")
             if not printed:
                 continue
-            number = _leading_number(printed.rstrip("%").split("±")[0])
+            number = _leading_number(printed.split("±")[0].strip().removesuffix("%"))  # "81.1% ± 3.6%" -> 81.1
             if ours == "update_pct":
                 updates = number / 100
             elif ours.endswith("updates_steps"):

@@ -22,8 +22,8 @@ from ..nn.flops import inference_flops
 from ..nn.rnn import budget_loss
 from . import tracking
 from .errors import CheckpointError, ConfigError, RunConflict
-from .identity import identifies_run
-from .model import LEGACY_MODEL_KEYS, SequenceModel, model_from_config
+from .identity import as_trained, identifies_run
+from .model import SequenceModel, model_from_config
 from .tasks import build_task
 from .tasks.base import as_batch
 
@@ -50,18 +50,9 @@ def load_trained(run_dir: Path, **task_overrides):
 
 
 def fingerprint(cfg: dict) -> dict:
-    """What identifies a run: its config minus the keys ``identity`` declares not to (execution, budget). Model
-    keys a record made before they existed lacks take the value it was trained with; keys that do not act on this
-    model are left out (the gate's initialisation of a plain LSTM, the random-skip options where p_skip = 0)."""
-    fp = _keep(cfg)
-    if isinstance(fp.get("model"), dict):
-        model = {**LEGACY_MODEL_KEYS, **fp["model"]}
-        if not str(model.get("mode", "")).startswith("skip_"):
-            model.pop("gate_init")
-        if not model.get("p_skip"):
-            model.pop("p_skip_keep_first")
-        fp["model"] = model
-    return fp
+    """What identifies a run: its config minus the keys ``identity`` declares not to (execution, budget), with its
+    model keys as they acted (``identity.as_trained``)."""
+    return as_trained(_keep(cfg))
 
 
 def _keep(cfg: dict, prefix: str = "") -> dict:

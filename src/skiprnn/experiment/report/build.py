@@ -250,7 +250,8 @@ def tradeoff_figure(coll: Collection, metrics: list[str], paper: dict[str, dict]
         fig.update_xaxes(row=1, col=col, **_axis_style(), tickformat=".0%",
                          title=dict(text="update fraction (final evaluation)"))
     fig.update_layout(_layout(height=520, annotations=[*fig.layout.annotations, dict(
-        text="● finished run · ◆ group mean ± std · ○ unfinished run (latest evaluation) · ★ paper",
+        text="● finished run · ◆ group mean ± std · ○ unfinished run (latest evaluation) · ★ paper "
+             "(-·- its update fraction where it prints no metric)",
         xref="paper", yref="paper", x=0, y=-0.2, yanchor="top", showarrow=False, xanchor="left",
         font=dict(size=11, color="#555"))]))
     fig.update_layout(margin=dict(b=100))

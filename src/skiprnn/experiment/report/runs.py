@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..identity import BUDGET, EXECUTION, REMOVED, matches
+from ..identity import BUDGET, EXECUTION, REMOVED, as_trained, matches, split_keys
 from ..records import Run, read_run
 from ..tracking import CURVE, FAILED, METRICS, RECORD
 
@@ -92,9 +92,10 @@ def is_plumbing(key: str) -> bool:
 
 
 def settings_of(cfg: dict | None) -> dict | None:
+    """What a run's group is made of: its config as trained (``identity.as_trained``), without plumbing."""
     if not isinstance(cfg, dict):
         return None
-    return {k: v for k, v in flatten(cfg).items() if not is_plumbing(k)}
+    return {k: v for k, v in flatten(as_trained(cfg)).items() if not is_plumbing(k)}
 
 
 def _hashable(settings: dict) -> tuple:
@@ -189,10 +190,7 @@ def collect(folders: Iterable[str | os.PathLike], seeds: Iterable[int] | None = 
     groups = list(buckets.values())
 
     known = [g for g in groups if g.settings is not None]
-    keys = sorted({k for g in known for k in g.settings})
-    missing = object()
-    varying = [k for k in keys if len({json.dumps(g.settings.get(k, missing), default=repr) for g in known}) > 1]
-    shared = {k: known[0].settings[k] for k in keys if k not in varying} if known else {}
+    varying, shared = split_keys([g.settings for g in known])
     if several:
         varying = ["folder", *varying]
     short = short_keys(varying)

@@ -18,7 +18,8 @@ _MPL_DASH = {"solid": "-", "dash": "--", "dot": ":", "dashdot": "-."}
 def write_png(coll: Collection, path: str | os.PathLike, paper: dict[str, dict] | None = None,
               title: str = "", dpi: int = 110) -> Path:
     """One row per task metric: the metric against steps, the update fraction against steps, and the trade-off
-    (final metric against final update fraction; ★ the paper's value). Thin lines: runs; thick: group means."""
+    (final metric against final update fraction; ★ the paper's value, or a dash-dot line at its update fraction
+    where it prints no metric). Thin lines: runs; thick: group means."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter, PercentFormatter
@@ -34,6 +35,7 @@ def write_png(coll: Collection, path: str | os.PathLike, paper: dict[str, dict] 
     for i, metric in enumerate(rows):
         ax_metric, ax_updates, ax_trade = axes[i]
         groups = [g for g in coll.groups if g.metric == metric]
+        marks = set()  # how the paper's values are drawn: "★" (update fraction and metric), "line" (updates only)
         for g in groups:
             c, ls = color(g), _MPL_DASH.get("solid")
             for ax, key in ((ax_metric, metric), (ax_updates, UPDATES)):
@@ -64,12 +66,16 @@ def write_png(coll: Collection, path: str | os.PathLike, paper: dict[str, dict] 
                 if found[1]["metric"] is not None:
                     ax_trade.scatter([found[1]["updates"]], [found[1]["metric"]], color=c, marker="*", s=220,
                                      edgecolors="black", linewidths=0.8, zorder=5)
+                    marks.add("★")
                 else:
                     ax_trade.axvline(found[1]["updates"], color=c, ls="-.", lw=1)
+                    marks.add("line")
         name = METRIC_NAMES.get(metric, metric or "")
         if metric is not None:
             ax_metric.set_title(f"{name} ({'lower' if METRIC_KEYS.get(metric, True) else 'higher'} is better)")
-            ax_trade.set_title("trade-off (● run, ◆ group mean ± std, ★ paper)")
+            legend = ["● run", "◆ group mean ± std", *(["★ paper"] if "★" in marks else []),
+                      *(["-·- paper's update fraction"] if "line" in marks else [])]
+            ax_trade.set_title(f"trade-off ({', '.join(legend)})")
             ax_trade.set_xlabel("update fraction (final evaluation)")
             ax_trade.set_ylabel(name)
             ax_trade.xaxis.set_major_formatter(PercentFormatter(1.0))
