@@ -11,7 +11,8 @@ SEEDS  ?=
 STEPS  ?=
 EPOCHS ?=
 JOBS   ?= $(shell nproc)
-# Hydra launcher for the sweep: local_parallel (JOBS processes here), basic (one after another), submitit_slurm
+# Hydra launcher for the sweep: local_parallel (JOBS processes here), basic (one after another), and local_jobs and
+# slurm (conf/hydra/launcher/)
 LAUNCHER ?= local_parallel
 # Extra Hydra overrides for every reproduction, e.g. ARGS='logger=none'
 ARGS   ?=
@@ -19,12 +20,12 @@ ARGS   ?=
 # A path with spaces works: RESULTS="runs/with space"
 RESULTS ?= results
 
-# n_jobs is a key of the local_parallel launcher only; the other launchers would reject it
 # What the runs are asked to be: the table checks every run's record against these, so another config's run is
 # listed as a conflict instead of entering the statistics
 config_overrides = $(if $(STEPS),trainer.max_steps=$(STEPS)) $(if $(EPOCHS),trainer.max_epochs=$(EPOCHS)) $(ARGS)
-train_overrides = hydra/launcher=$(LAUNCHER) $(if $(filter local_parallel,$(LAUNCHER)),hydra.launcher.n_jobs=$(JOBS)) \
-  $(config_overrides)
+# n_jobs is a key of the local_parallel launcher only; the other launchers would reject it
+launcher_overrides = hydra/launcher=$(LAUNCHER) $(if $(filter local_parallel,$(LAUNCHER)),hydra.launcher.n_jobs=$(JOBS))
+train_overrides = $(launcher_overrides) $(config_overrides)
 
 help: ## list the targets
 	@grep -E '^[a-z0-9%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -37,7 +38,7 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## create .venv and install skiprnn with its test tools
 
-test: venv ## lint, then run the test suite (browser tests skip where no Chromium is installed)
+test: venv ## lint, then run the test suite (all but the browser tests: make test-browser runs those)
 	$(PY) -m ruff check src tests
 	$(PY) -m pytest -m "not browser"
 
@@ -57,7 +58,8 @@ reproduce-table%: venv ## run a table's sweep (SEEDS=0,1 STEPS=2000 for a quick 
 	$(PY) -m skiprnn.tables table$* $(if $(SEEDS),--seeds $(SEEDS)) --results "$(RESULTS)" $(config_overrides); exit $$status
 
 longer-table%: venv ## train the rows a table declares a longer budget for, each from its finished run (Table 1: λ = 1e-5 to 100,000 steps; SEEDS=0,1 ARGS=...), then rebuild the table
-	status=0; $(PY) -m skiprnn.longer table$* $(if $(SEEDS),--seeds $(SEEDS)) --results "$(RESULTS)" $(ARGS) || status=$$?; \
+	status=0; $(PY) -m skiprnn.longer table$* $(if $(SEEDS),--seeds $(SEEDS)) --results "$(RESULTS)" \
+	  $(launcher_overrides) $(ARGS) || status=$$?; \
 	$(PY) -m skiprnn.tables table$* --results "$(RESULTS)" $(config_overrides); exit $$status
 
 table%: venv ## rebuild results/table%.md from the runs already in results/ (no training)

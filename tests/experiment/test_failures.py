@@ -155,6 +155,8 @@ def test_wandb_groups_keep_quick_folders_apart_and_name_ad_hoc_runs():
 
     assert wandb_group({"group": "table1"}, Path("results/table1")) == "table1"
     assert wandb_group({"group": "table1"}, Path("/tmp/quick/table1")) == "table1 (quick)"
+    assert wandb_group({"group": "table1"}, Path("results/table1_100k")) == "table1_100k"  # the longer budget
+    assert wandb_group({"group": "table1"}, Path("results/table10")) == "table1 (results)"
     assert wandb_group({"group": "adding"}, Path("runs")) == "adding"
     assert wandb_group({"group": "table1"}, None) == "table1"
     assert flat({"model": {"mode": "gru", "x": {"y": 1}}, "lam": 0.0}) == {"model.mode": "gru", "model.x.y": 1, "lam": 0.0}

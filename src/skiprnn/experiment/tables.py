@@ -283,9 +283,9 @@ def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: d
     folder = results / longer.folder(table.name)
     command = f"`make longer-{table.name}` (`python -m skiprnn.longer {table.name}`)"
     lines = [f"## Longer budget ({longer.max_steps:,} steps): {'; '.join(_label(table, r) for r in longer.rows)}", "",
-             f"{longer.why} Each run goes on from its finished {longer.from_steps:,}-step run's checkpoint, in "
-             f"`{folder.name}/`, trained by {command}; its record lists both legs. These runs do not enter the table "
-             "at the top.", ""]
+             f"{longer.why} Each run goes on from its finished {longer.from_steps:,}-step run's checkpoint (where that "
+             f"is on the machine; else from step 0), in `{folder.name}/`, trained by {command}; its record lists its "
+             "legs. These runs do not enter the table at the top.", ""]
     grid = {row: [check_against(load_run(folder / row / f"seed={s}", s), asked.get(row)) for s in seeds]
             for row in longer.rows}
     for run in (r for runs in grid.values() for r in runs):  # the budget these runs are asked for is the longer one

@@ -100,15 +100,17 @@ def flat(cfg: dict, prefix: str = "") -> dict:
 
 
 def wandb_group(cfg: dict, sweep_dir: Path | None) -> str:
-    """The W&B group: the table for the runs in its own results folder (results/table1); "table1 (quick)" for a
-    table trained into another folder, so that a quick or variant sweep never joins the real table's group after
-    `wandb sync`; the task for ad-hoc runs."""
+    """The W&B group: the table for the runs in its own results folder (results/table1), or that folder's name for
+    a table's own variant beside it (results/table1_100k, PaperTable.longer); "table1 (quick)" for a table trained
+    into another folder, so that a quick or variant sweep never joins the real table's group after `wandb sync`;
+    the task for ad-hoc runs."""
     group = str(cfg["group"])
     if sweep_dir is None or not group.startswith("table"):
         return group
     sweep_dir = Path(sweep_dir)
-    canonical = sweep_dir.name == group and sweep_dir.parent.name == "results"
-    return group if canonical else f"{group} ({sweep_dir.parent.name or sweep_dir.name})"
+    if sweep_dir.parent.name == "results" and (sweep_dir.name == group or sweep_dir.name.startswith(group + "_")):
+        return sweep_dir.name
+    return f"{group} ({sweep_dir.parent.name or sweep_dir.name})"
 
 
 class Tracker:

@@ -81,7 +81,7 @@ TABLE1 = PaperTable(
     columns=(("solved", "solved", "Task solved"), ("update_pct", "updates", "State updates"),
              ("flops", "flops", "Inference FLOPs"), ("mse", None, "MSE"), ("stable", None, "Last 5 evals: MSE / updates")),
     longer=LongerBudget(("skip_lstm_lam1e-5", "skip_gru_lam1e-5"), from_steps=50_000, max_steps=100_000,
-                        why="The λ = 1e-5 rows were still lowering their updates at 50,000 steps: where do they settle?"),
+                        why="Most λ = 1e-5 runs were still lowering their updates at 50,000 steps: where do they settle?"),
 )
 TABLES = (TABLE1,)
 TASK = AddingTask
