@@ -159,7 +159,7 @@ def test_sweep_with_a_failed_job_exits_nonzero_and_the_table_shows_it(cli, tmp_p
     assert "1 failed" in lines["Skip GRU, λ = 1e-5"]
     assert "1 missing" in lines["GRU"]
     assert "| 2.46e6 |" in lines["LSTM"]  # the paper column stands beside ours
-    assert "**Seeds asked for:** 0" in table and "**Training budget:** 2 steps" in table
+    assert "**Seeds asked for:** 0" in table and "**Steps of the finished runs:** 2 steps" in table
 
     compared = cli(str(sweep), module="skiprnn.compare").stdout  # the same runs, grouped by their recorded configs
     rows = {line.split("|")[2].strip(): line for line in compared.splitlines() if line.startswith("| ") and "---" not in line}
@@ -355,6 +355,7 @@ def test_a_longer_budget_goes_on_from_the_tables_run_and_gets_a_section_of_its_o
     sweep = ["-m", "table=table1", f"experiment=table1/{row}", "logger=none", "hydra.launcher.n_jobs=1", *tiny]
     cli(*sweep, "seed=0,1", "trainer.max_steps=4", f"hydra.sweep.dir={tmp_path / 'table1'}")
     (tmp_path / "table1" / row / "seed=1" / "checkpoint.pt").unlink()  # seed 1 has to start over
+    assert "Longer budget" not in tables.build(table, tmp_path, [0, 1], overrides=[*tiny, "trainer.max_steps=4"])[0]
     starts = longer.start_from_finished_runs(table, tmp_path, [0, 1, 2])
     assert starts == {(row, 0): "from step 4 (the table's run)", (row, 1): "from step 0", (row, 2): "from step 0"}
     args = longer.sweep_args(table, tmp_path, [0, 1], ["logger=none", "hydra.launcher.n_jobs=1", *tiny])

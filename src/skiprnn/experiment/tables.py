@@ -278,9 +278,9 @@ def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: d
     """Rows trained on past the table's budget (PaperTable.longer), from the same runs: their updates at the
     table's budget and at the longer one, and whether they were still falling when they stopped."""
     longer = table.longer
-    if longer is None:
+    folder = results / longer.folder(table.name) if longer else None
+    if folder is None or not folder.is_dir():  # none trained here (make longer-<table> makes the folder)
         return []
-    folder = results / longer.folder(table.name)
     command = f"`make longer-{table.name}` (`python -m skiprnn.longer {table.name}`)"
     lines = [f"## Longer budget ({longer.max_steps:,} steps): {'; '.join(_label(table, r) for r in longer.rows)}", "",
              f"{longer.why} Each run goes on from its finished {longer.from_steps:,}-step run's checkpoint (where that "
@@ -291,7 +291,7 @@ def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: d
     for run in (r for runs in grid.values() for r in runs):  # the budget these runs are asked for is the longer one
         run.below_budget = longer.max_steps if run.status == "completed" and run.max_steps < longer.max_steps else 0
     if not any(r.status != "missing" for runs in grid.values() for r in runs):
-        return lines + ["No runs yet.", ""]
+        return lines + ["No runs of these seeds yet.", ""]
     tail = longer.max_steps - longer.max_steps // 10
 
     def updates_at(run: Run, step: int) -> float:
@@ -463,7 +463,7 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "",
         f"{''.join(' ' + o for o in overrides or [])}`.",
         f"- **Code commit(s) of the finished runs:** {', '.join(commits)} (per run, and per leg of a run resumed "
         "across commits, in 'Every run')",
-        f"- **Seeds asked for:** {seeds_text}; finished per row: {finished_per_row}. **Training budget:** "
+        f"- **Seeds asked for:** {seeds_text}; finished per row: {finished_per_row}. **Steps of the finished runs:** "
         f"{', '.join(f'{b:,}' for b in budgets) or '–'} steps. Finished runs: {len(done)} of {len(seeds) * len(table.rows)}.",
         *(["- **Left out by --seeds:** finished runs of seed "
            + ", ".join(f"{seed} ({n} row{'s' * (n != 1)})" for seed, n in left_out.items())] if left_out else []),
