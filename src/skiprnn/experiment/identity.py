@@ -2,6 +2,8 @@
 ``tables`` all read. A key is named with its dots (``trainer.device``); a group name covers its keys (``logger``)."""
 from __future__ import annotations
 
+import json
+
 # How and where a run executes: never part of what it is.
 EXECUTION = ("threads", "force", "group", "logger", "trainer.progress", "trainer.device", "trainer.halt_after_steps",
              "task.data_root", "task.cache_dir", "task.download", "hydra.launcher")
@@ -53,15 +55,16 @@ def recorded_config(resolved: dict, unresolved: dict) -> dict:
 LEGACY_MODEL_KEYS = {"original_stack_bug": False, "gate_init": "torch", "p_skip_keep_first": True}
 
 
-# Model keys that as_trained leaves out where they do nothing: their absence is not a difference between configs.
-ONLY_WHERE_THEY_ACT = ("model.gate_init", "model.p_skip_keep_first")
+# Model keys that act on some models only, and where: as_trained leaves them out elsewhere, so their absence is not a
+# difference between configs.
+ACTS_ONLY_WHERE = {"gate_init": lambda model: str(model.get("mode", "")).startswith("skip_"),
+                   "p_skip_keep_first": lambda model: bool(model.get("p_skip"))}
+ONLY_WHERE_THEY_ACT = tuple(f"model.{key}" for key in ACTS_ONLY_WHERE)
 
 
 def varies(key: str, settings: list[dict]) -> bool:
     """Whether ``key`` (dotted) takes more than one value across flat configs; a config without the key counts as a
     value of its own, except for the ``ONLY_WHERE_THEY_ACT`` keys."""
-    import json
-
     absent = key in ONLY_WHERE_THEY_ACT
     values = {json.dumps(s.get(key, "<absent>"), sort_keys=True, default=repr) for s in settings if key in s or not absent}
     return len(values) > 1
@@ -82,8 +85,4 @@ def as_trained(cfg: dict) -> dict:
     if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict):
         return cfg
     model = {**LEGACY_MODEL_KEYS, **cfg["model"]}
-    if not str(model.get("mode", "")).startswith("skip_"):
-        model.pop("gate_init")
-    if not model.get("p_skip"):
-        model.pop("p_skip_keep_first")
-    return {**cfg, "model": model}
+    return {**cfg, "model": {k: v for k, v in model.items() if k not in ACTS_ONLY_WHERE or ACTS_ONLY_WHERE[k](model)}}

@@ -33,7 +33,7 @@ def start_from_finished_runs(table: PaperTable, results: Path, seeds: list[int])
         for seed in seeds:
             source = results / table.name / row / f"seed={seed}"
             target = results / longer.folder(table.name) / row / f"seed={seed}"
-            if (target / tracking.METRICS).exists() and records.read_run(target).status == "completed":
+            if records.read_run(target).status == "completed":
                 out[row, seed] = "finished"
             elif (target / tracking.CHECKPOINT).exists() or (target / tracking.PREVIOUS_CHECKPOINT).exists():
                 out[row, seed] = "goes on from its own checkpoint"

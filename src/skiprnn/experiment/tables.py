@@ -26,7 +26,7 @@ from . import records, tracking
 from .identity import EXECUTION, as_trained, matches
 from .records import metric_key
 from .tasks import paper_tables
-from .tasks.base import PaperTable
+from .tasks.base import PaperRow, PaperTable
 
 
 @dataclass
@@ -282,7 +282,7 @@ def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: d
     if folder is None or not folder.is_dir():  # none trained here (make longer-<table> makes the folder)
         return []
     command = f"`make longer-{table.name}` (`python -m skiprnn.longer {table.name}`)"
-    lines = [f"## Longer budget ({longer.max_steps:,} steps): {'; '.join(_label(table, r) for r in longer.rows)}", "",
+    lines = [f"## Longer budget ({longer.max_steps:,} steps): {'; '.join(_row(table, r).label for r in longer.rows)}", "",
              f"{longer.why} Each run goes on from its finished {longer.from_steps:,}-step run's checkpoint (where that "
              f"is on the machine; else from step 0), in `{folder.name}/`, trained by {command}; its record lists its "
              "legs. These runs do not enter the table at the top.", ""]
@@ -310,11 +310,11 @@ def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: d
     for row in longer.rows:
         done = [r for r in grid[row] if r.status == "completed" and r.max_steps >= longer.max_steps]
         falling = sum(lowest(r)["step"] > tail for r in done)
-        lines.append(f"| {_label(table, row)} | "
+        lines.append(f"| {_row(table, row).label} | "
                      f"{mean_std([updates_at(r, longer.from_steps) for r in done], '.1f', 100, '%')} | "
                      f"{COLUMNS['update_pct'](done)} | {COLUMNS[metric](done)} | {_solved(done)} | "
                      f"{f'{falling} of {len(done)} runs' if done else '–'} | "
-                     f"{next(r.paper.get(paper_key, '–') for r in table.rows if r.row == row)} | {_status(grid[row])} |")
+                     f"{_row(table, row).paper.get(paper_key, '–')} | {_status(grid[row])} |")
     lines += ["", f"| Row | Seed | Status | Step | Updates at {longer.from_steps:,} | Updates | Lowest updates (step) | "
               f"{metric_title} | Commit / error |", "|---|---|---|---|---|---|---|---|---|"]
     for row in longer.rows:
@@ -330,8 +330,8 @@ def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: d
     return lines + [""]
 
 
-def _label(table: PaperTable, row: str) -> str:
-    return next(r.label for r in table.rows if r.row == row)
+def _row(table: PaperTable, name: str) -> PaperRow:
+    return next(r for r in table.rows if r.row == name)
 
 
 def _status(runs: list[Run]) -> str:

@@ -29,8 +29,8 @@ class PaperRow:
 @dataclass(frozen=True)
 class LongerBudget:
     """Rows of a table trained on past its budget, to show how far their numbers had settled: each run goes on from
-    its finished run's checkpoint (``python -m skiprnn.longer``) in a folder of its own, so the table's runs stay
-    as the paper trained them. The table then adds a section beside them (skiprnn.experiment.tables)."""
+    its finished run's checkpoint (``python -m skiprnn.longer``) in a folder of its own, so the table's own runs
+    stay as they were trained. The table then adds a section beside them (skiprnn.experiment.tables)."""
 
     rows: tuple[str, ...]  # PaperRow.row names
     from_steps: int  # the rows' budget in the table
