@@ -1,5 +1,6 @@
 """The tables' reading of the paper's printed numbers."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -24,3 +25,15 @@ def test_the_reports_paper_points_read_printed_percentages_and_counts(tmp_path):
     point = tables.paper_points(TABLE2, tmp_path)["lstm_pskip0.5"]
     assert point == {"metric": pytest.approx(0.893), "updates": pytest.approx(392.03 / 784)}
     assert json.dumps(point)  # the HTML report embeds it
+
+
+def test_the_rebuild_command_in_a_tables_header_names_its_results_folder(tmp_path, monkeypatch):
+    """A table built from another folder must say so in its rebuild command, or rerunning the command as printed
+    would rebuild results/ instead."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "table1").mkdir(parents=True)
+    (tmp_path / "results" / "pre-fixes" / "table1").mkdir(parents=True)
+    default, _ = tables.build(TABLE1, tmp_path / "results", [0])
+    other, _ = tables.build(TABLE1, Path("results/pre-fixes"), [0], overrides=["model.gate_init=torch"])
+    assert "`python -m skiprnn.tables table1 --seeds 0`" in default
+    assert "`python -m skiprnn.tables table1 --seeds 0 --results results/pre-fixes model.gate_init=torch`" in other

@@ -401,6 +401,15 @@ def _overrides_summary(runs: list[Run]) -> str:
     return "; ".join(f"{key} ({n} run{'s' * (n != 1)})" for key, n in sorted(counts.items())) or "–"
 
 
+def _results_option(results: Path) -> str:
+    """The --results part of the rebuild command: empty for the default folder, relative to here where possible."""
+    try:
+        results = Path(results).resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        pass
+    return "" if Path(results) == Path("results") else f" --results {results}"
+
+
 def build(table: PaperTable, results: Path, seeds: list[int], note: str = "",
           overrides: list[str] | None = None) -> tuple[str, list[dict]]:
     if isinstance(overrides, str):  # list("a=1") would quote the table's command one character at a time
@@ -459,7 +468,7 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "",
         "",
         f"- **Sweep:** `make reproduce-{table.name}` (`conf/table/{table.name}.yaml`; the rows, beside the paper's "
         f"numbers, in `skiprnn.experiment.tasks.{table.task}`). **Aggregated** {now} by "
-        f"`python -m skiprnn.tables {table.name} --seeds {','.join(map(str, seeds))}"
+        f"`python -m skiprnn.tables {table.name} --seeds {','.join(map(str, seeds))}{_results_option(results)}"
         f"{''.join(' ' + o for o in overrides or [])}`.",
         f"- **Code commit(s) of the finished runs:** {', '.join(commits)} (per run, and per leg of a run resumed "
         "across commits, in 'Every run')",
