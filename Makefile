@@ -60,7 +60,7 @@ reproduce-table%: venv ## run a table's sweep (SEEDS=0,1 STEPS=2000 for a quick 
 longer-table%: venv ## train the rows a table declares a longer budget for, each from its finished run (Table 1: λ = 1e-5 to 100,000 steps; SEEDS=0,1 ARGS=...), then rebuild the table
 	status=0; $(PY) -m skiprnn.longer table$* $(if $(SEEDS),--seeds $(SEEDS)) --results "$(RESULTS)" \
 	  $(launcher_overrides) $(ARGS) || status=$$?; \
-	$(PY) -m skiprnn.tables table$* --results "$(RESULTS)" $(config_overrides); exit $$status
+	$(PY) -m skiprnn.tables table$* $(if $(SEEDS),--seeds $(SEEDS)) --results "$(RESULTS)" $(config_overrides); exit $$status
 
 table%: venv ## rebuild results/table%.md from the runs already in results/ (no training)
 	$(PY) -m skiprnn.tables $@ $(if $(SEEDS),--seeds $(SEEDS)) --results "$(RESULTS)" $(config_overrides)

@@ -341,8 +341,8 @@ def test_records_made_before_the_fidelity_fixes_are_told_apart_from_runs_after_t
 
 
 def test_a_longer_budget_goes_on_from_the_tables_run_and_gets_a_section_of_its_own(cli, tmp_path, capsys):
-    """`python -m skiprnn.longer`: each run resumes from its finished table run's checkpoint (or starts over where
-    there is none) and ends exactly where an uninterrupted run of the longer budget ends."""
+    """`python -m skiprnn.longer`: each run resumes from its finished table run's checkpoint, or, where there is none,
+    trains from step 0 to the table's budget first, so both evaluate at the same steps; the table gets a section."""
     from dataclasses import replace
 
     from skiprnn.experiment import longer, tables
@@ -351,44 +351,93 @@ def test_a_longer_budget_goes_on_from_the_tables_run_and_gets_a_section_of_its_o
 
     row = "skip_lstm_lam1e-5"
     table = replace(adding.TABLE1, longer=LongerBudget((row,), from_steps=4, max_steps=10, why="Where do they settle?"))
-    tiny = ["trainer.eval_every=2", *TINY]
+    tiny = ["trainer.eval_every=3", *TINY]  # 3 does not divide 4: a run from step 0 must still evaluate at 4
     sweep = ["-m", "table=table1", f"experiment=table1/{row}", "logger=none", "hydra/launcher=basic", *tiny]
     cli(*sweep, "seed=0,1", "trainer.max_steps=4", f"hydra.sweep.dir={tmp_path / 'table1'}")
     (tmp_path / "table1" / row / "seed=1" / "checkpoint.pt").unlink()  # seed 1 has to start over
     assert tables._longer_section(table, tmp_path, [0, 1], {}) == []  # no section before its folder exists
-    starts = longer.start_from_finished_runs(table, tmp_path, [0, 1, 2])
-    assert starts == {(row, 0): "from step 4 (the table's run)", (row, 1): "from step 0", (row, 2): "from step 0"}
-    args = longer.sweep_args(table, tmp_path, [0, 1], ["logger=none", "hydra/launcher=basic", *tiny])
-    assert args[:6] == ["-m", "table=table1", f"experiment=table1/{row}", "seed=0,1", "trainer.max_steps=10",
-                        f'hydra.sweep.dir="{tmp_path / "table1_0k"}"']  # 10 steps: "0k"
-    assert "resuming from step 4" in cli(*args).stdout
-    cli(*sweep, "seed=0", "trainer.max_steps=10", f"hydra.sweep.dir={tmp_path / 'whole'}")
 
     def run_dir(folder, seed=0):
         return tmp_path / folder / row / f"seed={seed}"
 
+    run_dir("table1", 2).mkdir()  # a table run still training: refused, and nothing is copied
+    (run_dir("table1", 2) / "curve.jsonl").write_text(json.dumps({"step": 3, "val_update_fraction": 1.0}) + "\n")
+    with pytest.raises(longer.TableRunUnfinished, match=r"seed=2 \(step 3 of 4\)"):
+        longer.start_from_finished_runs(table, tmp_path, [0, 1, 2], tiny)
+    assert not (tmp_path / "table1_10steps").exists()
+    other = longer.start_from_finished_runs(table, tmp_path, [0])  # asked without the tiny model: not its run
+    assert other[row, 0].startswith("from step 0 (the table's run differs in ") and "model.hidden_size" in other[row, 0]
+    assert not (tmp_path / "table1_10steps").exists()
+
+    starts = longer.start_from_finished_runs(table, tmp_path, [0, 1, 3], tiny)
+    assert starts == {(row, 0): "from step 4 (the table's run)", (row, 1): "from step 0", (row, 3): "from step 0"}
+    plan = longer.sweeps(table, tmp_path, [0, 1], ["logger=none", "hydra/launcher=basic", *tiny], starts)
+    folder = longer.hydra_quoted(str(tmp_path / "table1_10steps"))
+    assert [args[:6] for args in plan] == [
+        ["-m", "table=table1", f"experiment=table1/{row}", "seed=0,1", f"trainer.max_steps={n}",
+         f"hydra.sweep.dir={folder}"] for n in (4, 10)]
+    for args in plan:
+        cli(*args)
+    # the same two legs by hand, in one folder: what each longer run must equal
+    cli(*sweep, "seed=0,1", "trainer.max_steps=4", f"hydra.sweep.dir={tmp_path / 'legs'}")
+    cli(*sweep, "seed=0,1", "trainer.max_steps=10", f"hydra.sweep.dir={tmp_path / 'legs'}")
+
     def strip(rows):  # the budget each evaluation was made under, and the timing, differ
         return [{k: v for k, v in r.items() if k not in ("seconds_per_step", "max_steps")} for r in rows]
 
-    went_on = read_curve(run_dir("table1_0k"))
-    assert strip(went_on) == strip(read_curve(run_dir("whole")))
-    assert [r["step"] for r in went_on] == [2, 4, 6, 8, 10]
-    assert longer.start_from_finished_runs(table, tmp_path, [0])[row, 0] == "finished"  # never copied over again
+    for seed in (0, 1):
+        went_on = read_curve(run_dir("table1_10steps", seed))
+        assert [r["step"] for r in went_on] == [3, 4, 6, 9, 10]
+        assert strip(went_on) == strip(read_curve(run_dir("legs", seed)))
+    assert longer.start_from_finished_runs(table, tmp_path, [0], tiny)[row, 0] == "finished"  # never copied again
 
     text, _ = tables.build(table, tmp_path, [0, 1], overrides=[*tiny, "trainer.max_steps=4"])
     main, section = text.split("## Longer budget (10 steps): Skip LSTM, λ = 1e-5")
     assert "| Skip LSTM, λ = 1e-5 |" in main and "2 completed (4 steps)" in main  # the table keeps its own runs
     summary = next(line for line in section.splitlines() if line.startswith("| Skip LSTM"))
-    curves = [read_curve(run_dir("table1_0k", s)) for s in (0, 1)]
+    curves = [read_curve(run_dir("table1_10steps", s)) for s in (0, 1)]
     at = {step: tables.mean_std([next(r for r in c if r["step"] == step)["val_update_fraction"] for c in curves],
                                 ".1f", 100, "%") for step in (4, 10)}
     falling = sum(min(c, key=lambda r: r["val_update_fraction"])["step"] == 10 for c in curves)
     assert summary.startswith(f"| Skip LSTM, λ = 1e-5 | {at[4]} | {at[10]} | ")
     assert f"| {falling} of 2 runs | 53.9% ± 2.1% | 2 completed (10 steps) |" in summary
-    legs = {s: json.loads((run_dir("table1_0k", s) / "metrics.json").read_text())["legs"] for s in (0, 1)}
-    assert [leg["from_step"] for leg in legs[0]] == [0, 4] and [leg["from_step"] for leg in legs[1]] == [0]
-    assert f"(from 0) → {legs[0][1]['commit']} (from 4) |" in section
+    legs = {s: json.loads((run_dir("table1_10steps", s) / "metrics.json").read_text())["legs"] for s in (0, 1)}
+    assert [leg["from_step"] for leg in legs[0]] == [0, 4] and [leg["from_step"] for leg in legs[1]] == [0, 4]
 
-    with pytest.raises(SystemExit):
-        longer.main(["table2"])
-    assert "no longer budget is declared for 'table2'; the tables with one are table1" in capsys.readouterr().err
+    metrics = run_dir("table1_10steps", 1) / "metrics.json"  # a damaged record is listed, not a crash
+    record = json.loads(metrics.read_text())
+    del record["final"]["val_mse"]
+    metrics.write_text(json.dumps(record))
+    text, _ = tables.build(table, tmp_path, [0, 1], overrides=[*tiny, "trainer.max_steps=4"])
+    assert "| skip_lstm_lam1e-5 | 1 | unreadable |" in text.split("## Longer budget")[1]
+
+    for argv, message in ((["table2"], "no longer budget is declared for 'table2'; the tables with one are table1"),
+                          (["table1", "--results", str(tmp_path / "nowhere")], "no runs in"),
+                          (["table1", "--results", str(tmp_path), "trainer.max_steps=20"],
+                           "trainer.max_steps=20: the longer budget sets trainer.max_steps and trainer.max_epochs")):
+        with pytest.raises(SystemExit):
+            longer.main(argv)
+        assert message in capsys.readouterr().err
+
+
+def test_a_longer_budget_is_declared_consistently(tmp_path):
+    """The declaration names rows of its table, goes past its start, and starts at the rows' own budget."""
+    from dataclasses import replace
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from skiprnn.experiment import longer, tables
+    from skiprnn.experiment.tasks import adding
+    from skiprnn.experiment.tasks.base import LongerBudget
+
+    with pytest.raises(ValueError, match="longer.rows names no row of the table: skip_lstm_lam1e5"):
+        replace(adding.TABLE1, longer=LongerBudget(("skip_lstm_lam1e5",), 4, 10, "?"))
+    with pytest.raises(ValueError, match="must exceed from_steps"):
+        LongerBudget(("skip_lstm_lam1e-5",), 10, 10, "?")
+    declared = adding.TABLE1.longer
+    asked = tables.asked_configs(adding.TABLE1, [])
+    assert {asked[row]["trainer"]["max_steps"] for row in declared.rows} == {declared.from_steps}
+    assert declared.folder("table1") == "table1_100k"
+    parser = OverridesParser.create()  # a folder that needs quoting reaches Hydra unchanged
+    for folder in (r"a\b", 'with "quotes"', r'a\"b', "ends in \\", "with space"):
+        assert parser.parse_override(f"hydra.sweep.dir={longer.hydra_quoted(folder)}").value() == folder

@@ -4,70 +4,125 @@
 
 For each row and seed it copies the checkpoint of the finished run ``results/table1/<row>/seed=<k>/`` (at the
 table's budget) into ``results/table1_100k/<row>/seed=<k>/``, where the run resumes and trains on to the longer
-budget; the table's own runs stay untouched. A seed without such a checkpoint trains there from step 0: the data and
-the initialisation are a function of the seed, so it is the same run at twice the cost. The run's record lists both
-legs (the commit that trained the first 50,000 steps and the one that went on). ``make table1`` then shows the
-section "Longer budget" beside the table.
+budget; the table's own runs stay untouched. A seed without such a checkpoint trains there from step 0, first to the
+table's budget and then on: the data, the initialisation and the evaluation batches are a function of the seed and
+of the evaluations made, so it is the same run at twice the cost. A table run that is still training is refused:
+finish it first. The run's record lists its legs (the commit that trained the first 50,000 steps and the one that
+went on). ``make table1`` then shows the section "Longer budget" beside the table.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from . import records, tracking
-from .tables import parse_seeds
+from .tables import asked_configs, parse_seeds
 from .tasks import paper_tables
 from .tasks.base import PaperTable
 
+FROM_ZERO = "from step 0"
+BUDGET_KEYS = ("trainer.max_steps", "trainer.max_epochs")  # the longer budget sets them; an override would undo it
 
-def start_from_finished_runs(table: PaperTable, results: Path, seeds: list[int]) -> dict[tuple[str, int], str]:
+
+class TableRunUnfinished(ValueError):
+    """A table run the longer run should go on from is still training."""
+
+
+def start_from_finished_runs(table: PaperTable, results: Path, seeds: list[int],
+                             overrides: list[str] = ()) -> dict[tuple[str, int], str]:
     """Copy each finished run's checkpoint where its longer run will resume; returns, per (row, seed), where that run
-    will start: "from step N (the table's run)", "goes on from its own checkpoint", "finished" or "from step 0"."""
+    will start: "from step N (the table's run)", "goes on from its own checkpoint", "finished" or "from step 0 ...".
+    Raises TableRunUnfinished, before copying anything, if a table run it would start from is still training."""
+    from .trainer import differences, fingerprint
+
     longer = table.longer
-    out = {}
+    asked = asked_configs(table, list(overrides))
+    plan, unfinished = {}, []
     for row in longer.rows:
         for seed in seeds:
             source = results / table.name / row / f"seed={seed}"
             target = results / longer.folder(table.name) / row / f"seed={seed}"
             if records.read_run(target).status == "completed":
-                out[row, seed] = "finished"
+                plan[row, seed] = "finished", None
             elif (target / tracking.CHECKPOINT).exists() or (target / tracking.PREVIOUS_CHECKPOINT).exists():
-                out[row, seed] = "goes on from its own checkpoint"
-            elif _finished_at(source, longer.from_steps):
-                target.mkdir(parents=True, exist_ok=True)
-                partial = target / f".{tracking.CHECKPOINT}.copying"
-                shutil.copyfile(source / tracking.CHECKPOINT, partial)
-                os.replace(partial, target / tracking.CHECKPOINT)  # never a half-copied checkpoint to resume from
-                out[row, seed] = f"from step {longer.from_steps:,} (the table's run)"
+                plan[row, seed] = "goes on from its own checkpoint", None
+            elif (state := _finished_at(source, longer.from_steps)) is None:
+                record = records.read_run(source)
+                if source.is_dir() and record.status == "unfinished" and record.step < longer.from_steps:
+                    unfinished.append(f"{source} (step {record.step:,} of {longer.from_steps:,})")
+                plan[row, seed] = FROM_ZERO, None
+            elif differ := differences(state["fingerprint"], fingerprint({**asked[row], "seed": seed})):
+                plan[row, seed] = f"{FROM_ZERO} (the table's run differs in {', '.join(differ)})", None
             else:
-                out[row, seed] = "from step 0"
-    return out
+                plan[row, seed] = f"from step {longer.from_steps:,} (the table's run)", source / tracking.CHECKPOINT
+    if unfinished:
+        raise TableRunUnfinished(
+            "these table runs are still training; finish them first (make reproduce-" + table.name + ") or leave "
+            "their seeds out with --seeds: " + "; ".join(unfinished))
+    for (row, seed), (_, checkpoint) in plan.items():
+        if checkpoint is not None:
+            _copy(checkpoint, results / longer.folder(table.name) / row / f"seed={seed}" / tracking.CHECKPOINT)
+    return {key: start for key, (start, _) in plan.items()}
 
 
-def _finished_at(run: Path, steps: int) -> bool:
-    """The run finished at exactly ``steps`` and its checkpoint holds that step."""
+def _finished_at(run: Path, steps: int) -> dict | None:
+    """The checkpoint of a run that finished at exactly ``steps``, or None."""
     import torch
 
     record = records.read_run(run)
     if record.status != "completed" or record.step != steps or not (run / tracking.CHECKPOINT).exists():
-        return False
+        return None
     try:
-        return torch.load(run / tracking.CHECKPOINT, map_location="cpu", weights_only=False)["step"] == steps
+        state = torch.load(run / tracking.CHECKPOINT, map_location="cpu", weights_only=False)
     except Exception:  # a damaged checkpoint: the longer run trains from step 0 instead
-        return False
+        return None
+    return state if state.get("step") == steps and "fingerprint" in state else None
 
 
-def sweep_args(table: PaperTable, results: Path, seeds: list[int], overrides: list[str]) -> list[str]:
-    """The arguments of ``python -m skiprnn.train`` that train the longer runs."""
+def _copy(source: Path, target: Path) -> None:
+    """Copy a checkpoint so that ``target`` is never half-written, even with two copies at once."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".copying")
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out)
+        os.replace(partial, target)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+
+
+def hydra_quoted(text: str) -> str:
+    """``text`` as a double-quoted Hydra override value: only a quote, and backslashes right before a quote or
+    the closing quote, are escaped (Hydra keeps other backslashes as they are)."""
+    escaped = re.sub(r'(\\*)"', lambda m: m.group(1) * 2 + '\\"', text)
+    return '"' + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped) + '"'
+
+
+def sweep_args(table: PaperTable, results: Path, seeds: list[int], overrides: list[str],
+               max_steps: int | None = None) -> list[str]:
+    """The arguments of ``python -m skiprnn.train`` that train the longer runs (to ``max_steps``, default the
+    longer budget)."""
     longer = table.longer
-    folder = str(results / longer.folder(table.name)).replace("\\", "\\\\").replace('"', '\\"')
     return ["-m", f"table={table.name}", f"experiment={','.join(f'{table.name}/{row}' for row in longer.rows)}",
-            f"seed={','.join(map(str, seeds))}", f"trainer.max_steps={longer.max_steps}",
-            f'hydra.sweep.dir="{folder}"', *overrides]
+            f"seed={','.join(map(str, seeds))}", f"trainer.max_steps={max_steps or longer.max_steps}",
+            f"hydra.sweep.dir={hydra_quoted(str(results / longer.folder(table.name)))}", *overrides]
+
+
+def sweeps(table: PaperTable, results: Path, seeds: list[int], overrides: list[str],
+           starts: dict[tuple[str, int], str]) -> list[list[str]]:
+    """The train sweeps, in order, that take these runs to the longer budget. Where a run starts from step 0, a first
+    sweep trains to the table's budget, so that it evaluates at that step and then at the same steps as a run that
+    goes on from the table's checkpoint (evaluations come every ``eval_every`` steps and at a leg's last step)."""
+    first = [sweep_args(table, results, seeds, overrides, table.longer.from_steps)]
+    return [*(first if any(start.startswith(FROM_ZERO) for start in starts.values()) else []),
+            sweep_args(table, results, seeds, overrides)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,10 +138,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no longer budget is declared for {args.table!r}; the tables with one are {', '.join(tables)}")
     table = tables[args.table]
     seeds = parse_seeds(parser, args.seeds, table)
-    for (row, seed), start in start_from_finished_runs(table, args.results, seeds).items():
+    if not (args.results / table.name).is_dir():
+        parser.error(f"no runs in {args.results / table.name}: the longer runs go on from the table's "
+                     f"(make reproduce-{table.name}), or point --results at the folder that holds them")
+    budget = [o for o in args.overrides if o.split("=", 1)[0].lstrip("+~") in BUDGET_KEYS]
+    if budget:
+        parser.error(f"{', '.join(budget)}: the longer budget sets {' and '.join(BUDGET_KEYS)} itself "
+                     f"({table.longer.from_steps:,} to {table.longer.max_steps:,} steps, in {table.name}'s declaration)")
+    try:
+        starts = start_from_finished_runs(table, args.results, seeds, args.overrides)
+    except TableRunUnfinished as error:
+        parser.error(str(error))
+    for (row, seed), start in starts.items():
         print(f"{row} seed={seed}: {start}", flush=True)
-    command = [sys.executable, "-m", "skiprnn.train", *sweep_args(table, args.results, seeds, args.overrides)]
-    return subprocess.run(command).returncode
+    for sweep in sweeps(table, args.results, seeds, args.overrides, starts):
+        print(f"python -m skiprnn.train {' '.join(sweep)}", flush=True)
+        if code := subprocess.run([sys.executable, "-m", "skiprnn.train", *sweep]).returncode:
+            return code
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import argparse
 import csv
 import io
 import math
+import shlex
 import statistics
 import sys
 from dataclasses import dataclass, field
@@ -284,10 +285,11 @@ def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: d
     command = f"`make longer-{table.name}` (`python -m skiprnn.longer {table.name}`)"
     lines = [f"## Longer budget ({longer.max_steps:,} steps): {'; '.join(_row(table, r).label for r in longer.rows)}", "",
              f"{longer.why} Each run goes on from its finished {longer.from_steps:,}-step run's checkpoint (where that "
-             f"is on the machine; else from step 0), in `{folder.name}/`, trained by {command}; its record lists its "
+             f"is on the machine; else from step 0, to that budget first), in `{folder.name}/`, trained by {command}; its record lists its "
              "legs. These runs do not enter the table at the top.", ""]
     grid = {row: [check_against(load_run(folder / row / f"seed={s}", s), asked.get(row)) for s in seeds]
             for row in longer.rows}
+    grid = {row: [_check_columns(table, r) if r.status == "completed" else r for r in runs] for row, runs in grid.items()}
     for run in (r for runs in grid.values() for r in runs):  # the budget these runs are asked for is the longer one
         run.below_budget = longer.max_steps if run.status == "completed" and run.max_steps < longer.max_steps else 0
     if not any(r.status != "missing" for runs in grid.values() for r in runs):
@@ -407,7 +409,7 @@ def _results_option(results: Path) -> str:
         results = Path(results).resolve().relative_to(Path.cwd().resolve())
     except ValueError:
         pass
-    return "" if Path(results) == Path("results") else f" --results {results}"
+    return "" if Path(results) == Path("results") else f" --results {shlex.quote(str(results))}"
 
 
 def build(table: PaperTable, results: Path, seeds: list[int], note: str = "",
@@ -469,7 +471,7 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "",
         f"- **Sweep:** `make reproduce-{table.name}` (`conf/table/{table.name}.yaml`; the rows, beside the paper's "
         f"numbers, in `skiprnn.experiment.tasks.{table.task}`). **Aggregated** {now} by "
         f"`python -m skiprnn.tables {table.name} --seeds {','.join(map(str, seeds))}{_results_option(results)}"
-        f"{''.join(' ' + o for o in overrides or [])}`.",
+        f"{''.join(' ' + shlex.quote(o) for o in overrides or [])}`.",
         f"- **Code commit(s) of the finished runs:** {', '.join(commits)} (per run, and per leg of a run resumed "
         "across commits, in 'Every run')",
         f"- **Seeds asked for:** {seeds_text}; finished per row: {finished_per_row}. **Steps of the finished runs:** "

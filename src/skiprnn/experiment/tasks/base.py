@@ -37,9 +37,14 @@ class LongerBudget:
     max_steps: int  # how far they go on
     why: str  # one sentence for the table: what the longer budget asks
 
+    def __post_init__(self):
+        if not 0 < self.from_steps < self.max_steps:
+            raise ValueError(f"LongerBudget: max_steps ({self.max_steps}) must exceed from_steps ({self.from_steps}), "
+                             "and both be positive")
+
     def folder(self, table: str) -> str:
-        """The runs' folder beside the table's: ``table1_100k``."""
-        return f"{table}_{self.max_steps // 1000}k"
+        """The runs' folder beside the table's: ``table1_100k`` (``table1_100500steps`` for an uneven budget)."""
+        return f"{table}_{self.max_steps // 1000}k" if self.max_steps % 1000 == 0 else f"{table}_{self.max_steps}steps"
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,19 @@ class PaperTable:
     pairs: tuple[tuple[str, str, str], ...] = ()
     pairs_title: str = ""
     longer: LongerBudget | None = None
+
+    def __post_init__(self):
+        if self.longer is None:
+            return
+        names = [row.row for row in self.rows]
+        unknown = [row for row in self.longer.rows if row not in names]
+        if unknown:
+            raise ValueError(f"{self.name}: longer.rows names no row of the table: {', '.join(unknown)} "
+                             f"(the rows: {', '.join(names)})")
+        ours = [column for column, _, _ in self.columns]
+        if "update_pct" not in ours:  # the longer section compares update fractions with the paper's
+            raise ValueError(f"{self.name}: a longer budget needs the column 'update_pct' (the table has "
+                             f"{', '.join(ours)})")
 
 
 class Batch(NamedTuple):
