@@ -137,7 +137,7 @@ def build(roots: list[Path], argv: list[str]) -> str:
              f"{sum(len(r) for r in groups.values())} runs in {len(groups)} groups (runs that differ only in the seed).",
              "- Mean ± population std over the finished seeds of each run's final evaluation (validation); "
              "one run shows its value alone.",
-             "- **Shared by every run:** " + ", ".join(f"`{k}={v}`" for k, v in shared.items()), "",
+             "- **Shared by every run (a model key by every run it acts on):** " + ", ".join(f"`{k}={v}`" for k, v in shared.items()), "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for _, cells in rows]
     if UNREADABLE:

@@ -71,7 +71,8 @@ def varies(key: str, settings: list[dict]) -> bool:
 
 
 def split_keys(settings: list[dict]) -> tuple[list[str], dict]:
-    """The keys that vary across flat configs (``varies``), and the values of the others, which they share."""
+    """The keys that vary across flat configs (``varies``), and the values of the others: shared by every config
+    that has the key (a key that acts only on some models, e.g. model.gate_init, is absent from the rest)."""
     keys = sorted({k for s in settings for k in s})
     varying = [k for k in keys if varies(k, settings)]
     return varying, {k: next(s[k] for s in settings if k in s) for k in keys if k not in varying}

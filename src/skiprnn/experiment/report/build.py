@@ -531,7 +531,7 @@ def render(coll: Collection, paper: dict[str, dict], title: str, js: str, plotly
         parts.append(f'<h2>Unreadable files ({len(problems)})</h2><ul class="err">'
                      + "".join(f"<li><code>{e(d)}</code>: {e(p)}</li>" for d, p in problems) + "</ul>")
     if coll.shared:
-        parts.append("<details><summary>Settings every group shares</summary><table><tbody>"
+        parts.append("<details><summary>Settings every group shares (a model key: every group it acts on)</summary><table><tbody>"
                      + "".join(f"<tr><td class='mono'>{e(k)}</td><td class='mono'>{e(format_value(v))}</td></tr>"
                                for k, v in sorted(coll.shared.items())) + "</tbody></table></details>")
     parts.append(f"<script>{SCRIPT}</script></body></html>")

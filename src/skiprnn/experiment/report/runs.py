@@ -156,7 +156,7 @@ class Collection:
     groups: list[Group]
     varying: list[str]  # config keys (and "folder", given several) that differ between groups
     short: dict[str, str]  # varying key -> short name for labels and columns
-    shared: dict[str, Any]  # settings every group shares
+    shared: dict[str, Any]  # settings every group shares (a model key: every group it acts on)
     by_row: bool  # groups are labelled by their row names
     expected_seeds: dict[int, list[int]]  # per root: the seeds every group should have
 
