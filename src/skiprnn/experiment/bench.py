@@ -187,7 +187,7 @@ def main(argv=None) -> None:
     say("# SkipRNN benchmark")
     say()
     say(f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}")
-    say(f"- commit: {git_commit()}; command: `python -m skiprnn.experiment.bench {' '.join(argv if argv is not None else sys.argv[1:])}`"
+    say(f"- commit: {git_commit()}; command: `{' '.join(['python -m skiprnn.experiment.bench', *(argv if argv is not None else sys.argv[1:])])}`"
         " (`make bench`)")
     say(f"- machine: {machine()}; Python {platform.python_version()}; torch {torch.__version__}")
     say(f"- threads: torch.get_num_threads() = {torch.get_num_threads()}")
