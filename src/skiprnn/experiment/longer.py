@@ -42,7 +42,7 @@ def start_from_finished_runs(table: PaperTable, results: Path, seeds: list[int],
     from .trainer import differences, fingerprint
 
     longer = table.longer
-    asked = asked_configs(table, list(overrides))
+    asked = asked_configs(table, list(overrides), longer.rows)
     plan, unfinished = {}, []
     for row in longer.rows:
         for seed in seeds:

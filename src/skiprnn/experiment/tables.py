@@ -91,8 +91,9 @@ def _table_run(path: Path, seed: int, record: records.Run) -> Run:
                curve=record.curve)
 
 
-def asked_configs(table: PaperTable, overrides: list[str]) -> dict[str, dict]:
-    """Each row's config as ``make reproduce-<table>`` with these Hydra overrides composes it (seed 0)."""
+def asked_configs(table: PaperTable, overrides: list[str], rows: tuple[str, ...] | None = None) -> dict[str, dict]:
+    """Each row's config (or only ``rows``') as ``make reproduce-<table>`` with these Hydra overrides composes it
+    (seed 0)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
@@ -104,7 +105,7 @@ def asked_configs(table: PaperTable, overrides: list[str]) -> dict[str, dict]:
     out = {}
     try:
         with initialize_config_dir(version_base="1.3", config_dir=CONF_DIR):
-            for row in table.rows:
+            for row in (r for r in table.rows if rows is None or r.row in rows):
                 cfg = compose(config_name="config", overrides=[f"table={table.name}",
                                                                 f"experiment={table.name}/{row.row}", *overrides])
                 out[row.row] = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
