@@ -44,10 +44,10 @@ TEST_JOBS ?= 2
 
 test: venv ## lint, then run the test suite (all but the browser tests: make test-browser runs those; TEST_JOBS=2)
 	$(PY) -m ruff check src tests
-	$(PY) -m pytest -m "not browser" -n $(TEST_JOBS)
+	$(PY) -m pytest -m "not browser" $(if $(TEST_JOBS),-n $(TEST_JOBS))
 
 test-fast: venv ## the test suite without the tests that start real processes (a quicker loop while editing)
-	$(PY) -m pytest -m "not browser and not slow" -n $(TEST_JOBS)
+	$(PY) -m pytest -m "not browser and not slow" $(if $(TEST_JOBS),-n $(TEST_JOBS))
 
 test-browser: venv ## install Debian's Chromium if missing, then run the browser tests of the HTML reports
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
@@ -61,7 +61,7 @@ reproduce-table%: venv ## run a table's sweep (SEEDS=0,1 STEPS=2000 for a quick 
 	  $(train_overrides) || status=$$?; \
 	$(PY) -m skiprnn.tables table$* $(if $(SEEDS),--seeds $(SEEDS)) --results "$(RESULTS)" $(config_overrides); exit $$status
 
-longer-table%: venv ## train the rows a table declares a longer budget for, each from its finished run (Table 1: λ = 1e-5 to 100,000 steps; SEEDS=0,1 ARGS=...), then rebuild the table
+longer-table%: venv ## train the rows a table declares a longer budget for, each from its finished run (Table 1: λ = 1e-5 to 100,000 steps; SEEDS=0,1 ARGS=...), then rebuild the table (with SEEDS, as reproduce-table% does)
 	status=0; $(PY) -m skiprnn.longer table$* $(if $(SEEDS),--seeds $(SEEDS)) --results "$(RESULTS)" \
 	  $(launcher_overrides) $(ARGS) || status=$$?; \
 	$(PY) -m skiprnn.tables table$* $(if $(SEEDS),--seeds $(SEEDS)) --results "$(RESULTS)" $(config_overrides); exit $$status

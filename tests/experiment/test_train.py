@@ -366,18 +366,28 @@ def test_a_longer_budget_goes_on_from_the_tables_run_and_gets_a_section_of_its_o
         longer.start_from_finished_runs(table, tmp_path, [0, 1, 2], tiny)
     assert not (tmp_path / "table1_10steps").exists()
     other = longer.start_from_finished_runs(table, tmp_path, [0])  # asked without the tiny model: not its run
-    assert other[row, 0].startswith("from step 0 (the table's run differs in ") and "model.hidden_size" in other[row, 0]
+    assert other[row, 0].text.startswith("from step 0 (the table's run differs in ") and other[row, 0].first_leg
+    assert "model.hidden_size" in other[row, 0].text
     assert not (tmp_path / "table1_10steps").exists()
 
-    starts = longer.start_from_finished_runs(table, tmp_path, [0, 1, 3], tiny)
-    assert starts == {(row, 0): "from step 4 (the table's run)", (row, 1): "from step 0", (row, 3): "from step 0"}
-    plan = longer.sweeps(table, tmp_path, [0, 1], ["logger=none", "hydra/launcher=basic", *tiny], starts)
+    starts = longer.start_from_finished_runs(table, tmp_path, [0, 1], tiny)
+    assert starts == {(row, 0): ("from step 4 (the table's run)", False), (row, 1): ("from step 0", True)}
+    launch = ["logger=none", "hydra/launcher=basic", *tiny]
+    plan = longer.sweeps(table, tmp_path, [0, 1], launch, starts)
     folder = longer.hydra_quoted(str(tmp_path / "table1_10steps"))
-    assert [args[:6] for args in plan] == [
-        ["-m", "table=table1", f"experiment=table1/{row}", "seed=0,1", f"trainer.max_steps={n}",
-         f"hydra.sweep.dir={folder}"] for n in (4, 10)]
+    assert [args[:6] for args in plan] == [  # the first leg only for the run from step 0
+        ["-m", "table=table1", f"experiment=table1/{row}", seeds, f"trainer.max_steps={n}", f"hydra.sweep.dir={folder}"]
+        for seeds, n in (("seed=1", 4), ("seed=0,1", 10))]
     for args in plan:
         cli(*args)
+    # a run stopped in its own first leg (seed 3, halted at step 3) must finish that leg first when run again
+    cli(*longer.sweeps(table, tmp_path, [3], launch, {(row, 3): longer.Start("from step 0", True)})[0],
+        "trainer.halt_after_steps=3")
+    again = longer.start_from_finished_runs(table, tmp_path, [0, 1, 3], tiny)
+    assert again == {(row, 0): ("finished", False), (row, 1): ("finished", False),
+                     (row, 3): ("goes on from its own checkpoint at step 3, first to 4", True)}
+    assert [args[3:5] for args in longer.sweeps(table, tmp_path, [0, 1, 3], launch, again)] == [
+        ["seed=3", "trainer.max_steps=4"], ["seed=0,1,3", "trainer.max_steps=10"]]
     # seed 1's two legs by hand, in one folder: what its run from step 0 must equal
     cli(*sweep, "seed=1", "trainer.max_steps=4", f"hydra.sweep.dir={tmp_path / 'legs'}")
     cli(*sweep, "seed=1", "trainer.max_steps=10", f"hydra.sweep.dir={tmp_path / 'legs'}")
@@ -389,7 +399,6 @@ def test_a_longer_budget_goes_on_from_the_tables_run_and_gets_a_section_of_its_o
     assert [r["step"] for r in went_on[0]] == [r["step"] for r in went_on[1]] == [3, 4, 6, 9, 10]
     assert strip(went_on[0][:2]) == strip(read_curve(run_dir("table1")))  # seed 0 went on from the table's run
     assert strip(went_on[1]) == strip(read_curve(run_dir("legs", 1)))
-    assert longer.start_from_finished_runs(table, tmp_path, [0], tiny)[row, 0] == "finished"  # never copied again
 
     text, _ = tables.build(table, tmp_path, [0, 1], overrides=[*tiny, "trainer.max_steps=4"])
     main, section = text.split("## Longer budget (10 steps): Skip LSTM, λ = 1e-5")
@@ -403,13 +412,17 @@ def test_a_longer_budget_goes_on_from_the_tables_run_and_gets_a_section_of_its_o
     assert f"| {falling} of 2 runs | 53.9% ± 2.1% | 2 completed (10 steps) |" in summary
     legs = {s: json.loads((run_dir("table1_10steps", s) / "metrics.json").read_text())["legs"] for s in (0, 1)}
     assert [leg["from_step"] for leg in legs[0]] == [0, 4] and [leg["from_step"] for leg in legs[1]] == [0, 4]
+    assert f"(from 0) → {legs[0][1]['commit']} (from 4) |" in section  # each leg's commit, in the per-run lines
 
-    metrics = run_dir("table1_10steps", 1) / "metrics.json"  # a damaged record is listed, not a crash
+    (run_dir("table1_10steps", 0) / "curve.jsonl").unlink()  # damaged records are listed, not a crash
+
+    metrics = run_dir("table1_10steps", 1) / "metrics.json"
     record = json.loads(metrics.read_text())
     del record["final"]["val_mse"]
     metrics.write_text(json.dumps(record))
     text, _ = tables.build(table, tmp_path, [0, 1], overrides=[*tiny, "trainer.max_steps=4"])
-    assert "| skip_lstm_lam1e-5 | 1 | unreadable |" in text.split("## Longer budget")[1]
+    section = text.split("## Longer budget")[1]
+    assert "| skip_lstm_lam1e-5 | 0 | unreadable |" in section and "| skip_lstm_lam1e-5 | 1 | unreadable |" in section
 
     for argv, message in ((["table2"], "no longer budget is declared for 'table2'; the tables with one are table1"),
                           (["table1", "--results", str(tmp_path / "nowhere")], "no runs in"),
@@ -424,9 +437,7 @@ def test_a_longer_budget_is_declared_consistently(tmp_path):
     """The declaration names rows of its table, goes past its start, and starts at the rows' own budget."""
     from dataclasses import replace
 
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from skiprnn.experiment import longer, tables
+    from skiprnn.experiment import tables
     from skiprnn.experiment.tasks import adding
     from skiprnn.experiment.tasks.base import LongerBudget
 
@@ -438,6 +449,13 @@ def test_a_longer_budget_is_declared_consistently(tmp_path):
     asked = tables.asked_configs(adding.TABLE1, [])
     assert {asked[row]["trainer"]["max_steps"] for row in declared.rows} == {declared.from_steps}
     assert declared.folder("table1") == "table1_100k"
-    parser = OverridesParser.create()  # a folder that needs quoting reaches Hydra unchanged
+
+
+def test_the_longer_runs_folder_reaches_hydra_unchanged():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from skiprnn.experiment import longer
+
+    parser = OverridesParser.create()
     for folder in (r"a\b", 'with "quotes"', r'a\"b', "ends in \\", "with space"):
         assert parser.parse_override(f"hydra.sweep.dir={longer.hydra_quoted(folder)}").value() == folder

@@ -6,9 +6,9 @@ For each row and seed it copies the checkpoint of the finished run ``results/tab
 table's budget) into ``results/table1_100k/<row>/seed=<k>/``, where the run resumes and trains on to the longer
 budget; the table's own runs stay untouched. A seed without such a checkpoint trains there from step 0, first to the
 table's budget and then on: the data, the initialisation and the evaluation batches are a function of the seed and
-of the evaluations made, so it is the same run at twice the cost. A table run that is still training is refused:
-finish it first. The run's record lists its legs (the commit that trained the first 50,000 steps and the one that
-went on). ``make table1`` then shows the section "Longer budget" beside the table.
+of the evaluations made, so it is the same run at twice the cost. An unfinished table run (still training, or
+stopped) is refused: finish it first. The run's record lists its legs (the commit that trained the first 50,000
+steps and the one that went on). ``make table1`` then shows the section "Longer budget" beside the table.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from . import records, tracking
 from .tables import asked_configs, parse_seeds
@@ -31,14 +32,22 @@ BUDGET_KEYS = ("trainer.max_steps", "trainer.max_epochs")  # the longer budget s
 
 
 class TableRunUnfinished(ValueError):
-    """A table run the longer run should go on from is still training."""
+    """A table run the longer run should go on from is unfinished."""
+
+
+class Start(NamedTuple):
+    """Where a longer run starts, in words, and whether it needs the first leg (to the table's budget) first."""
+
+    text: str
+    first_leg: bool = False
 
 
 def start_from_finished_runs(table: PaperTable, results: Path, seeds: list[int],
-                             overrides: list[str] = ()) -> dict[tuple[str, int], str]:
+                             overrides: list[str] = ()) -> dict[tuple[str, int], Start]:
     """Copy each finished run's checkpoint where its longer run will resume; returns, per (row, seed), where that run
-    will start: "from step N (the table's run)", "goes on from its own checkpoint", "finished" or "from step 0 ...".
-    Raises TableRunUnfinished, before copying anything, if a table run it would start from is still training."""
+    will start: "from step N (the table's run)", "goes on from its own checkpoint at step N", "finished" or "from
+    step 0 ...". Raises TableRunUnfinished, before copying anything, if a table run it would start from is
+    unfinished."""
     from .trainer import differences, fingerprint
 
     longer = table.longer
@@ -48,23 +57,26 @@ def start_from_finished_runs(table: PaperTable, results: Path, seeds: list[int],
         for seed in seeds:
             source = results / table.name / row / f"seed={seed}"
             target = results / longer.folder(table.name) / row / f"seed={seed}"
-            if records.read_run(target).status == "completed":
-                plan[row, seed] = "finished", None
+            done = records.read_run(target)
+            if done.status == "completed" and done.step >= longer.max_steps:
+                plan[row, seed] = Start("finished"), None
             elif (target / tracking.CHECKPOINT).exists() or (target / tracking.PREVIOUS_CHECKPOINT).exists():
-                plan[row, seed] = "goes on from its own checkpoint", None
+                first = done.step < longer.from_steps  # stopped in its own first leg
+                plan[row, seed] = Start(f"goes on from its own checkpoint at step {done.step:,}"
+                                        + (f", first to {longer.from_steps:,}" if first else ""), first), None
             elif (state := _finished_at(source, longer.from_steps)) is None:
                 record = records.read_run(source)
                 if source.is_dir() and record.status == "unfinished" and record.step < longer.from_steps:
                     unfinished.append(f"{source} (step {record.step:,} of {longer.from_steps:,})")
-                plan[row, seed] = FROM_ZERO, None
+                plan[row, seed] = Start(FROM_ZERO, True), None
             elif differ := differences(state["fingerprint"], fingerprint({**asked[row], "seed": seed})):
-                plan[row, seed] = f"{FROM_ZERO} (the table's run differs in {', '.join(differ)})", None
+                plan[row, seed] = Start(f"{FROM_ZERO} (the table's run differs in {', '.join(differ)})", True), None
             else:
-                plan[row, seed] = f"from step {longer.from_steps:,} (the table's run)", source / tracking.CHECKPOINT
+                plan[row, seed] = Start(f"from step {longer.from_steps:,} (the table's run)"), source / tracking.CHECKPOINT
     if unfinished:
         raise TableRunUnfinished(
-            "these table runs are still training; finish them first (make reproduce-" + table.name + ") or leave "
-            "their seeds out with --seeds: " + "; ".join(unfinished))
+            f"these table runs are unfinished; finish them first (make reproduce-{table.name}) or leave their seeds "
+            "out with --seeds: " + "; ".join(unfinished))
     for (row, seed), (_, checkpoint) in plan.items():
         if checkpoint is not None:
             _copy(checkpoint, results / longer.folder(table.name) / row / f"seed={seed}" / tracking.CHECKPOINT)
@@ -106,23 +118,25 @@ def hydra_quoted(text: str) -> str:
 
 
 def sweep_args(table: PaperTable, results: Path, seeds: list[int], overrides: list[str],
-               max_steps: int | None = None) -> list[str]:
-    """The arguments of ``python -m skiprnn.train`` that train the longer runs (to ``max_steps``, default the
-    longer budget)."""
+               max_steps: int | None = None, rows: tuple[str, ...] | None = None) -> list[str]:
+    """The arguments of ``python -m skiprnn.train`` that train the longer runs (of ``rows``, default all) to
+    ``max_steps`` (default the longer budget)."""
     longer = table.longer
-    return ["-m", f"table={table.name}", f"experiment={','.join(f'{table.name}/{row}' for row in longer.rows)}",
+    return ["-m", f"table={table.name}", f"experiment={','.join(f'{table.name}/{row}' for row in rows or longer.rows)}",
             f"seed={','.join(map(str, seeds))}", f"trainer.max_steps={max_steps or longer.max_steps}",
             f"hydra.sweep.dir={hydra_quoted(str(results / longer.folder(table.name)))}", *overrides]
 
 
 def sweeps(table: PaperTable, results: Path, seeds: list[int], overrides: list[str],
-           starts: dict[tuple[str, int], str]) -> list[list[str]]:
-    """The train sweeps, in order, that take these runs to the longer budget. Where a run starts from step 0, a first
-    sweep trains to the table's budget, so that it evaluates at that step and then at the same steps as a run that
-    goes on from the table's checkpoint (evaluations come every ``eval_every`` steps and at a leg's last step)."""
-    first = [sweep_args(table, results, seeds, overrides, table.longer.from_steps)]
-    return [*(first if any(start.startswith(FROM_ZERO) for start in starts.values()) else []),
-            sweep_args(table, results, seeds, overrides)]
+           starts: dict[tuple[str, int], Start]) -> list[list[str]]:
+    """The train sweeps, in order, that take these runs to the longer budget. A run below the table's budget (from
+    step 0, or stopped there) first trains to it, in a sweep of its own row and such seeds, so that it evaluates at
+    that step and then at the same steps as a run that goes on from the table's checkpoint (evaluations come every
+    ``eval_every`` steps and at a leg's last step, and each evaluation's batches follow from how many came before)."""
+    longer = table.longer
+    first = [sweep_args(table, results, behind, overrides, longer.from_steps, (row,)) for row in longer.rows
+             if (behind := [seed for seed in seeds if starts[row, seed].first_leg])]
+    return [*first, sweep_args(table, results, seeds, overrides)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     except TableRunUnfinished as error:
         parser.error(str(error))
     for (row, seed), start in starts.items():
-        print(f"{row} seed={seed}: {start}", flush=True)
+        print(f"{row} seed={seed}: {start.text}", flush=True)
     for sweep in sweeps(table, args.results, seeds, args.overrides, starts):
         print(f"python -m skiprnn.train {' '.join(sweep)}", flush=True)
         if code := subprocess.run([sys.executable, "-m", "skiprnn.train", *sweep]).returncode:

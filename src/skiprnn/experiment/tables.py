@@ -290,7 +290,8 @@ def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: d
              "legs. These runs do not enter the table at the top.", ""]
     grid = {row: [check_against(load_run(folder / row / f"seed={s}", s), asked.get(row)) for s in seeds]
             for row in longer.rows}
-    grid = {row: [_check_columns(table, r) if r.status == "completed" else r for r in runs] for row, runs in grid.items()}
+    grid = {row: [_check_curve(_check_columns(table, r)) if r.status == "completed" else r for r in runs]
+            for row, runs in grid.items()}
     for run in (r for runs in grid.values() for r in runs):  # the budget these runs are asked for is the longer one
         run.below_budget = longer.max_steps if run.status == "completed" and run.max_steps < longer.max_steps else 0
     if not any(r.status != "missing" for runs in grid.values() for r in runs):
@@ -331,6 +332,14 @@ def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: d
                    if shown else "– | – | – | – | ")
                 + f"{r.error or r.commit} |")
     return lines + [""]
+
+
+def _check_curve(run: Run) -> Run:
+    """A finished run whose curve is missing or lacks update fractions is listed as unreadable (the longer section
+    reads its evaluations)."""
+    if run.status == "completed" and (not run.curve or any(records.UPDATES not in r for r in run.curve)):
+        return Run(run.seed, "unreadable", error=f"curve of seed {run.seed} is missing or has no {records.UPDATES}")
+    return run
 
 
 def _row(table: PaperTable, name: str) -> PaperRow:
