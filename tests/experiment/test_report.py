@@ -131,6 +131,19 @@ def test_labels_from_differing_keys_without_rows(tmp_path):
     assert [g.label for g in coll.groups] == ["mode=gru", "mode=lstm"]
 
 
+def test_metrics_in_records_order(tmp_path):
+    """A report draws one row of plots per headline metric its groups report, in records' order, each once."""
+    finals = [{"val_map": 0.2}, {"val_accuracy": 0.5}, {"val_accuracy": 0.6}, {"val_mse": 0.1}]
+    for size, final in enumerate(finals):
+        cfg = {"model": {"mode": "gru", "hidden_size": size + 1}, "seed": 0}
+        run = tmp_path / str(size)
+        run.mkdir()
+        (run / "metrics.json").write_text(json.dumps({"step": 10, "final": final, "config": cfg}))
+    coll = collect([tmp_path])
+    assert len(coll.groups) == 4
+    assert coll.metrics == ["val_mse", "val_accuracy", "val_map"]
+
+
 def test_labels_of_rows_shared_by_groups(tmp_path):
     """A row name used by two configs (or by one config in two folders given) gets the key that tells them apart."""
     for task in ("adding", "mnist"):

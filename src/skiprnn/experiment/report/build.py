@@ -476,8 +476,7 @@ def _atomic_write(path: Path, data: str) -> None:
 
 
 def render(coll: Collection, paper: dict[str, dict], title: str, js: str, plotly_js: str, plotly_version: str) -> str:
-    metrics = [m for m in (*METRIC_KEYS, *sorted({g.metric for g in coll.groups if g.metric} - set(METRIC_KEYS)))
-               if any(g.metric == m for g in coll.groups)]
+    metrics = coll.metrics
     counts = {s: sum(r.status == s for r in coll.runs) for s in STATUS_MARK}
     figures = []
     if any(r.curve for r in coll.runs):

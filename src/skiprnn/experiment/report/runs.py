@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..identity import BUDGET, EXECUTION, REMOVED, as_trained, matches, split_keys
-from ..records import Run, read_run
+from ..records import METRIC_KEYS, Run, read_run
 from ..tracking import CURVE, FAILED, METRICS, RECORD
 
 MARKERS = (METRICS, CURVE, FAILED)
@@ -159,6 +159,11 @@ class Collection:
     shared: dict[str, Any]  # settings every group shares (a model key: every group it acts on)
     by_row: bool  # groups are labelled by their row names
     expected_seeds: dict[int, list[int]]  # per root: the seeds every group should have
+
+    @property
+    def metrics(self) -> list[str]:
+        """The headline metrics its groups report, in METRIC_KEYS order (one row of plots each)."""
+        return [m for m in METRIC_KEYS if any(g.metric == m for g in self.groups)]
 
 
 def collect(folders: Iterable[str | os.PathLike], seeds: Iterable[int] | None = None) -> Collection:

@@ -25,8 +25,7 @@ def write_png(coll: Collection, path: str | os.PathLike, paper: dict[str, dict] 
     from matplotlib.ticker import FuncFormatter, PercentFormatter
 
     paper = paper or {}
-    metrics = [m for m in (*METRIC_KEYS, *sorted({g.metric for g in coll.groups if g.metric} - set(METRIC_KEYS)))
-               if any(g.metric == m for g in coll.groups)]
+    metrics = coll.metrics
     rows = metrics or [None]
     shown_groups = [g for g in coll.groups if g.metric in rows or (not metrics and g.runs)]
     legend_rows = -(-max(1, len(shown_groups)) // 4)
