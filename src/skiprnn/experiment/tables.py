@@ -288,10 +288,11 @@ def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: d
              f"{longer.why} Each run goes on from its finished {longer.from_steps:,}-step run's checkpoint (where that "
              f"is on the machine; else from step 0, to that budget first), in `{folder.name}/`, trained by {command}; its record lists its "
              "legs. These runs do not enter the table at the top.", ""]
-    grid = {row: [check_against(load_run(folder / row / f"seed={s}", s), asked.get(row)) for s in seeds]
-            for row in longer.rows}
-    grid = {row: [_check_curve(_check_columns(table, r)) if r.status == "completed" else r for r in runs]
-            for row, runs in grid.items()}
+    def checked(row: str, seed: int) -> Run:
+        run = check_against(load_run(folder / row / f"seed={seed}", seed), asked.get(row))
+        return _check_curve(_check_columns(table, run)) if run.status == "completed" else run
+
+    grid = {row: [checked(row, s) for s in seeds] for row in longer.rows}
     for run in (r for runs in grid.values() for r in runs):  # the budget these runs are asked for is the longer one
         run.below_budget = longer.max_steps if run.status == "completed" and run.max_steps < longer.max_steps else 0
     if not any(r.status != "missing" for runs in grid.values() for r in runs):
