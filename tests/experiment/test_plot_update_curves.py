@@ -32,9 +32,31 @@ def test_draws_the_runs_it_finds_and_reports_their_last_evaluation(tmp_path, cap
     ]
 
 
+def test_a_percentage_table_draws_its_longer_run_in_place_of_the_table_run(tmp_path, capsys):
+    """Table 1 states updates in % of the steps; a run gone on to 100,000 steps (table1_100k/) holds the table run's
+    curve and more, so the figure draws it instead."""
+    def curve(folder: str, row: str, fractions: list[float]) -> None:
+        run = tmp_path / folder / row / "seed=0"
+        run.mkdir(parents=True)
+        rows = [{"step": 25_000 * (i + 1), "val_mse": 1e-4, "val_solved": True, "val_update_fraction": f,
+                 "val_updates": 50 * f} for i, f in enumerate(fractions)]
+        (run / "curve.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    curve("table1", "skip_lstm_lam0", [1.0, 0.9])
+    curve("table1", "skip_lstm_lam1e-5", [0.8, 0.6])
+    curve("table1_100k", "skip_lstm_lam1e-5", [0.8, 0.6, 0.55, 0.525])
+    out = tmp_path / "fig.png"
+    plot_update_curves.main(["table1", "--results", str(tmp_path), "--seeds", "0", "--out", str(out)])
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "skip_lstm_lam0 seed 0: last evaluation at 50,000 steps: 90.0% updates, val_mse 0.0001",
+        "skip_lstm_lam1e-5 seed 0: last evaluation at 100,000 steps: 52.5% updates, val_mse 0.0001",
+    ]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_refuses_a_table_without_pairs_and_an_empty_folder(tmp_path):
-    with pytest.raises(SystemExit, match="table1 compares no row pairs; tables with pairs: table4"):
-        plot_update_curves.main(["table1", "--results", str(tmp_path)])
+    with pytest.raises(SystemExit, match="table2 compares no row pairs; tables with pairs: table1, table4"):
+        plot_update_curves.main(["table2", "--results", str(tmp_path)])
     with pytest.raises(SystemExit, match=r"no curve.jsonl under .*table4/<row>/seed=<k>/ for seeds 0,1,2,3"):
         plot_update_curves.main(["table4", "--results", str(tmp_path)])
     assert not list(tmp_path.rglob("*.png"))

@@ -6,6 +6,7 @@ import pytest
 
 from skiprnn.experiment import tables, tracking
 from skiprnn.experiment.tasks.adding import TABLE1
+from skiprnn.experiment.tasks.frequency import TABLE4
 from skiprnn.experiment.tasks.mnist import TABLE2
 
 
@@ -36,3 +37,30 @@ def test_the_rebuild_command_in_a_tables_header_names_its_results_folder(tmp_pat
     assert "`python -m skiprnn.tables table1 --seeds 0 --results results/pre-fixes model.gate_init=torch`" in other
     assert tables._results_option(tmp_path / "results") == ""  # the default folder, named from anywhere
     assert tables._results_option(Path("runs/with space")) == " --results 'runs/with space'"
+
+
+def test_the_pairs_section_compares_seeds_finished_in_both_rows_in_the_tables_measure():
+    """Table 1 prints updates as a percentage of the steps and Table 4 as a count: each pair is stated in its table's
+    measure, beside the paper's, and only over the seeds finished in both rows of the pair."""
+    def run(seed: int, fraction: float, length: int, status: str = "completed") -> tables.Run:
+        final = {"val_update_fraction": fraction, "stable_update_fraction": fraction + 0.01,
+                 "val_updates": length * fraction, "stable_updates": length * (fraction + 0.01)}
+        return tables.Run(seed, status, step=50_000, max_steps=50_000, final=final)
+
+    grid = {row.row: [] for row in TABLE1.rows}
+    grid["skip_lstm_lam0"] = [run(0, 0.9, 50), run(1, 1.0, 50)]
+    grid["skip_lstm_lam1e-5"] = [run(0, 0.54, 50), run(1, 0.5, 50, "unfinished")]  # seed 1 is not compared
+    lines = tables._pairs_section(TABLE1, grid)
+    assert lines[:4] == [
+        "## State updates without and with the budget (λ = 0 → 1e-5)", "",
+        "| Model | Updates (ours, %) | Last 5 evals (ours) | Ratio per seed (ours) | Updates (paper) | Steps (ours) |",
+        "|---|---|---|---|---|---|"]
+    assert lines[4] == "| Skip LSTM | 90.0 → 54.0 (×0.60) | 91.0 → 55.0 (×0.60) | 0: ×0.60 | 81.1 → 53.9 (×0.66) | 50,000 |"
+    assert lines[5] == "| Skip GRU | – | – | – | 97.9 → 50.7 (×0.52) | – |"
+
+    grid = {row.row: [] for row in TABLE4.rows}
+    grid["skip_lstm_lam0_ts1"] = [run(0, 0.5, 100)]
+    grid["skip_lstm_lam0_ts0.5"] = [run(0, 0.5, 200)]
+    lines = tables._pairs_section(TABLE4, grid)
+    assert lines[2].startswith("| Model | Updates (ours) |")
+    assert lines[4] == "| Skip LSTM, λ = 0 | 50.0 → 100.0 (×2.00) | 51.0 → 102.0 (×2.00) | 0: ×2.00 | 55.5 → 147.9 (×2.66) | 50,000 |"

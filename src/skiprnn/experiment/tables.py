@@ -223,16 +223,36 @@ COLUMNS = {
 
 
 def _leading_number(printed: str) -> float:
-    """The mean of a printed "mean ± std" value."""
+    """The mean of a printed "mean ± std" value ("81.1% ± 3.6%" -> 81.1)."""
     try:
-        return float(printed.split("±")[0])
+        return float(printed.split("±")[0].strip().removesuffix("%"))
     except ValueError:
         return math.nan
 
 
+@dataclass(frozen=True)
+class UpdateMeasure:
+    """How a table states its updates, as the paper prints them: a count of steps, or a percentage of the steps."""
+
+    key: str  # the evaluation's value in curve.jsonl and metrics.json
+    stable_key: str  # its mean over the last evaluations, in metrics.json
+    scale: float  # key x scale = the printed figure
+    unit: str  # "" (steps) or "%"
+    paper_column: str | None  # the paper's column of the table
+
+
+def update_measure(table: PaperTable) -> UpdateMeasure:
+    for ours, paper, _ in table.columns:
+        if ours == "updates_steps":
+            return UpdateMeasure("val_updates", "stable_updates", 1.0, "", paper)
+        if ours == "update_pct":
+            return UpdateMeasure("val_update_fraction", "stable_update_fraction", 100.0, "%", paper)
+    return UpdateMeasure("val_updates", "stable_updates", 1.0, "", None)
+
+
 def paper_updates(table: PaperTable) -> dict[str, float]:
-    """Each row's mean state-update count as the paper prints it (NaN where it prints none)."""
-    paper_key = next((paper for ours, paper, _ in table.columns if ours == "updates_steps"), None)
+    """Each row's mean state updates as the paper prints them, in the table's measure (NaN where it prints none)."""
+    paper_key = update_measure(table).paper_column
     return {row.row: _leading_number(row.paper.get(paper_key, "")) for row in table.rows}
 
 
@@ -243,30 +263,33 @@ def _change(a: float, b: float, fmt: str = ".1f") -> str:
 
 
 def _pairs_section(table: PaperTable, grid: dict[str, list[Run]]) -> list[str]:
-    """Mean update counts of row pairs the paper compares, ours (final and last five evaluations) and the paper's.
-    Ours average only the seeds finished in both rows, so a ratio never compares different seeds; each seed's
-    own ratio is listed too."""
+    """Mean updates of row pairs the paper compares, ours (final and last five evaluations) and the paper's, in the
+    table's measure. Ours average only the seeds finished in both rows, so a ratio never compares different seeds;
+    each seed's own ratio is listed too."""
     if not table.pairs:
         return []
     paper = paper_updates(table)
+    measure = update_measure(table)
     finished = {row: {r.seed: r for r in runs if r.status == "completed"} for row, runs in grid.items()}
 
     def mean_of(row: str, seeds: list[int], key: str) -> float:
-        return statistics.fmean(finished[row][s].final.get(key, math.nan) for s in seeds) if seeds else math.nan
+        return (measure.scale * statistics.fmean(finished[row][s].final.get(key, math.nan) for s in seeds)
+                if seeds else math.nan)
 
     def ratios(a: str, b: str, seeds: list[int]) -> str:
         """Each seed's own ratio, so that one unsettled run cannot hide inside a mean."""
-        each = [(finished[a][s].final["val_updates"], finished[b][s].final["val_updates"]) for s in seeds]
+        each = [(finished[a][s].final[measure.key], finished[b][s].final[measure.key]) for s in seeds]
         return ", ".join(f"{s}: ×{y / x:.2f}" for s, (x, y) in zip(seeds, each) if x) or "–"
 
+    unit = f", {measure.unit}" if measure.unit else ""
     lines = [f"## {table.pairs_title}", "",
-             "| Model | Updates (ours) | Last 5 evals (ours) | Ratio per seed (ours) | Updates (paper) | Steps (ours) |",
+             f"| Model | Updates (ours{unit}) | Last 5 evals (ours) | Ratio per seed (ours) | Updates (paper) | Steps (ours) |",
              "|---|---|---|---|---|---|"]
     for label, a, b in table.pairs:
         seeds = sorted(finished[a].keys() & finished[b].keys())
         steps = sorted({finished[row][s].max_steps for row in (a, b) for s in seeds})  # shorter budgets show here
-        lines.append(f"| {label} | {_change(mean_of(a, seeds, 'val_updates'), mean_of(b, seeds, 'val_updates'))} | "
-                     f"{_change(mean_of(a, seeds, 'stable_updates'), mean_of(b, seeds, 'stable_updates'))} | "
+        lines.append(f"| {label} | {_change(mean_of(a, seeds, measure.key), mean_of(b, seeds, measure.key))} | "
+                     f"{_change(mean_of(a, seeds, measure.stable_key), mean_of(b, seeds, measure.stable_key))} | "
                      f"{ratios(a, b, seeds)} | "
                      f"{_change(paper[a], paper[b])} | "
                      f"{', '.join(f'{n:,}' for n in steps) or '–'} |")
@@ -521,7 +544,7 @@ def paper_points(table: PaperTable, results: Path) -> dict[str, dict]:
             printed = row.paper.get(paper or "", "")
             if not printed:
                 continue
-            number = _leading_number(printed.split("±")[0].strip().removesuffix("%"))  # "81.1% ± 3.6%" -> 81.1
+            number = _leading_number(printed)
             if ours == "update_pct":
                 updates = number / 100
             elif ours.endswith("updates_steps"):

@@ -1,13 +1,16 @@
 #!/usr/bin/env python
-"""State updates over training for the row pairs a paper table compares (Table 4: each Skip model at both lengths).
+"""State updates over training for the row pairs a paper table compares (Table 1: each Skip model without and with
+the budget; Table 4: each Skip model at both lengths).
 
     python -m skiprnn.experiment.figures.update_curves table4 [--results results] [--seeds 0,1] [--out results/figure_table4_update_curves.png]
 
-One panel per pair (e.g. Skip GRU, λ = 1e-5 at T_s = 1 ms and 0.5 ms): the validation update count of every
-seed's run at every evaluation (``curve.jsonl``), one colour per row and one line style per seed, with the
-paper's means as horizontal lines. Evaluations that fall short of "solved" are marked with a cross, so that a
-collapse shows. Table 4's claim is that at λ > 0 the two colours end at about the same height; a curve still
-falling at its last step says the budget was too short for it. It prints each run's last evaluation.
+One panel per pair (e.g. Skip GRU, λ = 1e-5 at T_s = 1 ms and 0.5 ms): the validation updates of every seed's run
+at every evaluation (``curve.jsonl``), in the table's measure (a count of steps, or a percentage), one colour per row
+and one line style per seed, with the paper's means as horizontal lines. Evaluations that fall short of "solved" are
+marked with a cross, so that a collapse shows. Where a row was trained on past the table's budget
+(``PaperTable.longer``, e.g. results/table1_100k/), the longer run is drawn, since it is the same run gone on; a
+dotted line marks the table's budget. A curve still falling at its last step says the budget was too short for it.
+It prints each run's last evaluation.
 """
 from __future__ import annotations
 
@@ -21,12 +24,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..records import metric_key  # noqa: E402
-from ..tables import paper_updates  # noqa: E402
+from ..tables import paper_updates, update_measure  # noqa: E402
 from ..tasks import paper_tables  # noqa: E402
 from ..tracking import read_curve  # noqa: E402
 
 COLOURS = ("tab:blue", "tab:orange")  # first and second row of a pair
 STYLES = ("-", "--", ":", "-.")  # seeds in the order given
+
+
+def _longest_curve(table, results: Path, row: str, seed: int) -> list[dict]:
+    """The run's evaluations; where the row was trained on past the table's budget, the longer run's (the same run,
+    gone on from the table's checkpoint, so its curve holds the table run's too)."""
+    folders = [results / table.name]
+    if table.longer and row in table.longer.rows:
+        folders.append(results / table.longer.folder(table.name))
+    return max((read_curve(folder / row / f"seed={seed}") for folder in folders), key=len)
 
 
 def plot(table, results: Path, seeds: list[int], out: Path) -> list[str]:
@@ -35,31 +47,38 @@ def plot(table, results: Path, seeds: list[int], out: Path) -> list[str]:
         raise SystemExit(f"{table.name} compares no row pairs; tables with pairs: "
                          f"{', '.join(n for n, t in paper_tables().items() if t.pairs) or 'none'}")
     paper = paper_updates(table)
+    measure = update_measure(table)
     labels = {row.row: row.label for row in table.rows}
     columns = 3 if len(table.pairs) > 4 else len(table.pairs)
     grid_rows = -(-len(table.pairs) // columns)
     lines_out: list[str] = []
     fig, axes = plt.subplots(grid_rows, columns, squeeze=False, figsize=(4.6 * columns, 3.4 * grid_rows))
     for ax, (title, *rows) in zip(axes.flat, table.pairs):
+        went_on = False
         for colour, row in zip(COLOURS, rows):
-            suffix = labels[row].rsplit("(", 1)[-1].rstrip(")") if "(" in labels[row] else row
+            suffix = labels[row].rsplit("(", 1)[-1].rstrip(")") if "(" in labels[row] else labels[row].split(", ")[-1]
             for style, seed in zip(STYLES, seeds):
-                curve = read_curve(results / table.name / row / f"seed={seed}")
+                curve = _longest_curve(table, results, row, seed)
                 if not curve:
                     continue
+                went_on |= bool(table.longer) and curve[-1]["step"] > table.longer.from_steps
                 steps = [r["step"] for r in curve]
-                ax.plot(steps, [r["val_updates"] for r in curve], style, color=colour, lw=1.1,
+                ax.plot(steps, [measure.scale * r[measure.key] for r in curve], style, color=colour, lw=1.1,
                         label=f"{suffix}, seed {seed}")
                 short = [r for r in curve if not r.get("val_solved", True)]
-                ax.plot([r["step"] for r in short], [r["val_updates"] for r in short], "x", color=colour, ms=4)
+                ax.plot([r["step"] for r in short], [measure.scale * r[measure.key] for r in short], "x", color=colour,
+                        ms=4)
                 metric = metric_key(curve[-1])
                 lines_out.append(f"{row} seed {seed}: last evaluation at {steps[-1]:,} steps: "
-                                 f"{curve[-1]['val_updates']:.1f} updates, {metric} {curve[-1][metric]:.4g}")
+                                 f"{measure.scale * curve[-1][measure.key]:.1f}{measure.unit} updates, "
+                                 f"{metric} {curve[-1][metric]:.4g}")
             if math.isfinite(paper.get(row, math.nan)):
                 ax.axhline(paper[row], color=colour, lw=4, alpha=0.2)
+        if went_on:
+            ax.axvline(table.longer.from_steps, color="grey", ls=":", lw=1)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("training step")
-        ax.set_ylabel("state updates (validation)")
+        ax.set_ylabel(f"state updates ({measure.unit + ', ' if measure.unit else ''}validation)")
         ax.set_ylim(bottom=0)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)

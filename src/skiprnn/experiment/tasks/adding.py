@@ -80,6 +80,9 @@ TABLE1 = PaperTable(
     rows=tuple(ROWS),
     columns=(("solved", "solved", "Task solved"), ("update_pct", "updates", "State updates"),
              ("flops", "flops", "Inference FLOPs"), ("mse", None, "MSE"), ("stable", None, "Last 5 evals: MSE / updates")),
+    # The budget's effect on each Skip model, and the curves of the findings (docs/table1.md).
+    pairs=(("Skip LSTM", "skip_lstm_lam0", "skip_lstm_lam1e-5"), ("Skip GRU", "skip_gru_lam0", "skip_gru_lam1e-5")),
+    pairs_title="State updates without and with the budget (λ = 0 → 1e-5)",
     longer=LongerBudget(("skip_lstm_lam1e-5", "skip_gru_lam1e-5"), from_steps=50_000, max_steps=100_000,
                         why="Most λ = 1e-5 runs were still lowering their updates at 50,000 steps: where do they settle?"),
 )
