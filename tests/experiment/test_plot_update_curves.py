@@ -28,8 +28,12 @@ def test_draws_the_runs_it_finds_and_reports_their_last_evaluation(tmp_path, cap
         "skip_gru_lam1e-5_ts1 seed 0: last evaluation at 900 steps: 52.5 updates, val_accuracy 0.995",
         "skip_gru_lam1e-5_ts0.5 seed 0: last evaluation at 900 steps: 57.2 updates, val_accuracy 0.995",
         "skip_gru_lam1e-5_ts0.5 seed 1: last evaluation at 600 steps: 120.0 updates, val_accuracy 0.995",
-        f"wrote {out}",
+        f"wrote {out} and {tmp_path / 'table4_update_paths.md'}",
     ]
+    table = (tmp_path / "table4_update_paths.md").read_text().splitlines()
+    assert table[4] == "| Row | Seed | Left 100% | 180 | 360 | 540 | 720 | 900 | Last (step) | Lowest (step) | Last five |"
+    # the budget's fifths; a run that stopped at 600 steps has no value at 720 and 900
+    assert table[8] == "| Skip GRU, λ = 1e-5 (T_s = 0.5 ms) | 1 | – | – | 200.0 | 200.0 | – | – | 120.0 (600) | 120.0 (600) | 160.0 |"
 
 
 def test_a_percentage_table_draws_its_longer_run_in_place_of_the_table_run(tmp_path, capsys):
@@ -52,6 +56,9 @@ def test_a_percentage_table_draws_its_longer_run_in_place_of_the_table_run(tmp_p
         "skip_lstm_lam1e-5 seed 0: last evaluation at 100,000 steps: 52.5% updates, val_mse 0.0001",
     ]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    paths = (tmp_path / "table1_update_paths.md").read_text()  # the table's own runs, as the table counts them
+    assert "| Skip LSTM, λ = 1e-5 | 0 | 25,000 | – | – | 80.0% | 80.0% | 60.0% | 60.0% (50,000) | 60.0% (50,000) | 70.0% |" in paths
+    assert "| Skip LSTM, λ = 0 | 0 | 50,000 | – | – | 100.0% | 100.0% | 90.0% |" in paths
 
 
 def test_refuses_a_table_without_pairs_and_an_empty_folder(tmp_path):

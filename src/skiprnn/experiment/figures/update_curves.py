@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -26,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from ..records import metric_key  # noqa: E402
 from ..tables import paper_updates, update_measure  # noqa: E402
 from ..tasks import paper_tables  # noqa: E402
-from ..tracking import read_curve  # noqa: E402
+from ..tracking import atomic_write_text, read_curve  # noqa: E402
 
 COLOURS = ("tab:blue", "tab:orange")  # first and second row of a pair
 STYLES = ("-", "--", ":", "-.")  # seeds in the order given
@@ -39,6 +40,47 @@ def _longest_curve(table, results: Path, row: str, seed: int) -> list[dict]:
     if table.longer and row in table.longer.rows:
         folders.append(results / table.longer.folder(table.name))
     return max((read_curve(folder / row / f"seed={seed}") for folder in folders), key=len)
+
+
+def paths(table, results: Path, seeds: list[int]) -> str:
+    """Each table run's path as a markdown table: where it left 100% updates, its updates at each fifth of the
+    table's budget (the last evaluation at or before that step), its last and lowest evaluations and the mean of its
+    last five, so that a page can quote them. Only the table's own runs, as the table counts them; the runs gone on
+    past its budget are the table's section "Longer budget"."""
+    measure = update_measure(table)
+    runs = [(row, seed, curve) for _, *rows in table.pairs for row in rows for seed in seeds
+            if (curve := read_curve(results / table.name / row / f"seed={seed}"))]
+    if not runs:
+        return ""
+    budget = max(curve[0].get("max_steps", curve[-1]["step"]) for *_, curve in runs)  # the first leg's budget
+    marks = [budget * k // 5 for k in range(1, 6)]
+    labels = {row.row: row.label for row in table.rows}
+
+    def value(r: dict) -> str:
+        return f"{measure.scale * r[measure.key]:.1f}{measure.unit}"
+
+    lines = [f"# {table.title}: each run's state updates over training", "",
+             f"Written by `python -m skiprnn.experiment.figures.update_curves {table.name} --seeds "
+             f"{','.join(map(str, seeds))}` from the runs' `curve.jsonl` (the figure "
+             f"`figure_{table.name}_update_curves.png` draws them). Updates at a step: the last evaluation at or before "
+             "it. Left 100%: the first evaluation below 100.0% (to one decimal). The table's own runs only"
+             + (f"; `{table.name}.md`, section \"Longer budget\", follows the rows gone on to "
+                f"{table.longer.max_steps:,} steps" if table.longer else "") + ".", "",
+             "| Row | Seed | Left 100% | " + " | ".join(f"{m:,}" for m in marks)
+             + " | Last (step) | Lowest (step) | Last five |",
+             "|---|---|---|" + "---|" * len(marks) + "---|---|---|"]
+    for row, seed, curve in runs:
+        fractions = [(r["step"], r.get("val_update_fraction")) for r in curve]
+        left = ("–" if any(f is None for _, f in fractions)  # a record without fractions cannot say
+                else next((f"{step:,}" for step, f in fractions if round(100 * f, 1) < 100.0), "never"))
+        at = [[r for r in curve if r["step"] <= m] for m in marks]
+        lowest = min(curve, key=lambda r: (r[measure.key], -r["step"]))  # the latest of equal lows
+        last_five = measure.scale * statistics.fmean(r[measure.key] for r in curve[-5:])
+        lines.append(f"| {labels[row]} | {seed} | {left} | "
+                     + " | ".join(value(b[-1]) if b and curve[-1]["step"] >= m else "–" for b, m in zip(at, marks))
+                     + f" | {value(curve[-1])} ({curve[-1]['step']:,}) | {value(lowest)} ({lowest['step']:,}) | "
+                     f"{last_five:.1f}{measure.unit} |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(table, results: Path, seeds: list[int], out: Path) -> list[str]:
@@ -106,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default="0,1,2,3", help="comma-separated seeds (default 0,1,2,3; at most 4)")
     parser.add_argument("--out", type=Path, default=None,
                         help="image path (default <results>/figure_<table>_update_curves.png)")
+    parser.add_argument("--paths", type=Path, default=None,
+                        help="markdown table of each run's path (default <results>/<table>_update_paths.md)")
     args = parser.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -116,7 +160,11 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or args.results / f"figure_{args.table}_update_curves.png"
     for line in plot(tables[args.table], args.results, seeds, out):
         print(line)
-    print(f"wrote {out}")
+    table_out = args.paths or args.results / f"{args.table}_update_paths.md"
+    text = paths(tables[args.table], args.results, seeds)
+    if text:
+        atomic_write_text(table_out, text)
+    print(f"wrote {out}" + (f" and {table_out}" if text else ""))
 
 
 if __name__ == "__main__":
