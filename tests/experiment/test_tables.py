@@ -64,3 +64,18 @@ def test_the_pairs_section_compares_seeds_finished_in_both_rows_in_the_tables_me
     lines = tables._pairs_section(TABLE4, grid)
     assert lines[2].startswith("| Model | Updates (ours) |")
     assert lines[4] == "| Skip LSTM, λ = 0 | 50.0 → 100.0 (×2.00) | 51.0 → 102.0 (×2.00) | 0: ×2.00 | 55.5 → 147.9 (×2.66) | 50,000 |"
+
+
+def test_a_run_lowest_at_its_end_because_it_collapsed_is_not_counted_as_still_falling():
+    """The longer budget's "still falling" counts runs lowest in their last 10% of steps that still solve the task;
+    one whose updates fell because the task was lost (the budget won) is named apart."""
+    def run(seed: int, fractions: list[float], solved: bool) -> tables.Run:
+        curve = [{"step": 10 * (i + 1), "val_update_fraction": f} for i, f in enumerate(fractions)]
+        return tables.Run(seed, "completed", step=100, max_steps=100, final={"val_solved": solved}, curve=curve)
+
+    falling = run(0, [0.9, 0.8, 0.7, 0.6, 0.5, 0.5, 0.5, 0.5, 0.5, 0.4], solved=True)  # lowest at step 100
+    settled = run(1, [0.9, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6], solved=True)  # lowest at step 20
+    collapsed = run(2, [0.9, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.02], solved=False)
+    assert tables._still_falling([falling, settled], tail=90) == "1 of 2 runs"
+    assert tables._still_falling([falling, settled, collapsed], tail=90) == "1 of 3 runs; 1 more lowest there but unsolved"
+    assert tables._still_falling([], tail=90) == "–"

@@ -333,15 +333,14 @@ def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: d
     metric, metric_title = next((ours, title) for ours, _, title in table.columns if ours in _METRIC_COLUMNS)
     lines += [f"| Model | Updates at {longer.from_steps:,} (ours) | Updates at {longer.max_steps:,} (ours) | "
               f"{metric_title} at {longer.max_steps:,} (ours) | Solved at {longer.max_steps:,} (ours) | Still falling (lowest "
-              "evaluation in the last 10% of steps) | State updates (paper) | Runs |", "|---|---|---|---|---|---|---|---|"]
+              "evaluation in the last 10% of steps, solved at the end) | State updates (paper) | Runs |", "|---|---|---|---|---|---|---|---|"]
     paper_key = next(paper for ours, paper, _ in table.columns if ours == "update_pct")
     for row in longer.rows:
         done = [r for r in grid[row] if r.status == "completed" and r.max_steps >= longer.max_steps]
-        falling = sum(lowest(r)["step"] > tail for r in done)
         lines.append(f"| {_row(table, row).label} | "
                      f"{mean_std([updates_at(r, longer.from_steps) for r in done], '.1f', 100, '%')} | "
                      f"{COLUMNS['update_pct'](done)} | {COLUMNS[metric](done)} | {_solved(done)} | "
-                     f"{f'{falling} of {len(done)} runs' if done else '–'} | "
+                     f"{_still_falling(done, tail)} | "
                      f"{_row(table, row).paper.get(paper_key, '–')} | {_status(grid[row])} |")
     lines += ["", f"| Row | Seed | Status | Step | Updates at {longer.from_steps:,} | Updates | Lowest updates (step) | "
               f"{metric_title} | Commit / error |", "|---|---|---|---|---|---|---|---|---|"]
@@ -356,6 +355,16 @@ def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: d
                    if shown else "– | – | – | – | ")
                 + f"{r.error or r.commit} |")
     return lines + [""]
+
+
+def _still_falling(done: list[Run], tail: int) -> str:
+    """How many finished runs were lowest in their last steps (after ``tail``) and still solve the task. A run whose
+    updates fell because it collapsed (the budget won and the task was lost) is named apart, not counted as falling."""
+    if not done:
+        return "–"
+    late = [r for r in done if min(r.curve, key=lambda e: e[records.UPDATES])["step"] > tail]
+    lost = sum(not r.final["val_solved"] for r in late)
+    return f"{len(late) - lost} of {len(done)} runs" + (f"; {lost} more lowest there but unsolved" if lost else "")
 
 
 def _check_curve(run: Run) -> Run:
