@@ -242,6 +242,7 @@ class UpdateMeasure:
 
 
 def update_measure(table: PaperTable) -> UpdateMeasure:
+    """The measure of the table's first update column (a count where it has none)."""
     for ours, paper, _ in table.columns:
         if ours == "updates_steps":
             return UpdateMeasure("val_updates", "stable_updates", 1.0, "", paper)
@@ -327,14 +328,11 @@ def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: d
         before = [r for r in run.curve if r["step"] <= step]
         return before[-1][records.UPDATES] if before else math.nan
 
-    def lowest(run: Run) -> dict:
-        return min(run.curve, key=lambda r: r[records.UPDATES])
-
     metric, metric_title = next((ours, title) for ours, _, title in table.columns if ours in _METRIC_COLUMNS)
     lines += [f"| Model | Updates at {longer.from_steps:,} (ours) | Updates at {longer.max_steps:,} (ours) | "
               f"{metric_title} at {longer.max_steps:,} (ours) | Solved at {longer.max_steps:,} (ours) | Still falling (lowest "
               "evaluation in the last 10% of steps, solved at the end) | State updates (paper) | Runs |", "|---|---|---|---|---|---|---|---|"]
-    paper_key = next(paper for ours, paper, _ in table.columns if ours == "update_pct")
+    paper_key = update_measure(table).paper_column
     for row in longer.rows:
         done = [r for r in grid[row] if r.status == "completed" and r.max_steps >= longer.max_steps]
         lines.append(f"| {_row(table, row).label} | "
@@ -347,7 +345,7 @@ def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: d
     for row in longer.rows:
         for r in grid[row]:
             shown = r.status == "completed" and r.curve
-            low = lowest(r) if shown else None
+            low = _lowest(r) if shown else None
             lines.append(
                 f"| {row} | {r.seed} | {r.status} | {r.step}/{r.max_steps or '?'} | "
                 + (f"{100 * updates_at(r, longer.from_steps):.1f}% | {100 * r.final[records.UPDATES]:.1f}% | "
@@ -357,12 +355,17 @@ def _longer_section(table: PaperTable, results: Path, seeds: list[int], asked: d
     return lines + [""]
 
 
+def _lowest(run: Run) -> dict:
+    """A finished run's evaluation with the fewest updates (the first, where several tie)."""
+    return min(run.curve, key=lambda r: r[records.UPDATES])
+
+
 def _still_falling(done: list[Run], tail: int) -> str:
     """How many finished runs were lowest in their last steps (after ``tail``) and still solve the task. A run whose
     updates fell because it collapsed (the budget won and the task was lost) is named apart, not counted as falling."""
     if not done:
         return "–"
-    late = [r for r in done if min(r.curve, key=lambda e: e[records.UPDATES])["step"] > tail]
+    late = [r for r in done if _lowest(r)["step"] > tail]
     lost = sum(not r.final["val_solved"] for r in late)
     return f"{len(late) - lost} of {len(done)} runs" + (f"; {lost} more lowest there but unsolved" if lost else "")
 
