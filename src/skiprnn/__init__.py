@@ -21,3 +21,7 @@ from .nn import (
 __all__ = ["MODES", "SkipRNN", "SkipRNNOutput", "SkipState", "budget_loss", "inference_flops", "LSTMCell", "GRUCell",
            "SkipCell", "SkipCellOutput", "SkipCellState", "StackedCells", "unroll"]
 __version__ = "0.1.0"
+
+from .backends import numerics as _numerics  # noqa: E402
+
+_numerics.use_from_environment()  # SKIPRNN_NUMERICS=reproducible: before any tensor operation

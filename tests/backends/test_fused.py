@@ -275,7 +275,7 @@ def test_a_changed_onednn_op_falls_back_to_torch_mm(broken, monkeypatch):
     assert fused_module._probe_onednn() is not None  # the same probe accepts an op that behaves as expected
 
 
-@pytest.mark.skipif(fused_module._ONEDNN is None, reason="this torch build has no oneDNN")
+@pytest.mark.skipif(fused_module._onednn() is None, reason="this torch build has no oneDNN")
 @pytest.mark.parametrize("mode", MODES)
 def test_onednn_matmuls_agree_with_torch_mm(mode, monkeypatch):
     """float32 on CPU with >= 32 rows takes oneDNN's matmul; it must agree with torch.mm to float rounding."""
@@ -286,8 +286,8 @@ def test_onednn_matmuls_agree_with_torch_mm(mode, monkeypatch):
             model.update_gate.weight.zero_()
             model.update_gate.bias.fill_(math.log(0.375 / 0.625))
     x = torch.randn(9, 40, 3)
-    calls, onednn = [], fused_module._ONEDNN
-    monkeypatch.setattr(fused_module, "_ONEDNN", lambda *args: calls.append(1) or onednn(*args))
+    calls, onednn = [], fused_module._onednn()
+    monkeypatch.setattr(fused_module, "_onednn", lambda: lambda *args: calls.append(1) or onednn(*args))
     results = []
     for use in (True, False):
         calls.clear()

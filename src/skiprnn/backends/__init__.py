@@ -6,9 +6,9 @@
 - ``skipping``: evaluation under ``no_grad`` that does not compute the cell on skipped steps.
 
 They import only the cell and state definitions (``skiprnn.cells``), never the layer. ``flags`` switches the C
-kernels and oneDNN off and on.
+kernels and oneDNN off and on; ``numerics`` chooses between the fast and the reproducible arithmetic.
 """
-from . import fused, native, reference, skipping
+from . import fused, native, numerics, reference, skipping
 from .flags import Flags, flags
 
-__all__ = ["Flags", "flags", "fused", "native", "reference", "skipping"]
+__all__ = ["Flags", "flags", "fused", "native", "numerics", "reference", "skipping"]

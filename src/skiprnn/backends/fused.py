@@ -49,7 +49,7 @@ import torch
 from torch import Tensor
 
 from ..cells.state import SkipState
-from . import native
+from . import native, numerics
 from .flags import current as _flags
 
 # ------------------------------------------------------------------------------------------ workspace
@@ -120,13 +120,23 @@ def _probe_onednn():
 
 
 _ONEDNN_MIN_ROWS = 32
-_ONEDNN = _probe_onednn()
+
+
+@functools.cache
+def _onednn():
+    # Probed on first use, not at import: running an op at import would fix ATen's CPU code before the numerics mode
+    # is chosen (backends/numerics.py).
+    return _probe_onednn()
 
 
 def _mm(a: Tensor, w: Tensor) -> Tensor:
     """a @ w.T for a (M, K) and a contiguous w (N, K)."""
-    if _ONEDNN is not None and _flags.onednn and a.dtype == torch.float32 and a.device.type == "cpu" and a.shape[0] >= _ONEDNN_MIN_ROWS:
-        return _ONEDNN(a, w, None, "none", [], "")
+    if numerics.mode() == "reproducible" and a.device.type == "cpu":
+        return numerics.mm(a, w.t())
+    if _flags.onednn and a.dtype == torch.float32 and a.device.type == "cpu" and a.shape[0] >= _ONEDNN_MIN_ROWS:
+        op = _onednn()
+        if op is not None:
+            return op(a, w, None, "none", [], "")
     return torch.mm(a, w.t())
 
 
@@ -193,7 +203,7 @@ def kernels_for(x: Tensor, hidden: int):
     """The C step kernels (``backends.native``) for this input and state size, or None: the Python steps."""
     if not _flags.native or x.device.type != "cpu" or hidden > native.MAX_HIDDEN:
         return None
-    return native.kernels(x.dtype)
+    return native.kernels(x.dtype, numerics.mode())
 
 
 class _GateForward:
@@ -369,14 +379,14 @@ def _input_grads(ctx, blocks, w_cat, inp):
             dw[rows] = _mm(buf.t(), dg.t()).t()
         dw_ih, db, dw_hh = dw[:, :inp], dw[:, inp], dw[:, inp + 1 :]
     if need[0]:
-        dx = sum(torch.mm(dg, w_cat[rows, :inp]) for dg, rows, _ in flat).view(steps, batch, inp)
+        dx = sum(numerics.matmul(dg, w_cat[rows, :inp]) for dg, rows, _ in flat).view(steps, batch, inp)
     return dx, dw_ih if need[1] else None, db if need[2] else None, dw_hh if need[3] else None
 
 
 def _gate_weight_grad(dz_all: Tensor, gate_in: Tensor) -> Tensor:
     """dL/dw of the update gate: Σ_t,b dz · s, s = c̃ (LSTM) or h̃ (GRU)."""
     steps, batch = dz_all.shape[:2]
-    return torch.mm(dz_all.view(1, steps * batch), gate_in.reshape(steps * batch, -1))
+    return numerics.matmul(dz_all.view(1, steps * batch), gate_in.reshape(steps * batch, -1))
 
 
 # ------------------------------------------------------------------------------------------------ LSTM

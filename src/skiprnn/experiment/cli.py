@@ -26,8 +26,7 @@ def resolved(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
-    import torch
-
+    from ..backends import numerics
     from .trainer import record_failure, train
 
     hydra_cfg = HydraConfig.get()
@@ -42,8 +41,10 @@ def _hydra_main(cfg: DictConfig) -> None:
         except UserError as error:  # the job never started: leave a record, so that tables and compare name it
             record_failure(run_dir, error, overrides, OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
             raise
-        if plain["threads"] > 0:
-            torch.set_num_threads(plain["threads"])
+        try:
+            numerics.use(plain["numerics"], plain["threads"])
+        except numerics.NumericsError as error:
+            raise UserError(str(error)) from error
         multirun = hydra_cfg.mode == RunMode.MULTIRUN
         record = recorded_config(plain, OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
         train(plain, run_dir, overrides, Path(hydra_cfg.sweep.dir) if multirun else None, record)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-# How and where a run executes: never part of what it is.
-EXECUTION = ("threads", "force", "group", "logger", "trainer.progress", "trainer.device", "trainer.halt_after_steps",
+# How and where a run executes: never part of what it is. ``numerics`` changes rounding, not the maths: every record
+# and table names it, and a run never resumes in another mode (the trainer refuses).
+EXECUTION = ("threads", "numerics", "force", "group", "logger", "trainer.progress", "trainer.device", "trainer.halt_after_steps",
              "task.data_root", "task.cache_dir", "task.download", "hydra.launcher")
 # How long it trains: a finished run of a larger budget serves a smaller one, and a run resumes with a larger one.
 BUDGET = ("trainer.max_steps", "trainer.max_epochs")

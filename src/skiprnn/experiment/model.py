@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..backends import numerics
 from ..nn.rnn import SkipRNN
 from .identity import LEGACY_MODEL_KEYS
 
@@ -35,9 +36,9 @@ class SequenceModel(nn.Module):
         state), or (T, B, O) from the top layer's h at every step with ``readout="every_step"``."""
         out = self.rnn(x, lengths=lengths)
         if self.readout == "every_step":
-            return self.head(out.output), out.updates
+            return numerics.linear(out.output, self.head.weight, self.head.bias), out.updates
         last = out.state.h[-1]  # the last (possibly copied) state of the top layer
-        return self.head(last), out.updates
+        return numerics.linear(last, self.head.weight, self.head.bias), out.updates
 
 
 def model_from_config(model_cfg: dict, input_size: int, output_size: int, readout: str = "last") -> SequenceModel:

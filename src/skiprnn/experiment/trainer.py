@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..backends import numerics
 from ..nn.flops import inference_flops
 from ..nn.rnn import budget_loss
 from . import tracking
@@ -349,14 +350,21 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir=Non
                   f"trainer.max_steps={max_steps}; nothing to train (raise the budget to go on)", flush=True)
             return None
         print(f"{cfg['row']} seed={cfg['seed']}: resuming from step {start}", flush=True)
-    # The code this invocation runs, read now (HEAD may move while it trains); a resumed run keeps every leg's.
-    legs = legs + [{"commit": tracking.git_commit(), "from_step": start}]
+    # The code and the machine of this invocation, read now (HEAD may move while it trains); a resumed run keeps every
+    # leg's. A run keeps one numerics mode: a leg in another would make it neither reproducible nor fast's.
+    env = numerics.environment()
+    trained_in = {leg.get("environment", {}).get("numerics", "fast") for leg in legs}
+    if trained_in - {env["numerics"]}:
+        raise RunConflict(f"{ckpt_path} was trained with numerics={trained_in.pop()}, and this invocation runs "
+                          f"numerics={env['numerics']}. Resume it in its own mode (numerics=...), or pass force=true "
+                          "to train it again from step 0")
+    legs = legs + [{"commit": tracking.git_commit(), "from_step": start, "environment": env}]
     record_config(run_dir, record, overrides)
     (run_dir / tracking.FAILED).unlink(missing_ok=True)
     wandb_id_file = run_dir / tracking.WANDB_ID
     resume_id = wandb_id_file.read_text().strip() if wandb_id_file.exists() else None
     tracker = tracking.Tracker(cfg["logger"], run_dir, run_label(cfg, run_dir), tracking.wandb_group(cfg, sweep_dir),
-                               record, resume_id, wandb_root=sweep_dir, metric=task.metric,
+                               {**record, "environment": env}, resume_id, wandb_root=sweep_dir, metric=task.metric,
                                higher_is_better=task.higher_is_better)
     with tracker:
         if tracker.run_id:
@@ -432,7 +440,7 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps
 
     final = summarize(curve, task, cfg, cfg["model"])
     metrics = {"status": "completed", "step": max_steps, "row": cfg["row"], "seed": seed, "commit": legs[-1]["commit"],
-               "legs": legs, "final": final, "fingerprint": fp, "config": cfg if record is None else record,
+               "environment": legs[-1]["environment"], "legs": legs, "final": final, "fingerprint": fp, "config": cfg if record is None else record,
                "overrides": overrides}
     tracking.write_json(run_dir / tracking.METRICS, metrics)  # first: W&B only mirrors it
     tracker.summary({k: v for k, v in final.items() if isinstance(v, (int, float))})

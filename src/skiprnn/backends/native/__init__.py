@@ -2,8 +2,8 @@
 
 One call per time step replaces the ~25 small tensor ops of the Python step in ``backends/fused.py``, whose
 dispatch overhead (a few µs each) costs as much as the arithmetic at the paper's sizes. The library is
-compiled once per machine and source version with the system C compiler (``cc -O3 -march=native
--ffast-math -fopenmp``; vectorised ``exp`` from glibc's libmvec) into ``$SKIPRNN_CACHE`` (default
+compiled once per machine, source version and build with the system C compiler (:func:`build_flags`; the fast
+build's vectorised ``exp`` comes from glibc's libmvec) into ``$SKIPRNN_CACHE`` (default
 ``~/.cache/skiprnn``). Without a compiler, or when ``SKIPRNN_NATIVE=0``, :func:`kernels` returns None
 and the fused path stays in Python (with a one-time warning when the build failed); both give the same
 results to float rounding (``tests/backends/``).
@@ -29,16 +29,32 @@ from pathlib import Path
 import torch
 
 _SRC = Path(__file__).with_name("csrc")
-_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-std=c99"]
+# The reproducible build's ISA: the same code on every CPU that has it (AVX2 and FMA). SKIPRNN_REPRODUCIBLE_ARCH
+# builds it for another level (the tests compare x86-64-v2 with x86-64-v3: the results must not change).
+REPRODUCIBLE_ARCH = "x86-64-v3"
+
+
+def build_flags(numerics: str) -> list[str]:
+    """The compiler flags of a build. ``fast``: this CPU's full ISA, floating-point contraction and reassociation.
+    ``reproducible``: a fixed ISA level, no fast-math, no contraction (the kernels' fused multiply-adds are
+    explicit), and an ``exp`` of the kernels' own instead of glibc's CPU- and width-dependent ones."""
+    if numerics == "fast":
+        return ["-O3", "-march=native", "-ffast-math", "-fPIC", "-std=c99"]
+    arch = os.environ.get("SKIPRNN_REPRODUCIBLE_ARCH", REPRODUCIBLE_ARCH)
+    # -fno-trapping-math and -fno-math-errno change no value; they let the compiler vectorise the clamps of exp.
+    return ["-O3", f"-march={arch}", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math", "-fno-math-errno",
+            "-DSKIPRNN_REPRODUCIBLE", "-fPIC", "-std=c99"]
+
+
 # The kernels keep a few rows of H reals on the stack (per thread); larger states take the Python steps.
 MAX_HIDDEN = 4096
 _LOCK = threading.Lock()
-_LOADED: dict = {}  # "lib" -> ctypes.CDLL or None (build failed or disabled)
+_LOADED: dict = {}  # build ("fast" | "reproducible") -> ctypes.CDLL or None (build failed or disabled)
 
 # The exported kernels. Each takes one pointer to its argument struct, whose name (``<kernel>_takes``), layout
 # and size the library exports: csrc/args.h declares every struct once, and Python builds them from it.
 KERNELS = ("lstm_forward", "lstm_backward", "gru_gates", "gru_forward", "gru_backward1", "gru_backward2",
-           "skip_sequence")
+           "skip_sequence", "gemm")
 GATE_STRUCTS = ("gate_fwd", "gate_bwd")  # what the gated kernels' `gate` field points to
 
 
@@ -51,26 +67,26 @@ def _cpu_key() -> str:
     return platform.machine() + flags
 
 
-def _library_path() -> Path:
+def _library_path(flags: list[str]) -> Path:
     digest = hashlib.sha256()
     for f in sorted(_SRC.glob("*.[ch]")):
         digest.update(f.name.encode() + f.read_bytes())
-    digest.update(" ".join(_FLAGS).encode() + _cpu_key().encode())
+    digest.update(" ".join(flags).encode() + _cpu_key().encode())
     root = Path(os.environ.get("SKIPRNN_CACHE", "~/.cache/skiprnn")).expanduser()
     return root / f"steps-{digest.hexdigest()[:16]}.so"
 
 
-def _compile(cc: str, openmp: list, obj: Path, lib: Path) -> None:
+def _compile(cc: str, flags: list, openmp: list, obj: Path, lib: Path) -> None:
     # Compiled with -ffast-math but linked without it: linking with it would switch the whole process
     # to flush-denormals-to-zero when the library loads.
-    for cmd in ([cc, *_FLAGS, *openmp, "-c", str(_SRC / "steps.c"), "-o", str(obj)],
+    for cmd in ([cc, *flags, *openmp, "-c", str(_SRC / "steps.c"), "-o", str(obj)],
                 [cc, "-shared", *openmp, str(obj), "-o", str(lib), "-lm"]):  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()}")
 
 
-def _build(target: Path) -> None:
+def _build(target: Path, flags: list[str]) -> None:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise RuntimeError("no C compiler found (set CC)")
@@ -78,23 +94,39 @@ def _build(target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         obj, lib = Path(tmp) / "steps.o", Path(tmp) / "steps.so"
         try:
-            _compile(cc, ["-fopenmp"], obj, lib)
+            _compile(cc, flags, ["-fopenmp"], obj, lib)
         except RuntimeError:  # a compiler without OpenMP (e.g. Apple clang): one thread per step
-            _compile(cc, [], obj, lib)
+            _compile(cc, flags, [], obj, lib)
         os.replace(lib, target)  # atomic: concurrent builders (parallel sweep jobs) never see half a file
 
 
-def _load():
-    if os.environ.get("SKIPRNN_NATIVE", "1") == "0":
+def load(numerics: str):
+    """The library of one build (``fast`` or ``reproducible``), built on first use; None when the build failed or
+    ``SKIPRNN_NATIVE=0`` (a warning says why). The reproducible build raises instead: its runs need the kernels."""
+    if numerics in _LOADED:
+        return _LOADED[numerics]
+    with _LOCK:
+        if numerics not in _LOADED:
+            _LOADED[numerics] = _load(numerics)
+    return _LOADED[numerics]
+
+
+def _load(numerics: str):
+    if numerics == "fast" and os.environ.get("SKIPRNN_NATIVE", "1") == "0":
         return None
+    flags = build_flags(numerics)
     try:
-        path = _library_path()
+        path = _library_path(flags)
         if not path.exists():
-            _build(path)
+            _build(path, flags)
         lib = ctypes.CDLL(str(path))
     except (OSError, RuntimeError) as err:
+        if numerics == "reproducible":
+            raise RuntimeError(f"numerics=reproducible needs skiprnn's C kernels, which did not build ({err}). "
+                               "Install a C compiler (gcc) or set CC, or run with numerics=fast") from err
         warnings.warn(f"skiprnn: the C step kernels are unavailable, using the slower Python steps ({err})", stacklevel=3)
         return None
+    lib.set_threads.argtypes, lib.set_threads.restype = [ctypes.c_long], None
     return lib
 
 
@@ -197,17 +229,14 @@ class Kernels:
 _BY_DTYPE: dict = {}
 
 
-def kernels(dtype: torch.dtype) -> Kernels | None:
-    """The step kernels for float32 or float64, or None (other dtypes, no compiler, or disabled)."""
+def kernels(dtype: torch.dtype, numerics: str = "fast") -> Kernels | None:
+    """The step kernels of a build for float32 or float64, or None (other dtypes, no compiler, or disabled)."""
     if dtype not in (torch.float32, torch.float64):
         return None
-    if "lib" not in _LOADED:
-        with _LOCK:
-            if "lib" not in _LOADED:
-                _LOADED["lib"] = _load()
-    lib = _LOADED["lib"]
+    lib = load(numerics)
     if lib is None:
         return None
-    if dtype not in _BY_DTYPE:
-        _BY_DTYPE[dtype] = Kernels(lib, "_f32" if dtype == torch.float32 else "_f64")
-    return _BY_DTYPE[dtype]
+    key = (numerics, dtype)
+    if key not in _BY_DTYPE:
+        _BY_DTYPE[key] = Kernels(lib, "_f32" if dtype == torch.float32 else "_f64")
+    return _BY_DTYPE[key]

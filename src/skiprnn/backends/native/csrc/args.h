@@ -82,3 +82,11 @@
     X(real *, h) X(real *, c)            /* (H,) updated in place; c NULL for the GRU */                  \
     X(real *, state)                     /* (2,) [Δũ, cum], updated in place */                           \
     X(real *, out) X(real *, updates)    /* (T, H), (T,) out */
+
+/* C (M, N) = [C +] A (M, K) · B (K, N), any strides: the matmuls of numerics=reproducible (csrc/gemm.h). */
+#define GEMM_FIELDS(X)                                                                                      \
+    X(long, M) X(long, N) X(long, K)                                                                       \
+    X(const real *, A) X(long, sam) X(long, sak)  /* A[i, k] = A[i·sam + k·sak] */                         \
+    X(const real *, B) X(long, sbk) X(long, sbn)  /* B[k, j] = B[k·sbk + j·sbn] */                         \
+    X(real *, C) X(long, ldc)                     /* C[i, j] = C[i·ldc + j] */                             \
+    X(long, accumulate)                           /* 1: add to C's values; 0: overwrite C */

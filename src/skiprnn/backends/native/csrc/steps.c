@@ -20,16 +20,65 @@
  * libgomp.so.1 resolves to that same copy by soname (one thread pool, torch.set_num_threads applies);
  * with another OpenMP runtime in torch the kernels get a pool of their own. */
 #ifdef _OPENMP
-#define PARALLEL_ROWS _Pragma("omp parallel for schedule(static) if (B * H >= 16384)")
+#include <omp.h>
+#define PARALLEL_ROWS _Pragma("omp parallel for schedule(static) num_threads(THREADS) if (B * H >= 16384)")
 #else
 #define PARALLEL_ROWS
+#endif
+#include <stdint.h>
+#include <string.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+/* The threads a kernel may use: set_threads(n), else torch's (omp_get_max_threads). numerics=reproducible runs
+ * torch's own ops on one thread and gives the kernels the run's threads here: every kernel computes each output
+ * whole on one thread, so their results do not depend on the count. */
+static int skiprnn_threads = 0;
+void set_threads(long n) { skiprnn_threads = (int)n; }
+#ifdef _OPENMP
+#define THREADS (skiprnn_threads > 0 ? skiprnn_threads : omp_get_max_threads())
+#endif
+
+#ifdef SKIPRNN_REPRODUCIBLE
+/* e^x in float from +, −, × and bit operations only, so that it is the same function on every CPU and at every
+ * vector width (glibc's expf and libmvec pick code by CPU and width): x = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r by
+ * its Taylor polynomial to r⁷ (truncation below 6e-9 relative), 2^n from the exponent bits. Within 2 ulp. */
+static inline float repro_expf(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    const float shifter = 12582912.0f;  /* 1.5 · 2^23: adding it rounds to an integer */
+    float n = (x * 1.44269504088896341f + shifter) - shifter;
+    float r = x - n * 0.693145751953125f;  /* ln 2 in two parts: n · hi is exact */
+    r = r - n * 1.428606765330187045e-06f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+#define EXP_F32 repro_expf
+#else
+#define EXP_F32 expf
 #endif
 
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 
 #define real float
-#define EXP expf
+#define EXP EXP_F32
+#define FMA fmaf
+#if defined(__AVX2__) && defined(__FMA__)
+#define GEMM_AVX2 1
+#else
+#define GEMM_AVX2 0
+#endif
 #define EXP_LIMIT 80.0f
 #define RINT nearbyintf
 #define FN(name) CAT(name, _f32)
@@ -39,9 +88,13 @@
 #undef EXP_LIMIT
 #undef RINT
 #undef FN
+#undef FMA
+#undef GEMM_AVX2
 
 #define real double
 #define EXP exp
+#define FMA fma
+#define GEMM_AVX2 0
 #define EXP_LIMIT 700.0
 #define RINT nearbyint
 #define FN(name) CAT(name, _f64)

@@ -27,6 +27,7 @@ ARGS_STRUCT(lstm_bwd_args, LSTM_BWD_FIELDS)
 ARGS_STRUCT(gru_fwd_args, GRU_FWD_FIELDS)
 ARGS_STRUCT(gru_bwd_args, GRU_BWD_FIELDS)
 ARGS_STRUCT(skip_sequence_args, SKIP_SEQUENCE_FIELDS)
+ARGS_STRUCT(gemm_args, GEMM_FIELDS)
 
 /* An exported kernel: one pointer to its argument struct, whose name it exports too. */
 #define KERNEL(name, args)                                               \
@@ -88,10 +89,15 @@ static inline void FN(lerp_row)(long H, real *R out, const real *R a, const real
         for (long k = 0; k < H; k++) out[k] = b[k] - (b[k] - a[k]) * ((real)1 - u);
 }
 
+/* Σ_k a_k·b_k (b NULL: Σ_k a_k) in eight lanes, k ≡ j (mod 8) in lane j, combined in a fixed tree: the same bits at
+ * every vector width, and a loop the compiler vectorises without reassociating. */
 static inline real FN(dot)(long H, const real *R a, const real *R b) {
-    real s = 0;
-    for (long k = 0; k < H; k++) s += a[k] * b[k];
-    return s;
+    real lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    long k = 0;
+    for (; k + 8 <= H; k += 8)
+        for (int j = 0; j < 8; j++) lane[j] += b ? a[k + j] * b[k + j] : a[k + j];
+    for (int j = 0; k + j < H; j++) lane[j] += b ? a[k + j] * b[k + j] : a[k + j];
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
 /* ------------------------------------------------------------------------------------------- LSTM
@@ -149,7 +155,7 @@ static void FN(lstm_backward_step)(long t, long B, long H, const real *acts, con
     const long G = 4 * H;
     PARALLEL_ROWS
     for (long b = 0; b < B; b++) {
-        real dcn[H], cc[H];
+        real dcn[H], cc[H], terms[H];
         real *R dhr = dh + b * H, *R dcr = dc + b * H;
         const real *R cp = c_prev + b * cp_s;
         if (dh_mm) {
@@ -162,8 +168,8 @@ static void FN(lstm_backward_step)(long t, long B, long H, const real *acts, con
         if (gate) {  /* dL/du = <h̃ − h_prev, dh> + <c̃ − c_prev, dc>, with h̃ and c̃ recomputed as in the forward step */
             const real *R hp = h_prev + b * hp_s;
             FN(lstm_cand)(H, cc, cp, sf, si, tj);
-            real s = 0;
-            for (long k = 0; k < H; k++) s += (tc[k] * so[k] - hp[k]) * dhr[k] + (cc[k] - cp[k]) * dcr[k];
+            for (long k = 0; k < H; k++) terms[k] = (tc[k] * so[k] - hp[k]) * dhr[k] + (cc[k] - cp[k]) * dcr[k];
+            real s = FN(dot)(H, terms, NULL);
             dz = FN(gate_back)(gate, t, b, s);
             real *R gw = dgw_rows + b * H;
             for (long k = 0; k < H; k++) gw[k] += dz * cc[k];
@@ -240,7 +246,7 @@ static void FN(gru_backward_step1)(long t, long B, long H, const real *rz, const
                             const real *gate_w, real *dgw_rows, const FN(gate_bwd) *gate) {
     PARALLEL_ROWS
     for (long b = 0; b < B; b++) {
-        real dhn[H], hc[H];
+        real dhn[H], hc[H], diff[H];
         real *R dhr = dh + b * H;
         const real *R hp = h_prev + b * hp_s;
         if (dh_mm) {
@@ -251,8 +257,8 @@ static void FN(gru_backward_step1)(long t, long B, long H, const real *rz, const
         real uu = u ? u[b] : (real)1, stay = (real)1 - uu, dz = 0;
         if (gate) {  /* dL/du = <h̃ − h_prev, dh>, h̃ recomputed as in the forward step */
             FN(gru_cand)(H, hc, n, hp, z);
-            real s = 0;
-            for (long k = 0; k < H; k++) s += (hc[k] - hp[k]) * dhr[k];
+            for (long k = 0; k < H; k++) diff[k] = hc[k] - hp[k];
+            real s = FN(dot)(H, diff, dhr);
             dz = FN(gate_back)(gate, t, b, s);
             real *R gw = dgw_rows + b * H;
             for (long k = 0; k < H; k++) gw[k] += dz * hc[k];
@@ -351,6 +357,8 @@ static void FN(skip_sequence_run)(long gru, long T, long I, long H, const real *
     state[1] = cum;
 }
 
+#include "gemm.h"
+
 /* ------------------------------------------------------------------------------------- the exports
  * Each finds step t's rows in the whole buffers of its struct (args.h), then runs the step above. */
 #define ROWS(buf, t, width) ((buf) + (t) * a->B * (width))                  /* step t of a (T, B, width) buffer */
@@ -406,6 +414,8 @@ KERNEL(skip_sequence, skip_sequence_args) {
     FN(skip_sequence_run)(a->gru, a->T, a->I, a->H, a->x, a->wt, a->gate_w, a->gate_b, a->keep, a->length, a->h,
                           a->c, a->state, a->out, a->updates);
 }
+
+KERNEL(gemm, gemm_args) { FN(gemm_run)(a); }
 
 #undef ROWS
 #undef H_PREV

@@ -1,0 +1,109 @@
+/* Included by steps_impl.h once per element type. The matmul of numerics=reproducible.
+ *
+ * Every element of C is a fixed sum: for each block of GEMM_KC values of k, in order, one chain of fused
+ * multiply-adds from 0 (s = fma(a_ik, b_kj, s), k ascending), then c = c + s (the first block: c = s, or c + s when
+ * accumulating). A fused multiply-add is correctly rounded on every CPU, so the result depends on neither the vector
+ * width, the thread that computes the element, nor the CPU: the AVX2 micro-kernel below and the plain C loop give the
+ * same bits. Summing per block also keeps long reductions (a weight gradient over T·B rows) more accurate than one
+ * chain. B is copied in panels of GEMM_NR columns, GEMM_KC rows at a time, that stay in L1 while every GEMM_MR-row
+ * block of A passes over them. */
+#define GEMM_MR 6
+#define GEMM_NR 16
+#define GEMM_KC 256
+
+#if !GEMM_AVX2
+/* One block of at most GEMM_MR × GEMM_NR elements over kc steps; bp: the packed panel (kc rows of GEMM_NR). */
+static void FN(gemm_block)(long mr, long nr, long kc, const real *A, long sam, long sak, const real *bp, real *C,
+                           long ldc, int load) {
+    real acc[GEMM_MR][GEMM_NR];
+    for (long i = 0; i < mr; i++)
+        for (long j = 0; j < nr; j++) acc[i][j] = 0;
+    for (long k = 0; k < kc; k++) {
+        const real *b = bp + k * GEMM_NR;
+        for (long i = 0; i < mr; i++) {
+            const real a = A[i * sam + k * sak];
+            for (long j = 0; j < nr; j++) acc[i][j] = FMA(a, b[j], acc[i][j]);
+        }
+    }
+    for (long i = 0; i < mr; i++)
+        for (long j = 0; j < nr; j++) C[i * ldc + j] = load ? C[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+#else
+/* The full 6 × 16 float block in AVX2 registers: 12 accumulators, the same fma chain per element. */
+static void FN(gemm_block_avx2)(long kc, const real *A, long sam, long sak, const real *bp, real *C, long ldc,
+                                int load) {
+    __m256 c[GEMM_MR][2];
+    for (int i = 0; i < GEMM_MR; i++)
+        c[i][0] = c[i][1] = _mm256_setzero_ps();
+    for (long k = 0; k < kc; k++) {
+        const __m256 b0 = _mm256_loadu_ps(bp + k * GEMM_NR), b1 = _mm256_loadu_ps(bp + k * GEMM_NR + 8);
+        const real *a = A + k * sak;
+        for (int i = 0; i < GEMM_MR; i++) {
+            const __m256 ai = _mm256_set1_ps(a[i * sam]);
+            c[i][0] = _mm256_fmadd_ps(ai, b0, c[i][0]);
+            c[i][1] = _mm256_fmadd_ps(ai, b1, c[i][1]);
+        }
+    }
+    for (int i = 0; i < GEMM_MR; i++) {
+        if (load) {
+            c[i][0] = _mm256_add_ps(_mm256_loadu_ps(C + i * ldc), c[i][0]);
+            c[i][1] = _mm256_add_ps(_mm256_loadu_ps(C + i * ldc + 8), c[i][1]);
+        }
+        _mm256_storeu_ps(C + i * ldc, c[i][0]);
+        _mm256_storeu_ps(C + i * ldc + 8, c[i][1]);
+    }
+}
+
+/* An edge block (fewer rows or columns): the same kernel on zero-padded copies, then its mr × nr corner. */
+static void FN(gemm_edge_avx2)(long mr, long nr, long kc, const real *A, long sam, long sak, const real *bp, real *C,
+                               long ldc, int load) {
+    real ap[GEMM_KC * GEMM_MR], ct[GEMM_MR * GEMM_NR];
+    for (long k = 0; k < kc; k++)
+        for (long i = 0; i < GEMM_MR; i++) ap[k * GEMM_MR + i] = i < mr ? A[i * sam + k * sak] : (real)0;
+    for (long i = 0; i < GEMM_MR; i++)
+        for (long j = 0; j < GEMM_NR; j++) ct[i * GEMM_NR + j] = i < mr && j < nr ? C[i * ldc + j] : (real)0;
+    FN(gemm_block_avx2)(kc, ap, 1, GEMM_MR, bp, ct, GEMM_NR, load);
+    for (long i = 0; i < mr; i++)
+        for (long j = 0; j < nr; j++) C[i * ldc + j] = ct[i * GEMM_NR + j];
+}
+#endif
+
+/* Column panels are split over the threads: each element is computed whole by one thread. */
+static void FN(gemm_run)(const FN(gemm_args) *g) {
+    const long M = g->M, N = g->N, K = g->K, panels = (N + GEMM_NR - 1) / GEMM_NR;
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        if (!g->accumulate)
+            for (long i = 0; i < M; i++)
+                for (long j = 0; j < N; j++) g->C[i * g->ldc + j] = 0;
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(THREADS) if (M * N * K >= 262144 && panels > 1)
+#endif
+    for (long p = 0; p < panels; p++) {
+        real bp[GEMM_KC * GEMM_NR];
+        const long j0 = p * GEMM_NR, nr = N - j0 < GEMM_NR ? N - j0 : GEMM_NR;
+        for (long k0 = 0; k0 < K; k0 += GEMM_KC) {
+            const long kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+            for (long k = 0; k < kc; k++)
+                for (long j = 0; j < GEMM_NR; j++)
+                    bp[k * GEMM_NR + j] = j < nr ? g->B[(k0 + k) * g->sbk + (j0 + j) * g->sbn] : (real)0;
+            const int load = k0 > 0 || g->accumulate;
+            for (long i0 = 0; i0 < M; i0 += GEMM_MR) {
+                const long mr = M - i0 < GEMM_MR ? M - i0 : GEMM_MR;
+                const real *A = g->A + i0 * g->sam + k0 * g->sak;
+                real *C = g->C + i0 * g->ldc + j0;
+#if GEMM_AVX2
+                if (mr == GEMM_MR && nr == GEMM_NR)
+                    FN(gemm_block_avx2)(kc, A, g->sam, g->sak, bp, C, g->ldc, load);
+                else
+                    FN(gemm_edge_avx2)(mr, nr, kc, A, g->sam, g->sak, bp, C, g->ldc, load);
+#else
+                FN(gemm_block)(mr, nr, kc, A, g->sam, g->sak, bp, C, g->ldc, load);
+#endif
+            }
+        }
+    }
+}
