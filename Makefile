@@ -69,7 +69,11 @@ longer-table%: venv ## train the rows a table declares a longer budget for, each
 table%: venv ## rebuild results/table%.md from the runs already in results/ (no training)
 	$(PY) -m skiprnn.tables $@ $(if $(SEEDS),--seeds $(SEEDS)) --results "$(RESULTS)" $(config_overrides)
 
+verify: venv ## retrain RUN=<run folder> from step 0 here and compare its evaluations bit for bit (STEPS=600)
+	@test -n "$(RUN)" || { echo 'error: give the run folder: make verify RUN=results/table4/<row>/seed=<k> [STEPS=600]' >&2; exit 2; }
+	$(PY) -m skiprnn.verify "$(RUN)" $(if $(STEPS),--steps $(STEPS))
+
 clean-checkpoints: ## delete every checkpoint under RESULTS (default results/; finished metrics stay)
 	find "$(RESULTS)" \( -name checkpoint.pt -o -name checkpoint.prev.pt \) -delete
 
-.PHONY: help venv test test-fast test-browser bench clean-checkpoints
+.PHONY: help venv test test-fast test-browser bench verify clean-checkpoints

@@ -7,8 +7,23 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+# ATen fixes its CPU code at its first operation: the test processes start on the code numerics=reproducible pins
+# (skiprnn.backends.numerics.PINS), so that a test can run a table's runs (numerics: reproducible) in-process, as the
+# CLI runs them in a fresh one. Tests of the fast mode switch back (the autouse fixture below restores it).
+os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+
+
+@pytest.fixture(autouse=True)
+def _fast_numerics_after_each_test():
+    """A test that switched this process to numerics=reproducible leaves the next one in the fast mode."""
+    yield
+    from skiprnn.backends import numerics
+
+    if numerics.mode() != "fast":
+        numerics.use("fast")
 
 
 class Result:

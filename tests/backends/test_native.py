@@ -66,7 +66,7 @@ def test_kernels_are_the_default_and_backward_follows_its_forward(monkeypatch):
     implementations (they keep different tensors for the backward pass)."""
     calls = []
     real = native.kernels
-    monkeypatch.setattr(native, "kernels", lambda dtype: calls.append(dtype) or real(dtype))
+    monkeypatch.setattr(native, "kernels", lambda dtype, numerics="fast": calls.append(dtype) or real(dtype))
     model = gated_model("skip_lstm", 2, 8)
     x = torch.randn(12, 4, 2)
     ref_out, ref_grads = train_step(model, x)
@@ -162,7 +162,7 @@ def test_every_struct_has_the_fields_the_header_declares(dtype):
     k = native.kernels(dtype)
     structs = {"lstm_forward": "LSTM_FWD", "lstm_backward": "LSTM_BWD", "gru_gates": "GRU_FWD",
                "gru_forward": "GRU_FWD", "gru_backward1": "GRU_BWD", "gru_backward2": "GRU_BWD",
-               "skip_sequence": "SKIP_SEQUENCE"}
+               "skip_sequence": "SKIP_SEQUENCE", "gemm": "GEMM"}
     assert set(structs) == set(native.KERNELS)
     for kernel, macro in structs.items():
         assert [f for f, _ in getattr(k, kernel).struct._fields_] == _declared_fields(f"{macro}_FIELDS"), kernel

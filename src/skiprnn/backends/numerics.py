@@ -67,11 +67,9 @@ def use(numerics: str, threads: int = 0) -> None:
     default). Raises NumericsError where the reproducible mode cannot hold."""
     if numerics not in MODES:
         raise NumericsError(f"numerics={numerics} is not a mode: use one of {', '.join(MODES)}")
-    wanted = threads or torch.get_num_threads()
-    if numerics == "fast":
-        if _STATE["mode"] == "reproducible":
-            raise NumericsError("this process already runs numerics=reproducible (ATen's CPU code is fixed once "
-                                "chosen): start a new process for numerics=fast")
+    wanted = threads or _STATE["threads"] or torch.get_num_threads()
+    if numerics == "fast":  # after reproducible, ATen keeps its AVX2 code: it cannot change within a process
+        torch.backends.mkldnn.set_flags(True)
         torch.set_num_threads(wanted)
         _STATE.update(mode="fast", threads=wanted)
         return
