@@ -173,6 +173,7 @@ def main(argv=None) -> None:
 
     from skiprnn import SkipRNN as _SkipRNN
     from skiprnn.backends import native
+    from skiprnn.experiment import bench_numerics
     from skiprnn.experiment.tracking import git_commit
 
     torch, SkipRNN = _torch, _SkipRNN
@@ -343,6 +344,12 @@ def main(argv=None) -> None:
                     f"than the dense fused path (target >= {want}x): {'met' if speed >= want else 'MISSED'}; "
                     f"{row['ref'][1] / row['skip'][1]:.2f}x vs the dense reference loop, "
                     f"{every_step[1] / row['skip'][1]:.2f}x vs itself with every step updating")
+
+    # ------------------------------------------------------------------------------ numerics cost
+    say()
+    for line in bench_numerics.table(bench_numerics.measure(rounds=1 if args.quick else 3, quick=args.quick),
+                                     args.quick):
+        say(line)
 
     # ---------------------------------------------------------------------------------------- plot
     args.out.mkdir(parents=True, exist_ok=True)

@@ -201,9 +201,10 @@ class Config:
     group: str = "${task.name}"  # W&B group: the table or the task
     # torch threads per run: these models are small, so parallel runs beat parallel threads; 0 = torch's default
     threads: int = 1
-    # reproducible: the same bits on every x86-64 CPU with AVX2 and at any thread count (the tables' mode); fast: this
-    # CPU's fastest code, whose results hold for one machine and thread count. skiprnn/backends/numerics.py
-    numerics: Numerics = Numerics.fast
+    # reproducible: the same bits on every x86-64 CPU with AVX2 and FMA, at any thread count (the default: it cost at
+    # most +23% of a training step in results/bench.md); fast: this CPU's fastest code, whose results hold for one
+    # machine and thread count. skiprnn/backends/numerics.py
+    numerics: Numerics = Numerics.reproducible
     force: bool = False  # true: discard a finished result in the run directory and train again
 
 

@@ -45,6 +45,21 @@ class Run:
     config: dict | None = None  # the resolved config it was trained with, where its record holds one
     below_budget: int = 0  # finished, but for fewer steps than the table asks (this many)
     curve: list = field(default_factory=list)  # finished: every evaluation
+    where: str = ""  # finished: its numerics mode and machine, per leg where they changed ("reproducible, AMD EPYC, 1 thread")
+    numerics: str = ""  # finished: its numerics mode ("fast" for a record made before the modes existed)
+
+
+def _where(legs: list[dict]) -> tuple[str, str]:
+    """(numerics mode, "mode, CPU, threads" of each leg where it changed) of a finished run's legs."""
+    shown, modes = [], []
+    for leg in legs:
+        env = leg.get("environment")
+        modes.append(env["numerics"] if env else "fast")
+        text = (f"{env['numerics']}, {env['cpu']}, {env['threads']['kernels']} thread(s)" if env
+                else "fast, machine not recorded")
+        if not shown or shown[-1] != text:
+            shown.append(text)
+    return ("/".join(dict.fromkeys(modes)) or "fast"), " → ".join(shown) or "fast, machine not recorded"
 
 
 def _worst_late(curve: list[dict], metric_key: str) -> str:
@@ -85,10 +100,11 @@ def _table_run(path: Path, seed: int, record: records.Run) -> Run:
     if "stable_updates" not in final and record.curve:  # runs made before it was recorded
         final["stable_updates"] = statistics.fmean(r["val_updates"] for r in record.curve[-final["stable_window"]:])
     key = metric_key(final)
+    numerics, where = _where(record.legs)
     return Run(seed, "completed", record.step, record.step, final, record.commit,
                commits=tuple(dict.fromkeys(leg["commit"] for leg in record.legs)),
                worst=_worst_late(record.curve, key) if key else "", config=record.config, overrides=overrides,
-               curve=record.curve)
+               curve=record.curve, where=where, numerics=numerics)
 
 
 def asked_configs(table: PaperTable, overrides: list[str], rows: tuple[str, ...] | None = None) -> dict[str, dict]:
@@ -440,6 +456,19 @@ def _fidelity_summary(runs: list[Run]) -> str:
     return "; ".join(parts)
 
 
+def _numerics_summary(runs: list[Run]) -> str:
+    """How many finished runs each numerics mode made, and what each promises."""
+    counts = {}
+    for r in runs:
+        counts[r.numerics] = counts.get(r.numerics, 0) + 1
+    meaning = {"reproducible": "the same bits on any x86-64 CPU with AVX2 and FMA",
+               "fast": "bits that hold on the machine and thread count that made them"}
+    parts = [f"`{mode}` ({n} run{'s' * (n != 1)}: {meaning.get(mode, 'mixed within a run')})"
+             for mode, n in sorted(counts.items())]
+    return "; ".join(parts) + (" — **the table mixes both modes** (each run's in 'Every run')" if len(counts) > 1 else "") \
+        if parts else "–"
+
+
 def _overrides_summary(runs: list[Run]) -> str:
     """Each distinct set of overrides and how many finished runs used it (the runs are in 'Every run')."""
     counts = {}
@@ -492,8 +521,8 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "",
         lines.append("| " + " | ".join(cells) + " |")
         csv_rows.append(record)
 
-    detail = ["| Row | Seed | Status | Step | Metric | Updates | Worst eval, last quarter of steps | Overrides | Commit / error |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    detail = ["| Row | Seed | Status | Step | Metric | Updates | Worst eval, last quarter of steps | Overrides | Numerics, machine "
+              "| Commit / error |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in table.rows:
         for r in grid[row.row]:
             metric = updates = "–"
@@ -504,7 +533,7 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "",
             # not `overrides`: that is the table's own, quoted in the header below
             shown = " ".join(f"`{o}`" for o in r.overrides) if r.status == "completed" else ""
             detail.append(f"| {row.row} | {r.seed} | {r.status} | {r.step}/{r.max_steps or '?'} | {metric} | {updates} | "
-                          f"{r.worst or '–'} | {shown} | {r.error or r.commit} |")
+                          f"{r.worst or '–'} | {shown} | {r.where or '–'} | {r.error or r.commit} |")
 
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     seeds_text = ", ".join(map(str, seeds))
@@ -525,6 +554,8 @@ def build(table: PaperTable, results: Path, seeds: list[int], note: str = "",
         *(["- **Left out by --seeds:** finished runs of seed "
            + ", ".join(f"{seed} ({n} row{'s' * (n != 1)})" for seed, n in left_out.items())] if left_out else []),
         f"- **Overrides on top of the table config:** {_overrides_summary(done)}",
+        f"- **Numerics** (`python -m skiprnn.verify RUN_DIR` retrains a run and compares it bit for bit): "
+        f"{_numerics_summary(done)}",
         *([f"- **Fidelity switches** (docs/faithfulness.md): {_fidelity_summary(done)}"] if _fidelity_summary(done) else []),
         *([f"- **Note:** {note}"] if note else []),
         "- Ours: mean ± std (population std) over the finished seeds of the final evaluation; a cell with one run "

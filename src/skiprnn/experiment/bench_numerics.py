@@ -1,0 +1,112 @@
+"""What ``numerics=reproducible`` costs: a fused training step (Skip LSTM and Skip GRU, with the linear read-out, the
+loss and an Adam step, as the trainer runs it) timed in each mode at 1 and 2 threads.
+
+The mode is fixed for a process at torch's first operation, so each measurement is a fresh process; the processes
+alternate between the modes (round robin, rotating the order) so that a change in the machine's load hits both alike.
+``make bench`` runs it as a section of results/bench.md; ``python -m skiprnn.experiment.bench_numerics`` alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+MODES = ("fast", "reproducible")
+CELLS = ("skip_lstm", "skip_gru")
+SIZE = ("adding", 50, 256, 2, 110)  # name, T, B, I, H
+QUICK_SIZE = ("adding (quick)", 10, 8, 2, 8)
+
+
+def _child(mode: str, threads: int, size: tuple, warmup: int, repeats: int) -> dict:
+    """In a fresh process: the median ms of a training step per cell."""
+    import time
+
+    from ..backends import numerics
+
+    numerics.use(mode, threads)
+    import torch
+
+    from ..nn.rnn import budget_loss
+    from .model import SequenceModel
+
+    _, steps, batch, inp, hidden = size
+    torch.manual_seed(0)
+    x, y = torch.randn(steps, batch, inp), torch.randn(batch, 1)
+    out = {}
+    for cell in CELLS:
+        model = SequenceModel(cell, inp, 1, hidden)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def step(model=model, opt=opt):
+            prediction, updates = model(x)
+            loss = torch.nn.functional.mse_loss(prediction, y) + budget_loss(updates, 1e-5)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+
+        for _ in range(warmup):
+            step()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - start) * 1e3)
+        out[cell] = statistics.median(times)
+    return out
+
+
+def measure(threads_list=(1, 2), rounds: int = 3, quick: bool = False) -> dict:
+    """{(mode, threads, cell): [median ms of each round]}."""
+    size = QUICK_SIZE if quick else SIZE
+    warmup, repeats = (1, 2) if quick else (3, 15)
+    results: dict = {}
+    for threads in threads_list:
+        for r in range(rounds):
+            for mode in MODES[r % 2:] + MODES[: r % 2]:
+                args = json.dumps({"mode": mode, "threads": threads, "size": size, "warmup": warmup, "repeats": repeats})
+                done = subprocess.run([sys.executable, "-m", "skiprnn.experiment.bench_numerics", "--child", args],
+                                      capture_output=True, text=True, timeout=600)
+                if done.returncode != 0:
+                    raise RuntimeError(f"the {mode} measurement failed: {done.stderr.strip().splitlines()[-1:]}")
+                for cell, ms in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                    results.setdefault((mode, threads, cell), []).append(ms)
+    return results
+
+
+def table(results: dict, quick: bool = False) -> list[str]:
+    """The section's markdown lines."""
+    name, steps, batch, inp, hidden = QUICK_SIZE if quick else SIZE
+    lines = [f"## The cost of numerics=reproducible: {name}, T={steps}, B={batch}, I={inp}, H={hidden}, training step",
+             "",
+             "A step as the trainer runs it (forward, linear read-out, loss with the budget term, backward, clipping, "
+             "Adam). Each cell: the median over fresh processes (one per mode, alternating) of each process's median "
+             "step; `cost` = reproducible / fast − 1.", "",
+             "| cell | threads | fast ms | reproducible ms | cost |", "|---|---|---|---|---|"]
+    for threads in sorted({t for _, t, _ in results}):
+        for cell in CELLS:
+            fast = statistics.median(results[("fast", threads, cell)])
+            repro = statistics.median(results[("reproducible", threads, cell)])
+            lines.append(f"| {cell} | {threads} | {fast:.1f} | {repro:.1f} | {100 * (repro / fast - 1):+.0f}% |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m skiprnn.experiment.bench_numerics", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=3, help="processes per mode and thread count (default 3)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    args = parser.parse_args(argv)
+    if args.child:
+        spec = json.loads(args.child)
+        print(json.dumps(_child(spec["mode"], spec["threads"], tuple(spec["size"]), spec["warmup"], spec["repeats"])))
+        return 0
+    print("\n".join(table(measure(rounds=args.rounds, quick=args.quick), args.quick)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
