@@ -464,3 +464,36 @@ def test_the_longer_runs_folder_reaches_hydra_unchanged():
     parser = OverridesParser.create()
     for folder in (r"a\b", 'with "quotes"', r'a\"b', "ends in \\", "with space"):
         assert parser.parse_override(f"hydra.sweep.dir={longer.hydra_quoted(folder)}").value() == folder
+
+
+def test_a_random_skip_checkpoint_re_evaluates_to_its_recorded_numbers(cli, tmp_path):
+    """Evaluation draws the random skips from a generator seeded by (seed, split, evaluation): the recorded numbers
+    come back from the checkpoint, on the same evaluation, though the global stream moved since."""
+    from skiprnn.experiment.trainer import evaluate, load_trained
+
+    run_dir = tmp_path / "run"
+    cli("task=adding", "model=lstm", "model.p_skip=0.5", "seed=2", "trainer.max_steps=6", "trainer.eval_every=3",
+        "logger=none", f"hydra.run.dir={run_dir}", *TINY)
+    curve = read_curve(run_dir)
+    cfg, model, task, step = load_trained(run_dir)
+    assert step == 6
+    torch.manual_seed(12345)  # wherever the global stream stands
+    again = evaluate(model, task, "val", len(curve) - 1, cfg["seed"], "cpu")
+    assert again["val_mse"] == curve[-1]["val_mse"] and again["val_updates"] == curve[-1]["val_updates"]
+    other = evaluate(model, task, "val", len(curve), cfg["seed"], "cpu")  # another evaluation draws other skips
+    assert other["val_updates"] != again["val_updates"]
+
+
+def test_metrics_and_checkpoint_legs_record_where_the_run_ran(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    cli("task=adding", "model=skip_lstm", "trainer.max_steps=3", "trainer.eval_every=3", "logger=none", "numerics=fast",
+        f"hydra.run.dir={run_dir}", *TINY)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    env = metrics["environment"]
+    assert env["numerics"] == "fast" and metrics["legs"][-1]["environment"] == env
+    assert {"cpu", "isa", "torch", "blas", "onednn", "threads", "kernel_flags"} <= set(env)
+    # a run never changes mode when it resumes: the trainer refuses, naming both
+    done = cli("task=adding", "model=skip_lstm", "trainer.max_steps=6", "trainer.eval_every=3", "logger=none",
+               "numerics=reproducible", f"hydra.run.dir={run_dir}", *TINY, check=False)
+    assert done.returncode != 0
+    assert "trained with numerics=fast" in done.stderr + done.stdout and "numerics=reproducible" in done.stderr + done.stdout

@@ -439,3 +439,23 @@ def test_skip_inference_setting_chooses_the_path(monkeypatch):
     assert batches == [1, 4]
     with pytest.raises(ValueError, match="'auto'"):
         SkipRNN("skip_gru", 3, 8, skip_inference="yes")
+
+
+def test_gate_init_changes_the_update_gate_weight_alone():
+    """The switch draws the same random numbers either way: every other initial weight, the read-out's included, is
+    the same for one seed, and so is what the generator gives next."""
+    from skiprnn.experiment.model import SequenceModel
+
+    params, after = {}, {}
+    for scheme in ("glorot", "torch"):
+        torch.manual_seed(0)
+        params[scheme] = dict(SequenceModel("skip_gru", 2, 1, 16, gate_init=scheme).named_parameters())
+        after[scheme] = torch.rand(3)
+    glorot, torch_init = params["glorot"], params["torch"]
+    assert set(glorot) == set(torch_init)
+    assert not torch.equal(glorot["rnn.update_gate.weight"], torch_init["rnn.update_gate.weight"])
+    assert torch_init["rnn.update_gate.weight"].abs().max() <= 16**-0.5  # nn.Linear's U(±1/sqrt(H))
+    for name in glorot:
+        if name != "rnn.update_gate.weight":
+            assert torch.equal(glorot[name], torch_init[name]), name
+    assert torch.equal(after["glorot"], after["torch"])

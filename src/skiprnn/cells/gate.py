@@ -29,6 +29,10 @@ def init_update_gate(gate: nn.Linear, scheme: str) -> None:
     if scheme not in GATE_INITS:
         raise ValueError(f"gate_init must be one of {', '.join(GATE_INITS)}; got {scheme!r}")
     with torch.no_grad():
-        if scheme == "glorot":
-            nn.init.xavier_uniform_(gate.weight)
+        drawn_by_linear = gate.weight.clone()
+        # Both schemes draw the Glorot values, so that every later draw (the read-out's, the data's) is the same and
+        # the switch changes W_p alone.
+        nn.init.xavier_uniform_(gate.weight)
+        if scheme == "torch":
+            gate.weight.copy_(drawn_by_linear)
         gate.bias.fill_(1.0)

@@ -146,12 +146,21 @@ class Progress:
             self.bar.close()
 
 
+def evaluation_generator(seed: int, split: str, evaluation: int) -> torch.Generator:
+    """The generator an evaluation's random skips (p_skip) come from: a pure function of (seed, split, evaluation), so
+    that re-evaluating a checkpoint repeats the recorded numbers; apart from every data stream (tasks.base)."""
+    return torch.Generator().manual_seed(2**48 + (seed * 1_000_003 + evaluation) * 4 + {"val": 0, "test": 1}.get(split, 2))
+
+
 def evaluate(model: SequenceModel, task, split: str, evaluation: int, seed: int, device) -> dict:
-    """The split's scores and update counts; a task with its own ``evaluate`` (per-video metrics) computes them."""
-    own = getattr(task, "evaluate", None)
-    if own is not None:
-        return own(model, split, evaluation, seed, device)
-    return _evaluate(model, task, split, evaluation, seed, device)
+    """The split's scores and update counts; a task with its own ``evaluate`` (per-video metrics) computes them. A
+    random-skip model draws its skips from ``evaluation_generator`` (on the CPU; the mask then moves to the device)."""
+    generator = evaluation_generator(seed, split, evaluation) if torch.device(device).type == "cpu" else None
+    with model.rnn.skip_draws(generator):
+        own = getattr(task, "evaluate", None)
+        if own is not None:
+            return own(model, split, evaluation, seed, device)
+        return _evaluate(model, task, split, evaluation, seed, device)
 
 
 @torch.no_grad()

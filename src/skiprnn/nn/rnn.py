@@ -7,6 +7,8 @@ outputs.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
@@ -92,6 +94,9 @@ class SkipRNN(nn.Module):
             raise ValueError("original_stack_bug applies only to mode='skip_gru' with num_layers >= 2")
         self.original_stack_bug = original_stack_bug
         self.fused = fused
+        # Where the random-skip baseline draws its skips: None, torch's global generator; a torch.Generator (set with
+        # ``skip_draws``), that generator: the trainer's evaluation draws from one seeded per evaluation.
+        self.skip_generator: torch.Generator | None = None
         self.gated = mode.startswith("skip_")
         cell_type = CELLS[mode.removeprefix("skip_")]
         self.has_cell_state = cell_type.has_cell_state
@@ -191,12 +196,25 @@ class SkipRNN(nn.Module):
     def _valid_mask(self, lengths: Tensor, steps: int, batch: int, x: Tensor) -> Tensor:
         return valid_steps(lengths, steps, batch, x.device).to(x.dtype).unsqueeze(-1)
 
+    @contextmanager
+    def skip_draws(self, generator: torch.Generator | None) -> Iterator[None]:
+        """Draw the random skips (``p_skip``) from ``generator`` inside the block, so that they repeat: the trainer's
+        evaluation uses one seeded by (seed, split, evaluation). Torch's global stream still advances as without it."""
+        before, self.skip_generator = self.skip_generator, generator
+        try:
+            yield
+        finally:
+            self.skip_generator = before
+
     def _random_keep(self, steps: int, batch: int, x: Tensor) -> Tensor | None:
         """Random-skip baseline: a (T, B, 1) mask of kept steps, each drawn with probability 1 - p_skip (the first
         one always kept with ``p_skip_keep_first``)."""
         if not self.p_skip:
             return None
-        keep = (torch.rand(steps, batch, 1, device=x.device) >= self.p_skip).to(x.dtype)
+        generator = self.skip_generator
+        keep = (torch.rand(steps, batch, 1, device=x.device, generator=generator) >= self.p_skip).to(x.dtype)
+        if generator is not None:  # the shared stream advances as it would have (runs trained before keep their draws)
+            torch.rand(steps, batch, 1, device=x.device)
         if self.p_skip_keep_first:
             keep[0] = 1.0
         return keep
