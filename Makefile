@@ -56,17 +56,27 @@ test-browser: venv ## install Debian's Chromium if missing, then run the browser
 bench: venv ## time training and skipping inference; writes results/bench.md
 	$(PY) -m skiprnn.experiment.bench
 
+# A table number that has no conf/table/table<N>.yaml, or a JOBS that is not a positive integer: one line, before anything runs
+check_table = $(if $(wildcard conf/table/table$*.yaml),,$(error unknown table "table$*": the tables are $(patsubst conf/table/%.yaml,%,$(wildcard conf/table/table*.yaml)), e.g. make reproduce-table1))
+check_jobs = $(if $(shell echo '$(JOBS)' | grep -Ex '[1-9][0-9]*'),,$(error JOBS=$(JOBS) is not allowed: JOBS must be a whole number >= 1 (parallel runs)))
+
+reproduce-table longer-table table: ## (a table's number is missing)
+	@echo 'error: name the table by its number, e.g. make $@1 (the tables: $(patsubst conf/table/%.yaml,%,$(wildcard conf/table/table*.yaml)))' >&2; exit 2
+
 reproduce-table%: venv ## run a table's sweep (SEEDS=0,1 STEPS=2000 for a quick one), then write results/table%.md
+	@: $(check_table) $(check_jobs)
 	status=0; $(PY) -m skiprnn.train -m table=table$* $(if $(SEEDS),seed=$(SEEDS)) 'hydra.sweep.dir="$(RESULTS)/table$*"' \
 	  $(train_overrides) || status=$$?; \
 	$(PY) -m skiprnn.tables table$* $(if $(SEEDS),--seeds $(SEEDS)) --results "$(RESULTS)" $(config_overrides); exit $$status
 
 longer-table%: venv ## train the rows a table declares a longer budget for, each from its finished run (Table 1: λ = 1e-5 to 100,000 steps; SEEDS=0,1 ARGS=...), then rebuild the table (with SEEDS, as reproduce-table% does)
+	@: $(check_table) $(check_jobs)
 	status=0; $(PY) -m skiprnn.longer table$* $(if $(SEEDS),--seeds $(SEEDS)) --results "$(RESULTS)" \
 	  $(launcher_overrides) $(ARGS) || status=$$?; \
 	$(PY) -m skiprnn.tables table$* $(if $(SEEDS),--seeds $(SEEDS)) --results "$(RESULTS)" $(config_overrides); exit $$status
 
 table%: venv ## rebuild results/table%.md from the runs already in results/ (no training)
+	@: $(check_table)
 	$(PY) -m skiprnn.tables $@ $(if $(SEEDS),--seeds $(SEEDS)) --results "$(RESULTS)" $(config_overrides)
 
 verify: venv ## retrain RUN=<run folder> from step 0 here and compare its evaluations bit for bit (STEPS=600)
@@ -76,4 +86,4 @@ verify: venv ## retrain RUN=<run folder> from step 0 here and compare its evalua
 clean-checkpoints: ## delete every checkpoint under RESULTS (default results/; finished metrics stay)
 	find "$(RESULTS)" \( -name checkpoint.pt -o -name checkpoint.prev.pt \) -delete
 
-.PHONY: help venv test test-fast test-browser bench verify clean-checkpoints
+.PHONY: help venv test test-fast test-browser bench verify clean-checkpoints reproduce-table longer-table table

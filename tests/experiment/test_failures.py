@@ -1,4 +1,5 @@
 """Where sweeps and damaged files meet: every failure is reported, nothing finished is lost, no raw traceback."""
+import errno
 import json
 import os
 import signal
@@ -98,7 +99,9 @@ def test_storage_errors_become_one_line():
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path):
+@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_a_stop_signal_ends_with_one_line_and_the_run_resumes(tmp_path, stop, code):
+    """Ctrl-C, and SIGTERM (what Slurm sends at a time limit or a preemption)."""
     env = dict(os.environ, WANDB_MODE="offline", WANDB_DIR=str(tmp_path / "wandb_home"), OMP_NUM_THREADS="1")
     args = [sys.executable, "-m", "skiprnn.train", f"hydra.run.dir={tmp_path / 'run'}", "trainer.max_steps=100000",
             "trainer.eval_every=5", *TINY]
@@ -107,9 +110,9 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (curve.exists() and len(curve.read_text().splitlines()) >= 2):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == code
     assert "stopped at step" in out and "Rerun the same command to resume" in out
     assert "Traceback" not in err
     saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["step"]
@@ -135,6 +138,14 @@ def test_ctrl_c_while_saving_waits_for_the_checkpoint(tmp_path):
             done.append("checkpoint")
     assert done == ["curve", "checkpoint"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    from skiprnn.experiment.errors import Terminated
+
+    with pytest.raises(Terminated):
+        with _deferred_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            done.append("saved")
+    assert done[-1] == "saved" and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 @pytest.mark.slow
@@ -188,3 +199,71 @@ def test_a_cross_task_sweep_with_one_tasks_option_says_how_to_write_it(cli):
     assert proc.returncode == 1
     assert "task.data_root is an option of one task, but this sweep runs task=adding,mnist" in proc.stderr
     assert "SKIPRNN_DATA=/path" in proc.stderr
+
+
+def test_a_full_disk_under_torch_save_is_named_as_such(tmp_path):
+    """torch.save reports ENOSPC as a RuntimeError about file positions; the write raises the disk's error instead."""
+    from skiprnn.experiment import tracking
+    from skiprnn.experiment.errors import storage_message
+
+    def write(f):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("unexpected pos 506944 vs 506836") from None
+
+    target = tmp_path / "checkpoint.pt"
+    with pytest.raises(OSError) as caught:
+        tracking.atomic_write(target, write, binary=True)
+    assert caught.value.errno == errno.ENOSPC
+    assert storage_message(caught.value).startswith(f"cannot write {target}: no space left on the device")
+    assert not list(tmp_path.iterdir())  # no temporary file left
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["seed=99999999999999999999"], "seed=99999999999999999999 is not allowed: seed must be an integer in [0, 2^41)"),
+    (["trainer.max_steps=200"], "trainer.max_steps=200 is below trainer.eval_every=300"),
+])
+def test_values_that_would_fail_late_or_silently_get_one_line(cli, tmp_path, overrides, message):
+    done = cli(*overrides, f"hydra.run.dir={tmp_path / 'run'}", "logger=none", check=False)
+    assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_run_out_of_memory_names_the_keys_that_size_it(tmp_path, monkeypatch):
+    from skiprnn.experiment import trainer
+    from skiprnn.experiment.errors import OutOfMemory
+
+    def allocate(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory: you tried "
+                           "to allocate 400000000000 bytes.")
+
+    monkeypatch.setattr(trainer, "_run", allocate)
+    cfg = {"task": {"name": "adding", "seq_len": 50, "eval_batches": 1, "solved_mse": 0.1}, "model": {},
+           "trainer": {"batch_size": 10_000_000, "max_steps": 10, "eval_every": 5, "max_epochs": None, "device": "cpu"},
+           "seed": 0, "lam": 0.0}
+    with pytest.raises(OutOfMemory, match=r"needs more memory than cpu has .*Lower trainer.batch_size=10000000"):
+        trainer.train(cfg, tmp_path / "run")
+    assert "OutOfMemory" in (tmp_path / "run" / "failed.json").read_text()
+
+
+def test_a_launch_that_cannot_work_here_is_named_before_hydra_starts(tmp_path, monkeypatch):
+    import shutil
+
+    from skiprnn.experiment.cli import launch_problem
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert "needs a Slurm cluster" in launch_problem(["-m", "hydra/launcher=slurm"])
+    afile = tmp_path / "a_file"
+    afile.write_text("")
+    assert launch_problem([f"hydra.sweep.dir={afile}"]) == f"hydra.sweep.dir={afile} is a file: give a folder (new or existing) for the runs"
+    assert launch_problem([f"hydra.sweep.dir={tmp_path}", "hydra/launcher=basic"]) is None
+
+
+def test_budget_loss_refuses_a_negative_or_infinite_cost():
+    from skiprnn import budget_loss
+
+    with pytest.raises(ValueError, match="lam must be a finite number >= 0"):
+        budget_loss(torch.ones(5, 2), lam=-1)
+    with pytest.raises(ValueError, match="lam must be a finite number >= 0"):
+        budget_loss(torch.ones(5, 2), lam=float("inf"))
+    assert budget_loss(torch.ones(5, 2), lam=0.5).item() == 2.5

@@ -79,3 +79,21 @@ def test_a_run_lowest_at_its_end_because_it_collapsed_is_not_counted_as_still_fa
     assert tables._still_falling([falling, settled], tail=90) == "1 of 2 runs"
     assert tables._still_falling([falling, settled, collapsed], tail=90) == "1 of 3 runs; 1 more lowest there but unsolved"
     assert tables._still_falling([], tail=90) == "–"
+
+
+def test_a_table_is_never_replaced_by_an_empty_one_nor_rewritten_for_its_time_stamp(tmp_path, capsys):
+    from skiprnn.experiment.tables import main
+
+    (tmp_path / "table1").mkdir()
+    assert main(["table1", "--seeds", "7", "--results", str(tmp_path), "--no-report"]) == 0  # nothing there yet
+    table = tmp_path / "table1.md"
+    first = table.read_text()
+    assert "Finished runs: 0 of 10" in first
+    stamp = table.stat().st_mtime_ns
+    assert main(["table1", "--seeds", "7", "--results", str(tmp_path), "--no-report"]) == 0
+    assert table.stat().st_mtime_ns == stamp and "up to date" in capsys.readouterr().out
+    kept = first.replace("Finished runs: 0 of 10", "Finished runs: 3 of 10")  # as a committed table with runs
+    table.write_text(kept)
+    assert main(["table1", "--seeds", "7", "--results", str(tmp_path), "--no-report"]) == 1
+    assert table.read_text() == kept
+    assert "no finished runs for seed(s) 7" in capsys.readouterr().err

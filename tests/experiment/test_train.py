@@ -1,5 +1,6 @@
 """End-to-end runs through the real CLI: metrics, curves, W&B offline files, sweeps with failures, resume."""
 import json
+import os
 import shutil
 import subprocess
 
@@ -45,12 +46,13 @@ def test_tiny_run_writes_metrics_curve_and_offline_wandb_run(cli, tmp_path):
 
 def test_finished_run_is_not_trained_again_and_conflicts_are_refused(cli, tmp_path):
     run_dir = tmp_path / "run"
-    args = ["trainer.max_steps=2", "trainer.eval_every=2", f"hydra.run.dir={run_dir}", "logger=none", *TINY]
+    args = ["trainer.max_steps=2", "trainer.eval_every=1", f"hydra.run.dir={run_dir}", "logger=none", *TINY]
     cli(*args)
     before = (run_dir / "metrics.json").read_text()
     record = {p.name: p.read_text() for p in (run_dir / ".hydra").iterdir()}
     assert set(record) == {"config.yaml", "overrides.yaml"} and "trainer.max_steps=2" in record["overrides.yaml"]
-    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "checkpoint.pt", "curve.jsonl", "metrics.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "checkpoint.prev.pt", "checkpoint.pt", "curve.jsonl",
+                                                         "metrics.json"]  # two evaluations: the one before is kept
     assert json.loads(before)["overrides"] == [a for a in args if not a.startswith("hydra.")]  # stored with the result
     again = cli(*args[1:], "trainer.max_steps=1", "trainer.progress=false")  # a smaller budget: nothing to train
     assert "not training again" in again.stdout
@@ -497,3 +499,19 @@ def test_metrics_and_checkpoint_legs_record_where_the_run_ran(cli, tmp_path):
                "numerics=reproducible", f"hydra.run.dir={run_dir}", *TINY, check=False)
     assert done.returncode != 0
     assert "trained with numerics=fast" in done.stderr + done.stdout and "numerics=reproducible" in done.stderr + done.stdout
+
+
+def test_a_run_being_trained_by_another_process_is_refused_untouched(cli, tmp_path):
+    from skiprnn.experiment import tracking
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with tracking.run_lock(run_dir):  # as a second sweep into the same folder would find it
+        done = cli("task=adding", "model=skip_gru", "trainer.max_steps=3", "trainer.eval_every=3", "logger=none",
+                   f"hydra.run.dir={run_dir}", *TINY, check=False)
+    assert done.returncode != 0
+    assert f"is being trained by process {os.getpid()}" in done.stderr + done.stdout
+    assert sorted(p.name for p in run_dir.iterdir()) == []  # no failed.json, no curve (the lock went with its holder)
+    cli("task=adding", "model=skip_gru", "trainer.max_steps=3", "trainer.eval_every=3", "logger=none",
+        f"hydra.run.dir={run_dir}", *TINY)  # once the lock is free, it trains
+    assert (run_dir / "metrics.json").exists()

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import rows, sweep
 from .config import check_device, check_known_keys, check_values, register
-from .errors import UserError, storage_message
+from .errors import Terminated, UserError, storage_message
 from .identity import recorded_config
 
 CONF_DIR = str(Path(__file__).resolve().parents[3] / "conf")
@@ -71,11 +71,25 @@ def cross_task_option(args: list[str]) -> str | None:
             + " (or one experiment file per task in conf/experiment/, swept with experiment=a,b)")
 
 
+def launch_problem(args: list[str]) -> str | None:
+    """Where the runs would go or how they would be launched cannot work here: said before Hydra starts."""
+    import shutil
+
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key == "hydra/launcher" and value == "slurm" and shutil.which("sbatch") is None:
+            return ("hydra/launcher=slurm needs a Slurm cluster, and this machine has none (no `sbatch`): start the "
+                    "sweep on the cluster's login node, or try the same path here with hydra/launcher=local_jobs")
+        if key in ("hydra.sweep.dir", "hydra.run.dir") and Path(value.strip("\"'")).is_file():
+            return f"{key}={value} is a file: give a folder (new or existing) for the runs"
+    return None
+
+
 def main() -> None:
     if not Path(CONF_DIR).is_dir():  # a non-editable install: the configs stay in the clone
         sys.exit(f"error: skiprnn's configs are not at {CONF_DIR}. They live in the repository's conf/ folder, so "
                  "install skiprnn from a clone with `pip install -e .` (or `make venv`) and run it there.")
-    problem = cross_task_option(sys.argv[1:]) or rows.unknown_row(sys.argv[1:])
+    problem = cross_task_option(sys.argv[1:]) or rows.unknown_row(sys.argv[1:]) or launch_problem(sys.argv[1:])
     if problem:
         sys.exit(f"error: {problem}")
     code: int | str | None = 0
@@ -83,8 +97,8 @@ def main() -> None:
         _hydra_main()
     except SystemExit as stop:
         code = stop.code
-    except KeyboardInterrupt:
-        code = 130  # the trainer has said where it stopped and how to resume
+    except KeyboardInterrupt as stop:  # the trainer has said where it stopped and how to resume
+        code = 143 if isinstance(stop, Terminated) else 130
     finally:
         failed = sweep.report()
     if isinstance(code, str):

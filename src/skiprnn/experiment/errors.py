@@ -8,6 +8,11 @@ class UserError(Exception):
     """A problem with the input, not a bug: printed as ``error: <message>``."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a Slurm time limit or preemption, ``kill``): handled as Ctrl-C, so a run says where it stopped and
+    resumes from its last checkpoint; the command exits with 143, as a process ended by SIGTERM."""
+
+
 class ConfigError(UserError, ValueError):
     """A config value of the right type but outside its allowed range, or an unknown key; the message names the key."""
 
@@ -18,6 +23,10 @@ class RunConflict(UserError, RuntimeError):
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read."""
+
+
+class OutOfMemory(UserError, MemoryError):
+    """A run that needs more memory than the device has; the message names the keys that size it."""
 
 
 class DataError(UserError, FileNotFoundError):

@@ -14,6 +14,7 @@ import argparse
 import csv
 import io
 import math
+import re
 import shlex
 import statistics
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 from yaml import YAMLError
 
 from . import records, tracking
+from .errors import UserError
 from .identity import EXECUTION, as_trained, matches
 from .records import metric_key
 from .tasks import paper_tables
@@ -621,17 +623,39 @@ def write_report(table: PaperTable, results: Path, seeds: list[int]) -> Path:
                         seeds=seeds, png=results / f"{table.name}.png")
 
 
+_STAMP = re.compile(r"\*\*Aggregated\*\* [^*]*? by ")
+
+
+class EmptyTable(UserError):
+    """No finished run for the seeds asked for, and a table with runs already written: it is left as it is."""
+
+
+def _finished(text: str) -> int:
+    """How many finished runs a written table counts ("Finished runs: N of M"); 0 when it does not say."""
+    found = re.search(r"Finished runs: (\d+) of", text)
+    return int(found.group(1)) if found else 0
+
+
 def write(table: PaperTable, results: Path, seeds: list[int], note: str = "",
-          overrides: list[str] | None = None) -> Path:
+          overrides: list[str] | None = None) -> tuple[Path, bool]:
+    """Write the table and its CSV; returns (the table's path, whether it changed). A table that differs only in
+    its time stamp is not rewritten, and one with finished runs is never replaced by one without (EmptyTable)."""
     text, rows = build(table, results, seeds, note, overrides)
+    out = results / f"{table.name}.md"
+    old = out.read_text() if out.exists() else ""
+    if _finished(text) == 0 and _finished(old) > 0:
+        raise EmptyTable(f"no finished runs for seed(s) {', '.join(map(str, seeds))} in {results / table.name}, so "
+                         f"{out} (with {_finished(old)} finished runs) is left as it is. Train them first "
+                         f"(make reproduce-{table.name} SEEDS=...), or pass the seeds that have runs")
+    if _STAMP.sub("", old) == _STAMP.sub("", text):
+        return out, False
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
     results.mkdir(parents=True, exist_ok=True)
-    out = results / f"{table.name}.md"
     tracking.atomic_write_texts({out: text, results / f"{table.name}.csv": buffer.getvalue()})
-    return out
+    return out, True
 
 
 def parse_seeds(parser: argparse.ArgumentParser, text: str | None, table: PaperTable) -> list[int]:
@@ -669,7 +693,11 @@ def main(argv: list[str] | None = None) -> int:
                      "or point --results at the folder that holds them")
     note_file = args.results / f"{table.name}_note.md"
     note = args.note.strip() if args.note is not None else (note_file.read_text().strip() if note_file.exists() else "")
-    out = write(table, args.results, seeds, note, args.overrides)
+    try:
+        out, changed = write(table, args.results, seeds, note, args.overrides)
+    except EmptyTable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if args.note is not None:  # kept only once the table it belongs to is written
         if note:
             tracking.atomic_write_text(note_file, note + "\n")
@@ -679,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     if left_out:
         print(f"note: --seeds {args.seeds} leaves out finished runs of seed(s) {', '.join(map(str, left_out))}; "
               f"pass them in --seeds to include them", file=sys.stderr)
-    print(f"wrote {out}")
+    print(f"wrote {out}" if changed else f"{out} is up to date (only its time stamp would change): left as it is")
     if not args.no_report:
         print(f"wrote {write_report(table, args.results, seeds)} (open it in a browser) and {table.name}.png")
     return 0

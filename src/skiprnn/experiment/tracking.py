@@ -2,6 +2,7 @@
 truth (written atomically); Weights & Biases mirrors them, offline unless asked otherwise."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 METRICS, CURVE, FAILED, CHECKPOINT = "metrics.json", "curve.jsonl", "failed.json", "checkpoint.pt"
+LOCK = ".training.lock"  # held (flock) by the process training the run
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"  # the one before, kept in case the newest is damaged
 WANDB_ID = "wandb_id.txt"  # the W&B run id, so that a resumed run continues the same W&B run
 RECORD = ".hydra"  # config.yaml and overrides.yaml of the invocation that trained the run (Hydra's layout)
@@ -25,10 +27,40 @@ def _synced_temp(path: Path, write: Callable[[IO], None], binary: bool = False) 
             write(f)
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        cause = error.__context__ or error.__cause__
+        if not isinstance(error, OSError) and isinstance(cause, OSError) and cause.errno is not None:
+            # torch.save reports a full disk as a RuntimeError about file positions: raise the disk's own error
+            raise OSError(cause.errno, os.strerror(cause.errno), str(path)) from error
         raise
     return tmp
+
+
+class RunLocked(Exception):
+    """Another process holds the run's lock; the message names it."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold ``run_dir``'s lock while a process trains it; raises RunLocked when another process holds it (two
+    sweeps started into one folder would otherwise both train the run, and write one W&B run id twice)."""
+    import fcntl
+
+    with open(run_dir / LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise RunLocked(handle.read().strip() or "another process") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            (run_dir / LOCK).unlink(missing_ok=True)  # while still held: a finished run's folder keeps no lock file
 
 
 def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:

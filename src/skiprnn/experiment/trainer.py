@@ -22,7 +22,7 @@ from ..backends import numerics
 from ..nn.flops import inference_flops
 from ..nn.rnn import budget_loss
 from . import tracking
-from .errors import CheckpointError, ConfigError, RunConflict
+from .errors import CheckpointError, ConfigError, OutOfMemory, RunConflict, Terminated
 from .identity import as_trained, identifies_run
 from .model import SequenceModel, model_from_config
 from .tasks import build_task
@@ -229,21 +229,42 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, curve: list, fp: d
     tracking.atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
 @contextlib.contextmanager
 def _deferred_interrupt():
-    """Ctrl-C during the block takes effect when it ends: the curve and its checkpoint are saved together, so a
-    stopped run never leaves a curve ahead of its checkpoint, nor the checkpoint half-replaced."""
+    """Ctrl-C or SIGTERM during the block takes effect when it ends: the curve and its checkpoint are saved together,
+    so a stopped run never leaves a curve ahead of its checkpoint, nor the checkpoint half-replaced."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread receives signals
         yield
         return
     caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if caught:
-        raise KeyboardInterrupt
+        raise Terminated if caught[0] == signal.SIGTERM else KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_stops_the_run():
+    """SIGTERM raises Terminated (a KeyboardInterrupt) in the training loop, as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _load_checkpoint(path: Path, device) -> dict:
@@ -305,12 +326,20 @@ def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None, sweep_di
             return done
 
     try:
-        return _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir, record)
+        with tracking.run_lock(run_dir):
+            return _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir, record)
+    except tracking.RunLocked as holder:
+        raise RunConflict(f"{run_dir} is being trained by {holder} (another sweep or command on the same folder): "
+                          "let it finish, then rerun to skip or resume it") from None
     except RunConflict:
         raise  # another config's run lives here: leave its directory as it is
     except Exception as error:
+        if isinstance(error, RuntimeError) and ("can't allocate memory" in str(error) or "out of memory" in str(error)):
+            error = OutOfMemory(f"{run_dir}: the run needs more memory than {tcfg['device']} has "
+                                f"({str(error).splitlines()[0][:120]}). Lower trainer.batch_size={tcfg['batch_size']} "
+                                "(or task.eval_batch_size / model.hidden_size), or run fewer jobs at once (JOBS=)")
         record_failure(run_dir, error, overrides, record)  # its checkpoint stays for a retry
-        raise
+        raise error from None
 
 
 def record_failure(run_dir: Path, error: Exception, overrides: list[str], cfg: dict) -> None:
@@ -375,7 +404,7 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir=Non
     tracker = tracking.Tracker(cfg["logger"], run_dir, run_label(cfg, run_dir), tracking.wandb_group(cfg, sweep_dir),
                                {**record, "environment": env}, resume_id, wandb_root=sweep_dir, metric=task.metric,
                                higher_is_better=task.higher_is_better)
-    with tracker:
+    with tracker, _sigterm_stops_the_run():
         if tracker.run_id:
             wandb_id_file.write_text(tracker.run_id)
         return _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device,

@@ -7,6 +7,7 @@ outputs.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
@@ -242,6 +243,8 @@ def budget_loss(updates: Tensor, lam: float, lengths: Tensor | None = None, batc
     """λ · Σ_t u_t, averaged over the batch (paper Eq. 8). Padded steps (t >= length) do not count."""
     if updates.dim() != 2:
         raise ValueError(f"updates must have shape (T, B) or (B, T); got {tuple(updates.shape)}")
+    if not 0 <= lam < math.inf:
+        raise ValueError(f"lam must be a finite number >= 0 (a cost per update); got {lam!r}")
     if batch_first:
         updates = updates.t()
     if lengths is not None:

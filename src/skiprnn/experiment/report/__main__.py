@@ -70,6 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if not coll.runs:
         print(f"warning: no run directory found below {', '.join(args.folders)}", file=sys.stderr)
+    if args.paper:
+        from .series import load_paper
+
+        known = {g.label for g in coll.groups} | {row for g in coll.groups for row in g.rows}
+        unused = sorted(set(load_paper(args.paper)) - known)
+        if unused:
+            print(f"warning: {args.paper} names {', '.join(map(repr, unused))}, which no group or row of these runs "
+                  f"has (they are: {', '.join(sorted(known)) or 'none'}); those values are not shown", file=sys.stderr)
     print(f"wrote {summary(out, coll)}", file=sys.stderr)
     if args.png:
         print(f"wrote {args.png}", file=sys.stderr)

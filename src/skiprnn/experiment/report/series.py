@@ -48,7 +48,11 @@ def load_paper(paper: Paper | str | os.PathLike | None) -> dict[str, dict]:
     if paper is None:
         return {}
     if isinstance(paper, (str, os.PathLike)):
-        paper = json.loads(Path(paper).read_text(encoding="utf-8"))
+        try:
+            paper = json.loads(Path(paper).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{paper} is not valid JSON ({error}): it must map a group or row name to "
+                             "{'metric': ..., 'updates': ...}") from None
     if not isinstance(paper, Mapping):
         raise ValueError("paper values must map a group or row name to {'metric': ..., 'updates': ...}")
     out = {}
