@@ -39,7 +39,7 @@ def test_default_launcher_runs_jobs_in_parallel():
     overrides = sweep_overrides("SEEDS=0", "JOBS=3")
     assert "hydra/launcher=local_parallel" in overrides and "hydra.launcher.n_jobs=3" in overrides
     launcher = compose_launcher(overrides)
-    assert "JoblibLauncher" in launcher and "n_jobs: 3" in launcher
+    assert "skiprnn_launcher.LocalParallelLauncher" in launcher and "n_jobs: 3" in launcher
 
 
 def test_basic_launcher_gets_no_parallel_only_keys():

@@ -267,3 +267,35 @@ def test_budget_loss_refuses_a_negative_or_infinite_cost():
     with pytest.raises(ValueError, match="lam must be a finite number >= 0"):
         budget_loss(torch.ones(5, 2), lam=float("inf"))
     assert budget_loss(torch.ones(5, 2), lam=0.5).item() == 2.5
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_its_own_run_only_and_the_same_command_resumes_it(tmp_path):
+    """kill -9 of one run's process (what the out-of-memory killer sends) under the default local_parallel launcher:
+    the run beside it and the queued one finish, the summary names the killed run with its signal, the exit code is
+    non-zero, and rerunning the command resumes the dead run."""
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_DIR=str(tmp_path / "wandb_home"), OMP_NUM_THREADS="1")
+    env.pop("ATEN_CPU_CAPABILITY", None)
+    sweep = tmp_path / "sweep"
+    args = [sys.executable, "-m", "skiprnn.train", "-m", "seed=0,1,2", "trainer.max_steps=200", "trainer.eval_every=20",
+            "logger=none", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", *TINY]
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = None
+    deadline = time.time() + 120
+    while time.time() < deadline and victim is None:
+        for lock in sweep.rglob(".training.lock"):
+            if "seed=0" in str(lock) and (lock.parent / "curve.jsonl").exists():
+                victim = lock
+                break
+        time.sleep(0.1)
+    assert victim is not None, "seed 0 never started"
+    os.kill(int(victim.read_text().split()[1]), signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert "1 job(s) of this sweep failed" in out and "killed by SIGKILL" in out, out + err
+    runs = {p.parent.name: p.parent for p in sweep.rglob("metrics.json")}
+    assert sorted(name.split("seed=")[1].split(",")[0] for name in runs) == ["1", "2"]  # the others finished
+    assert "killed by SIGKILL" in (victim.parent / "failed.json").read_text()
+    again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming from step" in again.stdout and (victim.parent / "metrics.json").exists()
