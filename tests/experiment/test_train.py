@@ -515,3 +515,13 @@ def test_a_run_being_trained_by_another_process_is_refused_untouched(cli, tmp_pa
     cli("task=adding", "model=skip_gru", "trainer.max_steps=3", "trainer.eval_every=3", "logger=none",
         f"hydra.run.dir={run_dir}", *TINY)  # once the lock is free, it trains
     assert (run_dir / "metrics.json").exists()
+
+
+def test_a_run_shorter_than_two_evaluations_is_evaluated_at_step_0_too(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    cli("task=adding", "model=skip_gru", "trainer.max_steps=4", "logger=none", f"hydra.run.dir={run_dir}", *TINY)
+    curve = read_curve(run_dir)
+    assert [r["step"] for r in curve] == [0, 4]  # eval_every is 300: one evaluation otherwise
+    assert "train_loss" not in curve[0] and curve[0]["val_update_fraction"] == 1.0  # untrained: b_p = 1
+    final = json.loads((run_dir / "metrics.json").read_text())["final"]
+    assert final["step"] == 4 and final["stable_window"] == 1  # the step-0 row is no result

@@ -459,3 +459,24 @@ def test_gate_init_changes_the_update_gate_weight_alone():
         if name != "rnn.update_gate.weight":
             assert torch.equal(glorot[name], torch_init[name]), name
     assert torch.equal(after["glorot"], after["torch"])
+
+
+def test_budget_loss_takes_the_layout_and_lengths_from_the_output():
+    """budget_loss(out, lam) cannot mix up (T, B) and (B, T): the output knows its layout and its lengths."""
+    torch.manual_seed(0)
+    x = torch.randn(5, 7, 2)  # (B, T, I)
+    lengths = torch.tensor([7, 3, 5, 1, 6])
+    for batch_first in (True, False):
+        rnn = SkipRNN("skip_gru", 2, 8, batch_first=batch_first)
+        with torch.no_grad():
+            rnn.update_gate.bias.fill_(-0.4)  # Δ ≈ 0.4: updates every other step
+        xin = x if batch_first else x.transpose(0, 1)
+        out = rnn(xin, lengths=lengths)
+        u, state = out.updates, out[2]  # still a 3-tuple
+        assert len(out) == 3
+        per_seq = (u if batch_first else u.t()).sum(1)  # padding already 0 in updates
+        expected = 0.5 * per_seq.mean()
+        assert torch.allclose(budget_loss(out, 0.5), expected)
+        assert torch.allclose(budget_loss(u, 0.5, lengths=lengths, batch_first=batch_first), expected)
+    with pytest.raises(ValueError, match="knows its layout and lengths"):
+        budget_loss(out, 0.5, batch_first=True)

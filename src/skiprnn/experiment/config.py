@@ -297,11 +297,6 @@ def check_values(cfg: dict) -> None:
             node = node[part]
         if present and not ok(node):
             raise ConfigError(f"{key}={node!r} is not allowed: {key} must be {allowed}")
-    trainer = cfg.get("trainer") or {}
-    if not trainer.get("max_epochs") and trainer.get("eval_every", 0) > trainer.get("max_steps", math.inf):
-        raise ConfigError(f"trainer.max_steps={trainer['max_steps']} is below trainer.eval_every={trainer['eval_every']}: "
-                          "the run would be evaluated once, at its end, and its learning curves would be empty. Lower "
-                          f"trainer.eval_every (e.g. trainer.eval_every={max(1, trainer['max_steps'] // 10)})")
     model = cfg.get("model") or {}
     if model.get("original_stack_bug") and (str(model.get("mode")) != "skip_gru" or model.get("num_layers", 1) < 2):
         raise ConfigError(f"model.original_stack_bug=true is not allowed with model.mode={model.get('mode')} and "

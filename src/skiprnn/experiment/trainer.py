@@ -6,6 +6,7 @@ config and at least the same budget) does not train again; a run that finds a ch
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import shutil
@@ -192,6 +193,7 @@ def _mean(rows: list[dict], key: str) -> float:
 
 def summarize(curve: list[dict], task, cfg: dict, model_cfg: dict) -> dict:
     """Final values, and the same averaged over the last evaluations to show how settled they are."""
+    curve = [r for r in curve if r["step"] > 0] or curve  # a short run's step-0 evaluation is no result
     last, window = curve[-1], curve[-cfg["trainer"]["stable_window"]:]
     metric = task.metric
     final = {k: v for k, v in last.items()}
@@ -219,9 +221,12 @@ def _wandb_key(key: str) -> str:
     return f"{split}/{rest}" if split in ("train", "val", "test") else key
 
 
-def _save_checkpoint(path: Path, model, optimizer, step: int, curve: list, fp: dict, legs: list) -> None:
+def _save_checkpoint(path: Path, model, optimizer, step: int, curve: list, fp: dict, legs: list,
+                     interval: dict | None = None) -> None:
+    """``interval``: the training sums since the last evaluation, for a checkpoint between two (a stopped run), so
+    that its resumption reports the same averages as an uninterrupted run."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "curve": curve,
-             "rng": torch.get_rng_state(), "fingerprint": fp, "legs": legs}
+             "rng": torch.get_rng_state(), "fingerprint": fp, "legs": legs, "interval": interval}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()  # p_skip draws on the device's generator
     if path.exists():  # keep the one before: a damaged newest checkpoint then costs one evaluation interval
@@ -232,14 +237,27 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, curve: list, fp: d
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated
+class StopRequest:
+    """Ctrl-C or SIGTERM (a Slurm time limit or preemption, ``kill``) while a run trains: noted, and acted on at the
+    end of the current step, which the run then saves (``_loop``); a second signal stops at once."""
+
+    def __init__(self):
+        self.signal: int | None = None
+
+    def __call__(self, signum, frame):
+        if self.signal is not None:
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        self.signal = signum
+
+    def exception(self) -> KeyboardInterrupt:
+        return Terminated() if self.signal == signal.SIGTERM else KeyboardInterrupt()
 
 
 @contextlib.contextmanager
 def _deferred_interrupt():
     """Ctrl-C or SIGTERM during the block takes effect when it ends: the curve and its checkpoint are saved together,
-    so a stopped run never leaves a curve ahead of its checkpoint, nor the checkpoint half-replaced."""
+    so a stopped run never leaves a curve ahead of its checkpoint, nor the checkpoint half-replaced. Inside the
+    training loop the signal goes to its StopRequest; elsewhere it raises."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread receives signals
         yield
         return
@@ -251,20 +269,26 @@ def _deferred_interrupt():
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if caught:
-        raise Terminated if caught[0] == signal.SIGTERM else KeyboardInterrupt
+        handler = previous[caught[0]]
+        if isinstance(handler, StopRequest):
+            handler(caught[0], None)
+        else:
+            raise Terminated if caught[0] == signal.SIGTERM else KeyboardInterrupt
 
 
 @contextlib.contextmanager
-def _sigterm_stops_the_run():
-    """SIGTERM raises Terminated (a KeyboardInterrupt) in the training loop, as Ctrl-C does."""
+def _stop_requests():
+    """A StopRequest that takes Ctrl-C and SIGTERM for the block (None outside the main thread, which gets no signals)."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield None
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    stop = StopRequest()
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     try:
-        yield
+        yield stop
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _load_checkpoint(path: Path, device) -> dict:
@@ -367,7 +391,7 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir=Non
     device = torch.device(tcfg["device"])
     model = model_from_config(mcfg, task.input_size, task.output_size, task.readout).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], betas=(0.9, 0.999), eps=1e-8)
-    start, curve, legs = 0, [], []
+    start, curve, legs, interval = 0, [], [], None
     previous = run_dir / tracking.PREVIOUS_CHECKPOINT
     if not ckpt_path.exists() and previous.exists():  # killed between the two renames of _save_checkpoint
         ckpt_path = previous
@@ -378,7 +402,7 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir=Non
                               f"{', '.join(differences(state['fingerprint'], fp))}). Choose another directory or pass force=true.")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start, curve = state["step"], state["curve"]
+        start, curve, interval = state["step"], state["curve"], state.get("interval")
         legs = state.get("legs") or [{"commit": "unrecorded", "from_step": 0}]  # checkpoints made before legs were kept
         torch.set_rng_state(state["rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
@@ -404,71 +428,103 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir=Non
     tracker = tracking.Tracker(cfg["logger"], run_dir, run_label(cfg, run_dir), tracking.wandb_group(cfg, sweep_dir),
                                {**record, "environment": env}, resume_id, wandb_root=sweep_dir, metric=task.metric,
                                higher_is_better=task.higher_is_better)
-    with tracker, _sigterm_stops_the_run():
+    with tracker:
         if tracker.run_id:
             wandb_id_file.write_text(tracker.run_id)
-        return _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device,
-                     overrides, legs, record)
+        state = TrainingState(start, curve, legs, interval or {"loss": 0.0, "task_loss": 0.0, "updates": 0.0, "n": 0,
+                                                               "seconds": 0.0})
+        return _loop(cfg, run_dir, task, model, optimizer, tracker, state, max_steps, eval_every, fp, device,
+                     overrides, record)
 
 
-def _loop(cfg, run_dir, task, model, optimizer, tracker, start, curve, max_steps, eval_every, fp, device, overrides,
-          legs, record=None):
+@dataclasses.dataclass
+class TrainingState:
+    """Where a run stands: its last completed step, its evaluations, the invocations (legs) that trained it, and the
+    training sums since its last evaluation."""
+    start: int
+    curve: list
+    legs: list
+    interval: dict
+
+
+def _evaluation_row(model, task, step: int, max_steps: int, evaluation: int, seed: int, device) -> dict:
+    row = {"step": step, "max_steps": max_steps, **evaluate(model, task, "val", evaluation, seed, device)}
+    if task.has_test:
+        row.update(evaluate(model, task, "test", evaluation, seed, device))
+    return row
+
+
+def _loop(cfg, run_dir, task, model, optimizer, tracker, state: TrainingState, max_steps, eval_every, fp, device,
+          overrides, record=None):
     tcfg, seed, lam = cfg["trainer"], cfg["seed"], cfg["lam"]
+    start, curve, legs, sums = state.start, state.curve, state.legs, state.interval
     halt = tcfg.get("halt_after_steps")
     progress = Progress(max_steps, start, run_label(cfg, run_dir), tcfg["progress"])
     params = list(model.parameters())
-    sums = {"loss": 0.0, "task_loss": 0.0, "updates": 0.0, "n": 0}
-    train_seconds = 0.0
     step = start
+    if start == 0 and not curve and max_steps < 2 * eval_every:
+        # A budget with fewer than two evaluations (a short trial) is evaluated at step 0 too, so that its learning
+        # curves have two points; evaluation -1 draws its own batches, so the later evaluations are unchanged.
+        curve.append(_evaluation_row(model, task, 0, max_steps, -1, seed, device))
+        tracker.log({_wandb_key(k): v for k, v in curve[-1].items() if k != "step"}, 0)
+    stopped = None
     try:
-        for step in range(start + 1, max_steps + 1):
-            tick = time.perf_counter()
-            x, y, lengths = as_batch(task.train_batch(step - 1, tcfg["batch_size"], seed))
-            x, y = x.to(device), y.to(device)
-            if lengths is None:
-                prediction, updates = model(x)
-                task_loss = task.loss(prediction, y)
-            else:  # padded sequences: the model masks the padding, the loss and the budget count real steps only
-                lengths = lengths.to(device)
-                prediction, updates = model(x, lengths=lengths)
-                task_loss = task.loss(prediction, y, lengths)
-            loss = task_loss + budget_loss(updates, lam, lengths=lengths) if lam else task_loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
-            optimizer.step()
-            train_seconds += time.perf_counter() - tick
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step}")
-            fraction = (updates.detach().mean() if lengths is None else updates.detach().sum() / lengths.sum()).item()
-            for key, value in (("loss", loss.item()), ("task_loss", task_loss.item()), ("updates", fraction), ("n", 1)):
-                sums[key] += value
-            progress.step({"loss": f"{loss.item():.3g}", "upd": f"{100 * fraction:.0f}%"})
+        with _stop_requests() as stop:
+            for step in range(start + 1, max_steps + 1):
+                tick = time.perf_counter()
+                x, y, lengths = as_batch(task.train_batch(step - 1, tcfg["batch_size"], seed))
+                x, y = x.to(device), y.to(device)
+                if lengths is None:
+                    prediction, updates = model(x)
+                    task_loss = task.loss(prediction, y)
+                else:  # padded sequences: the model masks the padding, the loss and the budget count real steps only
+                    lengths = lengths.to(device)
+                    prediction, updates = model(x, lengths=lengths)
+                    task_loss = task.loss(prediction, y, lengths)
+                loss = task_loss + budget_loss(updates, lam, lengths=lengths) if lam else task_loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
+                optimizer.step()
+                sums["seconds"] += time.perf_counter() - tick
+                if not math.isfinite(loss.item()):
+                    raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+                fraction = (updates.detach().mean() if lengths is None else updates.detach().sum() / lengths.sum()).item()
+                for key, value in (("loss", loss.item()), ("task_loss", task_loss.item()), ("updates", fraction), ("n", 1)):
+                    sums[key] += value
+                progress.step({"loss": f"{loss.item():.3g}", "upd": f"{100 * fraction:.0f}%"})
 
-            evaluated = step % eval_every == 0 or step == max_steps
-            if evaluated:
-                n = sums["n"]
-                row = {"step": step, "max_steps": max_steps, "train_loss": sums["loss"] / n, "train_task_loss": sums["task_loss"] / n,
-                       "train_update_fraction": sums["updates"] / n, "seconds_per_step": train_seconds / n}
-                evaluation = len(curve)
-                row.update(evaluate(model, task, "val", evaluation, seed, device))
-                if task.has_test:
-                    row.update(evaluate(model, task, "test", evaluation, seed, device))
-                curve.append(row)
-                sums = {k: 0.0 for k in sums}
-                train_seconds = 0.0
-                with _deferred_interrupt():
-                    tracking.write_curve(run_dir, curve)
-                    _save_checkpoint(run_dir / tracking.CHECKPOINT, model, optimizer, step, curve, fp, legs)
-                tracker.log({_wandb_key(k): v for k, v in row.items() if k != "step"}, step)
-                progress.evaluation(row, task.metric, max_steps)
-            if halt and evaluated and step - start >= halt and step < max_steps:
-                print(f"halting at step {step} (trainer.halt_after_steps={halt} in this invocation); rerun to resume",
-                      flush=True)
-                return None
+                evaluated = step % eval_every == 0 or step == max_steps
+                if evaluated:
+                    n = sums["n"]
+                    row = {"train_loss": sums["loss"] / n, "train_task_loss": sums["task_loss"] / n,
+                           "train_update_fraction": sums["updates"] / n, "seconds_per_step": sums["seconds"] / n}
+                    evaluation = sum(r["step"] > 0 for r in curve)  # a step-0 evaluation has its own batches
+                    row = {**_evaluation_row(model, task, step, max_steps, evaluation, seed, device), **row}
+                    curve.append(row)
+                    sums = {k: 0.0 for k in sums}
+                    with _deferred_interrupt():
+                        tracking.write_curve(run_dir, curve)
+                        _save_checkpoint(run_dir / tracking.CHECKPOINT, model, optimizer, step, curve, fp, legs)
+                    tracker.log({_wandb_key(k): v for k, v in row.items() if k != "step"}, step)
+                    progress.evaluation(row, task.metric, max_steps)
+                if stop is not None and stop.signal is not None and step < max_steps:
+                    # stopped between two steps: this step is saved, with the sums since the last evaluation
+                    if not evaluated:
+                        with _deferred_interrupt():
+                            _save_checkpoint(run_dir / tracking.CHECKPOINT, model, optimizer, step, curve, fp, legs,
+                                             interval=sums)
+                    stopped = stop.exception()
+                    break
+                if halt and evaluated and step - start >= halt and step < max_steps:
+                    print(f"halting at step {step} (trainer.halt_after_steps={halt} in this invocation); rerun to resume",
+                          flush=True)
+                    return None
+        if stopped is not None:
+            raise stopped
     except KeyboardInterrupt:
         progress.close()
-        saved = curve[-1]["step"] if curve else 0
+        saved = step if stopped is not None else (curve[-1]["step"] if curve else 0)
         print(f"\n{run_label(cfg, run_dir)}: stopped at step {step}; {run_dir / tracking.CHECKPOINT} holds step {saved:,}. "
               "Rerun the same command to resume from there.", flush=True)
         tracker.stopped = True

@@ -23,18 +23,26 @@ from ..cells.state import SkipState, valid_steps
 MODES = ("lstm", "gru", "skip_lstm", "skip_gru")
 
 
-class SkipRNNOutput(NamedTuple):
+class _OutputFields(NamedTuple):
+    output: Tensor
+    updates: Tensor
+    state: SkipState
+
+
+class SkipRNNOutput(_OutputFields):
     """What ``SkipRNN`` returns.
 
     output: the top layer's h at every step, (T, B, H), or (B, T, H) with batch_first.
     updates: the binary u_t, (T, B), or (B, T) with batch_first; all ones for plain cells, 0 on padding. It carries
-        the straight-through gradient, so ``budget_loss(updates, lam)`` trains the update gate.
+        the straight-through gradient, so ``budget_loss(out, lam)`` trains the update gate.
     state: the final ``SkipState``, to pass back in.
+
+    It also knows its layout: ``batch_first`` and ``lengths`` (attributes, not fields: ``output, updates, state =
+    rnn(x)`` unpacks as ever), so ``budget_loss(out, lam)`` cannot mix up (T, B) and (B, T).
     """
 
-    output: Tensor
-    updates: Tensor
-    state: SkipState
+    batch_first: bool = False
+    lengths: Tensor | None = None
 
 
 class SkipRNN(nn.Module):
@@ -183,7 +191,9 @@ class SkipRNN(nn.Module):
         output, updates, state = self._backend(batch)(self, x, state, valid, keep)
         if self.batch_first:
             output, updates = output.transpose(0, 1), updates.transpose(0, 1)
-        return SkipRNNOutput(output, updates, state)
+        out = SkipRNNOutput(output, updates, state)
+        out.batch_first, out.lengths = self.batch_first, lengths
+        return out
 
     def _backend(self, batch: int):
         """Which backend computes this call (all give the same results; see skiprnn.backends)."""
@@ -239,8 +249,17 @@ class SkipRNN(nn.Module):
         return c_new[-1] if self.has_cell_state else h_new[-1]
 
 
-def budget_loss(updates: Tensor, lam: float, lengths: Tensor | None = None, batch_first: bool = False) -> Tensor:
-    """λ · Σ_t u_t, averaged over the batch (paper Eq. 8). Padded steps (t >= length) do not count."""
+def budget_loss(updates: Tensor | SkipRNNOutput, lam: float, lengths: Tensor | None = None,
+                batch_first: bool = False) -> Tensor:
+    """λ · Σ_t u_t, averaged over the batch (paper Eq. 8). Padded steps (t >= length) do not count.
+
+    ``budget_loss(out, lam)`` with a ``SkipRNNOutput`` takes its layout and lengths from it (preferred); the tensor
+    form takes them from ``batch_first`` and ``lengths``."""
+    if isinstance(updates, SkipRNNOutput):
+        if lengths is not None or batch_first:
+            raise ValueError("budget_loss: a SkipRNNOutput knows its layout and lengths; pass it alone "
+                             "(budget_loss(out, lam)), or pass out.updates with lengths= and batch_first=")
+        updates, lengths, batch_first = updates.updates, updates.lengths, updates.batch_first
     if updates.dim() != 2:
         raise ValueError(f"updates must have shape (T, B) or (B, T); got {tuple(updates.shape)}")
     if not 0 <= lam < math.inf:
