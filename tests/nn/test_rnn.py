@@ -472,8 +472,9 @@ def test_budget_loss_takes_the_layout_and_lengths_from_the_output():
             rnn.update_gate.bias.fill_(-0.4)  # Δ ≈ 0.4: updates every other step
         xin = x if batch_first else x.transpose(0, 1)
         out = rnn(xin, lengths=lengths)
-        u, state = out.updates, out[2]  # still a 3-tuple
-        assert len(out) == 3
+        u = out.updates
+        output, updates, state = out  # still a 3-tuple
+        assert updates is u and state is out.state
         per_seq = (u if batch_first else u.t()).sum(1)  # padding already 0 in updates
         expected = 0.5 * per_seq.mean()
         assert torch.allclose(budget_loss(out, 0.5), expected)
