@@ -59,12 +59,14 @@ bench: venv ## time training and skipping inference; writes results/bench.md
 # A table number that has no conf/table/table<N>.yaml, or a JOBS that is not a positive integer: one line, before anything runs
 check_table = $(if $(wildcard conf/table/table$*.yaml),,$(error unknown table "table$*": the tables are $(patsubst conf/table/%.yaml,%,$(wildcard conf/table/table*.yaml)), e.g. make reproduce-table1))
 check_jobs = $(if $(shell echo '$(JOBS)' | grep -Ex '[1-9][0-9]*'),,$(error JOBS=$(JOBS) is not allowed: JOBS must be a whole number >= 1 (parallel runs)))
+# A table trained by epochs (conf/table/<table>.yaml sets trainer.max_epochs) would ignore STEPS
+check_steps = $(if $(and $(STEPS),$(shell grep -l 'max_epochs' conf/table/table$*.yaml 2>/dev/null)),$(error STEPS=$(STEPS) does not apply to table$*, which trains by epochs: use EPOCHS= (e.g. EPOCHS=1 for a quick run)))
 
 reproduce-table longer-table table: ## (a table's number is missing)
 	@echo 'error: name the table by its number, e.g. make $@1 (the tables: $(patsubst conf/table/%.yaml,%,$(wildcard conf/table/table*.yaml)))' >&2; exit 2
 
 reproduce-table%: venv ## run a table's sweep (SEEDS=0,1 STEPS=2000 for a quick one), then write results/table%.md
-	@: $(check_table) $(check_jobs)
+	@: $(check_table) $(check_jobs) $(check_steps)
 	status=0; $(PY) -m skiprnn.train -m table=table$* $(if $(SEEDS),seed=$(SEEDS)) 'hydra.sweep.dir="$(RESULTS)/table$*"' \
 	  $(train_overrides) || status=$$?; \
 	$(PY) -m skiprnn.tables table$* $(if $(SEEDS),--seeds $(SEEDS)) --results "$(RESULTS)" $(config_overrides); exit $$status

@@ -180,12 +180,17 @@ def test_cli_reports_missing_mnist_without_a_traceback(cli, tmp_path):
     assert "MNIST data not found" in failure["error"] and failure["config"]["task"]["name"] == "mnist"
 
 
-def test_help_lists_only_real_choices(cli):
-    """Schemas are registered in their own group, so each user-facing group offers exactly its YAML files."""
-    lines = cli("--help").stdout.splitlines()
-    for group in ("task", "model", "trainer", "logger"):
-        files = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-        assert f"{group}: {', '.join(files)}" in lines, group
+def test_help_is_skiprnns_own_with_its_real_choices_and_examples(cli):
+    """--help names each user-facing group with exactly its options (the files in conf/, and Hydra's basic launcher),
+    no internal group, and example commands."""
+    import re
+
+    text = cli("--help").stdout
+    assert "schema" not in text and "== Examples ==" in text and "docs/usage.md" in text
+    for group in ("task", "model", "table", "logger", "hydra/launcher"):
+        listed = re.search(rf"^\s+{re.escape(group)}=([\w|]+)\s", text, flags=re.M).group(1).split("|")
+        files = [p.stem for p in (CONF / group).glob("*.yaml")] + (["basic"] if group == "hydra/launcher" else [])
+        assert sorted(listed) == sorted(files), group
 
 
 def test_missing_config_folder_says_how_to_install(monkeypatch, tmp_path):

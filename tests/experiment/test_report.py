@@ -259,3 +259,17 @@ def test_keys_that_did_nothing_never_split_a_group(tmp_path):
     assert sorted(groups.values()) == [[0], [0, 1], [1]]
     assert next(g for g in coll.groups if len(g.runs) == 2).rows == ["gru"]
     assert "model.gate_init" in coll.varying  # torch against glorot, for the Skip GRU runs only
+
+
+def test_mixed_budgets_are_said_and_runs_below_the_tables_budget_flagged(tmp_path):
+    """A group averaging runs of two lengths says so in its row; a table's report flags each run shorter than the
+    budget its row asks for, as the table does."""
+    root = tmp_path / "t"
+    row = next(iter(GROUPS))
+    write_run(root / row / "seed=0", row, 0, "completed", max_steps=3000)
+    write_run(root / row / "seed=1", row, 1, "completed", max_steps=600)
+    page = build_report([root], tmp_path / "r.html", js="directory", budgets={row: 3000}).read_text()
+    assert "mixed budgets: 600; 3,000" in page
+    assert page.count("below the 3,000-step budget") == 1
+    plain = build_report([root], tmp_path / "plain.html", js="directory").read_text()
+    assert "below the" not in plain  # a report of any folder knows no budget

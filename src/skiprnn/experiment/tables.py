@@ -618,9 +618,11 @@ def write_report(table: PaperTable, results: Path, seeds: list[int]) -> Path:
     results/<table>.png (the key plots, committed)."""
     from .report import build_report
 
+    budgets = {row: cfg["trainer"]["max_steps"] for row, cfg in asked_configs(table, []).items()
+               if not cfg["trainer"].get("max_epochs")}
     return build_report([results / table.name], results / f"{table.name}.html", paper=paper_points(table, results),
                         title=f"{table.title}: runs, curves and the trade-off beside the paper", js="directory",
-                        seeds=seeds, png=results / f"{table.name}.png")
+                        seeds=seeds, png=results / f"{table.name}.png", budgets=budgets)
 
 
 _STAMP = re.compile(r"\*\*Aggregated\*\* [^*]*? by ")

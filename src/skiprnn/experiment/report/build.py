@@ -333,7 +333,11 @@ def groups_table(coll: Collection, paper: dict[str, dict]) -> str:
             else:
                 cells.append('<td class="zero">–</td><td class="zero">–</td>')
         steps = sorted({r.step for r in s["finished"]})
-        cells.append(f'<td class="num">{html.escape("; ".join(f"{x:,}" for x in steps) or "–")}</td>')
+        if len(steps) > 1:  # the means above mix budgets: said in the row, never silently
+            cells.append(f'<td class="num warn" title="the means of this row average runs of different lengths">'
+                         f'mixed budgets: {html.escape("; ".join(f"{x:,}" for x in steps))}</td>')
+        else:
+            cells.append(f'<td class="num">{html.escape("; ".join(f"{x:,}" for x in steps) or "–")}</td>')
         commits = sorted({leg["commit"] for r in g.runs for leg in r.legs})
         shown = commits[0][:12] if len(commits) == 1 else f"{len(commits)} commits" if commits else "–"
         cells.append(f'<td class="mono label" title="{html.escape(", ".join(commits))}">{html.escape(shown)}</td>')
@@ -349,13 +353,17 @@ def runs_table(coll: Collection) -> str:
         metric = g.metric
         for r in g.runs:
             css = {"completed": "ok", "unfinished": "warn"}.get(r.status, "bad")
+            status = STATUS_MARK[r.status]
+            budget = coll.budgets.get(r.row or "", 0)
+            if r.status == "completed" and r.step < budget:  # as the table's "below the N-step budget"
+                css, status = "warn", f"{status} · below the {budget:,}-step budget"
             notes = [r.error] if r.error else []
             notes += [p for p in r.problems if p != r.error]
             cells = [f'<td class="label"><span class="swatch" style="background:{color(g)}"></span>'
                      f'{html.escape(g.label)}</td>',
                      f'<td class="mono">{html.escape(r.display)}</td>',
                      f'<td class="num">{"–" if r.seed is None else r.seed}</td>',
-                     f'<td class="{css}">{html.escape(STATUS_MARK[r.status])}</td>',
+                     f'<td class="{css}">{html.escape(status)}</td>',
                      f'<td class="num">{html.escape(_progress(r))}</td>',
                      f'<td class="num">{html.escape(fmt_metric(metric, num(r.final.get(metric)) if metric else None))}</td>',
                      f'<td class="num">{html.escape(fmt_updates(num(r.final.get(UPDATES))))}</td>',
@@ -539,7 +547,8 @@ def render(coll: Collection, paper: dict[str, dict], title: str, js: str, plotly
 
 def build_report(folders: Iterable[str | os.PathLike] | str | os.PathLike, output: str | os.PathLike,
                  paper: Paper | str | os.PathLike | None = None, title: str | None = None, js: str = "inline", *,
-                 seeds: Iterable[int] | None = None, png: str | os.PathLike | None = None) -> Path:
+                 seeds: Iterable[int] | None = None, png: str | os.PathLike | None = None,
+                 budgets: dict[str, int] | None = None) -> Path:
     """Write an offline, interactive HTML report of the runs below ``folders`` to ``output``; return its path.
 
     ``paper``: the paper's values per group label or row name, ``{"skip_gru_lam1e-4": {"metric": 0.99 or None,
@@ -548,11 +557,11 @@ def build_report(folders: Iterable[str | os.PathLike] | str | os.PathLike, outpu
     report in that folder). ``seeds``: the seeds every group should have, to mark missing ones (default: every
     seed seen in that folder). ``png``: also write a static PNG of the curves and the trade-off (matplotlib).
     """
-    return make_report(folders, output, paper, title, js, seeds=seeds, png=png)[0]
+    return make_report(folders, output, paper, title, js, seeds=seeds, png=png, budgets=budgets)[0]
 
 
 def make_report(folders, output, paper=None, title=None, js="inline", *, seeds=None,
-                png=None) -> tuple[Path, Collection]:
+                png=None, budgets=None) -> tuple[Path, Collection]:
     """build_report(), returning also the runs found (for the command line's summary)."""
     if js not in JS_MODES:
         raise ValueError(f"js must be one of {JS_MODES}, not {js!r}")
@@ -564,6 +573,7 @@ def make_report(folders, output, paper=None, title=None, js="inline", *, seeds=N
         raise FileNotFoundError(f"not a folder: {', '.join(missing)}")
     paper_values = load_paper(paper)
     coll = collect(folders, seeds)
+    coll.budgets = dict(budgets or {})
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     plotly_js, version = _plotly_js()

@@ -10,7 +10,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,7 @@ class Collection:
     shared: dict[str, Any]  # settings every group shares (a model key: every group it acts on)
     by_row: bool  # groups are labelled by their row names
     expected_seeds: dict[int, list[int]]  # per root: the seeds every group should have
+    budgets: dict[str, int] = field(default_factory=dict)  # row -> the steps its table asks for (a table's report)
 
     @property
     def metrics(self) -> list[str]:
