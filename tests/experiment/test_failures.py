@@ -120,6 +120,8 @@ def test_a_stop_signal_saves_the_step_and_the_resumed_run_matches_an_uninterrupt
     assert "Traceback" not in err
     saved = torch.load(run / "checkpoint.pt", weights_only=False)["step"]
     assert f"stopped at step {saved}; " in out and f"holds step {saved:,}" in out and "Rerun the same command" in out
+    if stop == signal.SIGINT:
+        return  # the same save and resume as SIGTERM's, checked there
     budget = (saved // 5 + 2) * 5
     resumed = subprocess.run([*base, f"hydra.run.dir={run}", f"trainer.max_steps={budget}"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=300)
