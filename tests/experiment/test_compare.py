@@ -125,3 +125,31 @@ def test_a_key_that_did_nothing_does_not_split_a_group(tmp_path, capsys):
     assert compare.main([str(tmp_path / "b")]) == 0
     header, *rows = table_rows(capsys.readouterr().out)
     assert header[0] == "model.p_skip_keep_first" and len(rows) == 2
+
+
+def test_compare_and_the_report_find_the_same_runs(tmp_path):
+    """One discovery rule (records.find_runs): symlinked row folders are followed, a run found through two given
+    folders counts once, and a result without its config is listed as unreadable by both, never dropped."""
+    import json
+    import os
+
+    from skiprnn.experiment import compare
+    from skiprnn.experiment.report import collect
+
+    from .test_report import write_run
+
+    real = tmp_path / "elsewhere" / "gru"
+    write_run(real / "seed=0", "gru", 0, "completed")
+    write_run(real / "seed=1", "gru", 1, "completed")
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    os.symlink(real, sweep / "gru")  # a row folder that is a link
+    (sweep / "broken").mkdir()
+    (sweep / "broken" / "metrics.json").write_text(json.dumps({"a": 1}))
+
+    groups, _, _ = compare.collect([sweep, sweep / "gru"])
+    assert sum(len(runs) for runs in groups.values()) == 2
+    assert [u.split(":")[0] for u in compare.UNREADABLE] == [str(sweep / "broken")]
+    coll = collect([sweep, sweep / "gru"])
+    assert len([r for r in coll.runs if r.status == "completed"]) == 2
+    assert [r.status for r in coll.runs if r.status != "completed"] == ["unreadable"]

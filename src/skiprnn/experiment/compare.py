@@ -17,11 +17,10 @@ from pathlib import Path
 
 from . import tracking
 from .identity import as_trained, distinguishes_group, split_keys
-from .records import metric_key
+from .records import MARKERS, find_runs, metric_key
 from .tables import Run, load_run, mean_std
 
 # Keys that say nothing about what was trained (or are what a group averages over).
-MARKERS = (tracking.METRICS, tracking.FAILED, tracking.CURVE)
 
 
 def flatten(cfg: dict) -> dict[str, object]:
@@ -54,12 +53,6 @@ def run_config(path: Path) -> dict | None:
     return None
 
 
-def find_runs(root: Path) -> list[Path]:
-    """Run directories below ``root``: those holding a result, a failure record or a learning curve."""
-    found = {p.parent for name in MARKERS for p in root.rglob(name) if "wandb" not in p.parts}
-    return sorted(found)
-
-
 def _sort_key(value) -> tuple:
     return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
 
@@ -71,15 +64,21 @@ def collect(roots: list[Path]) -> tuple[dict, list[str], dict]:
     """{(root, settings): [(run directory, Run)]}, the keys that vary between groups, and the settings every run shares."""
     groups: dict[tuple, list[tuple[Path, Run]]] = {}
     UNREADABLE.clear()
+    seen: set[Path] = set()
     for root in roots:
         for path in find_runs(root):
+            if path.resolve() in seen:  # nested or repeated folders: each run once
+                continue
+            seen.add(path.resolve())
             try:
                 cfg = run_config(path)
             except ValueError as error:  # every record of the run is damaged: listed apart, the rest still shown
                 UNREADABLE.append(f"{path}: {error}")
                 continue
             if cfg is None:
-                continue  # a curve without any config record (not written by this trainer)
+                if (path / tracking.METRICS).exists():  # a result without its config: named, never dropped
+                    UNREADABLE.append(f"{path}: {tracking.METRICS} holds no config record, and {tracking.RECORD}/ has none")
+                continue  # a curve alone without any config record (not written by this trainer)
             flat = flatten(as_trained(cfg))
             settings = tuple(sorted((k, v) for k, v in flat.items() if distinguishes_group(k)))
             groups.setdefault((str(root), settings), []).append((path, load_run(path, int(flat.get("seed", 0)))))

@@ -10,12 +10,48 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .tracking import CURVE, FAILED, METRICS, RECORD
+
+MARKERS = (METRICS, CURVE, FAILED)  # a folder holding one of these is a run directory
+SKIP_DIRS = {"wandb", "__pycache__", "node_modules"}
+
+
+def _is_run(path: Path, names: set[str]) -> tuple[bool, bool]:
+    """(is a run directory, holds only a config record)."""
+    if names & set(MARKERS):
+        return True, False
+    return (RECORD in names and (path / RECORD / "config.yaml").is_file()), True
+
+
+def find_runs(folder: Path) -> list[Path]:
+    """Run directories at or below ``folder``, the one rule that tables, ``compare`` and the report use: folders
+    holding a result, a failure record, a learning curve, or only the config of an invocation that has not evaluated
+    yet. Symlinked folders are followed (each real folder once); hidden and W&B folders are not searched."""
+    found: dict[Path, bool] = {}
+    visited: set[Path] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        here = Path(dirpath)
+        real = here.resolve()
+        if real in visited:  # a link back up, or two links to one folder
+            dirnames[:] = []
+            continue
+        visited.add(real)
+        is_run, config_only = _is_run(here, set(filenames) | set(dirnames))
+        if is_run:
+            found[here] = config_only
+            if not config_only:
+                dirnames[:] = []  # a run's own subfolders (.hydra, wandb) hold no runs
+                continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS)
+    # a folder holding only a config record and other runs below it is a container, not a run
+    return sorted(p for p, config_only in found.items()
+                  if not (config_only and any(q != p and p in q.parents for q in found)))
 
 # Headline metric of a run: (key, lower is better), in the order a record is searched for one
 METRIC_KEYS = {"val_mse": True, "val_accuracy": False, "val_map": False}

@@ -15,11 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..identity import BUDGET, EXECUTION, REMOVED, as_trained, matches, split_keys
-from ..records import METRIC_KEYS, Run, read_run
-from ..tracking import CURVE, FAILED, METRICS, RECORD
-
-MARKERS = (METRICS, CURVE, FAILED)
-SKIP_DIRS = {"wandb", "__pycache__", "node_modules"}
+from ..records import METRIC_KEYS, Run, find_runs, read_run
 
 # Config keys that say nothing about what was trained, or that a group averages over (the seed): the execution and
 # budget keys of skiprnn/experiment/identity.py, and the seed, the row name and Hydra's own.
@@ -46,32 +42,6 @@ class Group:
 
     def by_status(self, status: str) -> list[Run]:
         return [r for r in self.runs if r.status == status]
-
-
-# ------------------------------------------------------------------------------------------------ finding
-def _is_run(path: Path, names: set[str]) -> tuple[bool, bool]:
-    """(is a run directory, holds only a config record)."""
-    if names & set(MARKERS):
-        return True, False
-    return (RECORD in names and (path / RECORD / "config.yaml").is_file()), True
-
-
-def find_runs(folder: Path) -> list[Path]:
-    """Run directories at or below ``folder``: those holding a result, a failure record, a learning curve, or
-    only the config of an invocation that has not evaluated yet. Hidden and W&B folders are not searched."""
-    found: dict[Path, bool] = {}
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        here = Path(dirpath)
-        is_run, config_only = _is_run(here, set(filenames) | set(dirnames))
-        if is_run:
-            found[here] = config_only
-            if not config_only:
-                dirnames[:] = []  # a run's own subfolders (.hydra, wandb) hold no runs
-                continue
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS)
-    # a folder holding only a config record and other runs below it is a container, not a run
-    return sorted(p for p, config_only in found.items()
-                  if not (config_only and any(q != p and p in q.parents for q in found)))
 
 
 # ------------------------------------------------------------------------------------------------ grouping
