@@ -273,3 +273,16 @@ def test_mixed_budgets_are_said_and_runs_below_the_tables_budget_flagged(tmp_pat
     assert page.count("below the 3,000-step budget") == 1
     plain = build_report([root], tmp_path / "plain.html", js="directory").read_text()
     assert "below the" not in plain  # a report of any folder knows no budget
+
+
+def test_every_group_has_its_own_colour_and_long_seed_lists_read_as_ranges():
+    from types import SimpleNamespace
+
+    from skiprnn.experiment.report.build import seed_ranges
+    from skiprnn.experiment.report.series import color
+
+    colours = [color(SimpleNamespace(index=i)) for i in range(60)]
+    assert len(set(colours)) == 60
+    assert seed_ranges(range(150)) == "0–149"
+    assert seed_ranges([3, 0, 1, 2, 7, 9, 10]) == "0–3, 7, 9, 10"
+    assert seed_ranges([]) == ""

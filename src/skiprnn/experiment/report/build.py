@@ -66,6 +66,19 @@ def mean_std(values: list[float], fmt) -> str:
     return f"{fmt(statistics.fmean(values))} ± {fmt(statistics.pstdev(values))}"
 
 
+def seed_ranges(seeds: Iterable[int]) -> str:
+    """0, 1, 2, 3, 7 -> "0–3, 7": a long list of seeds stays one short cell."""
+    out, values = [], sorted(set(seeds))
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+            j += 1
+        out.append(str(values[i]) if j == i else f"{values[i]}–{values[j]}" if j > i + 1 else f"{values[i]}, {values[j]}")
+        i = j + 1
+    return ", ".join(out)
+
+
 def _hover_text(text: str) -> str:
     """Literal text inside a plotly hovertemplate: HTML-escaped, and no "%{" that plotly would substitute."""
     return html.escape(str(text)).replace("{", "&#123;").replace("}", "&#125;")
@@ -300,7 +313,7 @@ def groups_table(coll: Collection, paper: dict[str, dict]) -> str:
                  f'<td class="label"><span class="swatch" style="background:{color(g)}"></span>'
                  f'{html.escape(g.label)}</td>']
         cells += [f"<td>{html.escape(format_value(settings.get(k, '–')))}</td>" for k in coll.varying]
-        seed_text = ", ".join(str(x) for x in sorted(seeds)) or "–"
+        seed_text = seed_ranges(seeds) or "–"
         cells.append(f'<td class="label">{html.escape(seed_text)}'
                      + (f' <span class="bad" title="seed trained twice">dup {duplicated}</span>' if duplicated else "")
                      + "</td>")

@@ -18,9 +18,10 @@ from .runs import Group
 Paper = Mapping[str, Mapping[str, Any]]
 
 
+# Matplotlib's tab10 first; then hues spaced by the golden angle, at three lightnesses in turn: every group its own
+# colour, however many (a fixed palette repeated itself past its length, and held two near-identical blues).
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf", "#393b79", "#e6550d", "#31a354", "#843c39", "#7b4173", "#3182bd", "#a55194", "#636363",
-           "#8c6d31", "#6baed6"]
+           "#17becf"]
 
 
 DASHES = ["solid", "dash", "dot", "dashdot"]
@@ -29,8 +30,19 @@ DASHES = ["solid", "dash", "dot", "dashdot"]
 METRIC_NAMES = {"val_mse": "validation MSE", "val_accuracy": "validation accuracy", "val_map": "validation mAP"}
 
 
+def _hsl_hex(hue: float, saturation: float, lightness: float) -> str:
+    import colorsys
+
+    r, g, b = colorsys.hls_to_rgb(hue % 1.0, lightness, saturation)
+    return "#" + "".join(f"{round(255 * v):02x}" for v in (r, g, b))
+
+
 def color(group: Group) -> str:
-    return PALETTE[group.index % len(PALETTE)]
+    i = group.index
+    if i < len(PALETTE):
+        return PALETTE[i]
+    k = i - len(PALETTE)
+    return _hsl_hex(0.07 + k * 0.381966, 0.75, (0.30, 0.50, 0.40)[k % 3])
 
 
 def dash(group: Group) -> str:
