@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import tracking
 from .identity import as_trained, distinguishes_group, split_keys
+from .metrics import METRICS
 from .records import MARKERS, find_runs, metric_key
 from .tables import Run, load_run, mean_std
 
@@ -119,7 +120,7 @@ def build(roots: list[Path], argv: list[str]) -> str:
         s = dict(settings)
         done, duplicates = _counted(runs)
         key = metric_key(done[0].final) if done else None
-        fmt = ".2e" if key == "val_mse" else ".3f"
+        fmt = METRICS[key].fmt if key else ""
         metric = f"{key.removeprefix('val_')} {mean_std([r.final[key] for r in done], fmt)}" if key else "–"
         solved = f"{sum(bool(r.final.get('val_solved')) for r in done)}/{len(done)}" if done else "–"
         cells = ([root] if several else []) + [str(s.get(k, "–")) for k in varying] + [

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .metrics import METRICS as METRIC_SPECS
+from .metrics import TASK_METRICS
 from .tracking import CURVE, FAILED, METRICS, RECORD
 
 MARKERS = (METRICS, CURVE, FAILED)  # a folder holding one of these is a run directory
@@ -53,8 +55,8 @@ def find_runs(folder: Path) -> list[Path]:
     return sorted(p for p, config_only in found.items()
                   if not (config_only and any(q != p and p in q.parents for q in found)))
 
-# Headline metric of a run: (key, lower is better), in the order a record is searched for one
-METRIC_KEYS = {"val_mse": True, "val_accuracy": False, "val_map": False}
+# Headline metric keys, in the order a record is searched for one (experiment/metrics.py declares each)
+METRIC_KEYS = tuple(METRIC_SPECS)
 UPDATES = "val_update_fraction"
 
 
@@ -88,7 +90,7 @@ class Run:
                 if _number(source.get(key)) is not None:
                     return key
         name = ((self.config or {}).get("task") or {}).get("name") if isinstance(self.config, dict) else None
-        return {"adding": "val_mse", "frequency": "val_accuracy", "mnist": "val_accuracy", "charades": "val_map"}.get(name)
+        return TASK_METRICS.get(name)
 
     @property
     def commit(self) -> str:

@@ -27,6 +27,7 @@ from yaml import YAMLError
 from . import records, tracking
 from .errors import UserError
 from .identity import EXECUTION, as_trained, matches
+from .metrics import METRICS
 from .records import metric_key
 from .tasks import paper_tables
 from .tasks.base import PaperRow, PaperTable
@@ -69,7 +70,7 @@ def _worst_late(curve: list[dict], metric_key: str) -> str:
     if not curve or metric_key not in curve[-1]:
         return ""
     late = [r for r in curve if r["step"] >= 0.75 * curve[-1]["step"]]
-    worst = (max if metric_key == "val_mse" else min)(late, key=lambda r: r[metric_key])
+    worst = METRICS[metric_key].worst(late)
     text = f"{metric_key.removeprefix('val_')} {worst[metric_key]:.4g} at {worst['step']:,}"
     if not any("val_solved" in r for r in late):  # a task without a "solved" criterion (Charades)
         return text

@@ -12,6 +12,7 @@ import argparse
 import fnmatch
 from pathlib import Path
 
+from ..metrics import METRICS
 from ..tracking import read_curve
 
 
@@ -28,7 +29,8 @@ def pick(curve: list[dict], every: int) -> list[dict]:
 
 
 def markdown(name: str, rows: list[dict], metric: str) -> str:
-    fmt = (lambda v: f"{v:.2e}") if metric == "mse" else (lambda v: f"{v:.3f}")  # noqa: E731
+    spec = METRICS[f"val_{metric}"].fmt
+    fmt = lambda v: format(v, spec)  # noqa: E731
     lines = [f"**{name}**", "", "| step | " + " | ".join(str(r["step"]) for r in rows) + " |",
              "|---|" + "---|" * len(rows),
              f"| val {metric} | " + " | ".join(fmt(r[f"val_{metric}"]) for r in rows) + " |",

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..records import METRIC_KEYS, UPDATES, Run
+from ..metrics import METRICS
+from ..records import UPDATES, Run
 from .runs import Collection, Group, collect, format_value
 from .series import (
     METRIC_NAMES,
@@ -107,6 +108,12 @@ def _run_lines(group: Group, run: Run) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ figures
+def _metric_axis(key: str) -> dict:
+    """A metric's y axis: log for the MSE, a percentage for accuracy (metrics.py says which)."""
+    scale = METRICS[key].scale if key in METRICS else "linear"
+    return {"log": dict(type="log", exponentformat="power"), "percent": dict(tickformat=".2~%")}.get(scale, {})
+
+
 def _layout(**extra) -> dict:
     return dict(template="none", font=dict(family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size=12),
                 hovermode="closest", hoverlabel=dict(namelength=-1, align="left"), margin=dict(l=70, r=20, t=50, b=50),
@@ -133,7 +140,7 @@ def curves_figure(coll: Collection, metrics: list[str]):
     from plotly.subplots import make_subplots
 
     keys = [*metrics, UPDATES]
-    names = [f"{METRIC_NAMES.get(m, m)} ({'lower' if METRIC_KEYS.get(m, True) else 'higher'} is better)"
+    names = [f"{METRIC_NAMES.get(m, m)} ({'higher' if METRICS[m].higher_is_better else 'lower'} is better)"
              for m in metrics] + ["update fraction (share of steps whose state was updated)"]
     fig = make_subplots(rows=len(keys), cols=1, shared_xaxes=True, vertical_spacing=0.08 if len(keys) < 3 else 0.05,
                         subplot_titles=names)
@@ -182,12 +189,10 @@ def curves_figure(coll: Collection, metrics: list[str]):
                 shown = True
     for row, key in enumerate(keys, 1):
         axis = dict(_axis_style(), title=dict(text="update fraction" if key == UPDATES else METRIC_NAMES.get(key, key)))
-        if key == "val_mse":
-            axis.update(type="log", exponentformat="power")
-        elif key == UPDATES:
+        if key == UPDATES:
             axis.update(tickformat=".0%")
-        elif key == "val_accuracy":
-            axis.update(tickformat=".2~%")
+        else:
+            axis.update(**_metric_axis(key))
         fig.update_yaxes(row=row, col=1, **axis)
         fig.update_xaxes(row=row, col=1, **_axis_style(), tickformat=",")
     fig.update_xaxes(row=len(keys), col=1, title=dict(text="training step"))
@@ -255,10 +260,7 @@ def tradeoff_figure(coll: Collection, metrics: list[str], paper: dict[str, dict]
                     add(dict(x=[p["updates"]] * 2, y=[min(ys), max(ys)], mode="lines", hovertemplate=hover,
                              line=dict(color=color(g), width=1.5, dash="dashdot")))
         axis = dict(_axis_style(), title=dict(text=METRIC_NAMES.get(metric, metric)))
-        if metric == "val_mse":
-            axis.update(type="log", exponentformat="power")
-        elif metric == "val_accuracy":
-            axis.update(tickformat=".2~%")
+        axis.update(**_metric_axis(metric))
         fig.update_yaxes(row=1, col=col, **axis)
         fig.update_xaxes(row=1, col=col, **_axis_style(), tickformat=".0%",
                          title=dict(text="update fraction (final evaluation)"))

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics import METRICS
 from ..records import UPDATES, Run
 from .runs import Group
 
@@ -27,7 +28,7 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 DASHES = ["solid", "dash", "dot", "dashdot"]
 
 
-METRIC_NAMES = {"val_mse": "validation MSE", "val_accuracy": "validation accuracy", "val_map": "validation mAP"}
+METRIC_NAMES = {key: m.name for key, m in METRICS.items()}
 
 
 def _hsl_hex(hue: float, saturation: float, lightness: float) -> str:

@@ -8,7 +8,7 @@ import os
 import statistics
 from pathlib import Path
 
-from ..records import METRIC_KEYS
+from ..metrics import METRICS
 from .runs import Collection
 from .series import METRIC_NAMES, PALETTE, UPDATES, color, curve_points, group_stats, mean_curve, num, paper_for
 
@@ -71,7 +71,7 @@ def write_png(coll: Collection, path: str | os.PathLike, paper: dict[str, dict] 
                     marks.add("line")
         name = METRIC_NAMES.get(metric, metric or "")
         if metric is not None:
-            ax_metric.set_title(f"{name} ({'lower' if METRIC_KEYS.get(metric, True) else 'higher'} is better)")
+            ax_metric.set_title(f"{name} ({'higher' if METRICS[metric].higher_is_better else 'lower'} is better)")
             legend = ["● run", "◆ group mean ± std", *(["★ paper"] if "★" in marks else []),
                       *(["-·- paper's update fraction"] if "line" in marks else [])]
             ax_trade.set_title(f"trade-off ({', '.join(legend)})")
@@ -88,9 +88,9 @@ def write_png(coll: Collection, path: str | os.PathLike, paper: dict[str, dict] 
             ax.set_xlabel("training step")
             ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
         for ax in (ax_metric, ax_trade):
-            if metric == "val_mse":
+            if METRICS[metric].scale == "log":
                 ax.set_yscale("log")
-            elif metric == "val_accuracy":
+            elif METRICS[metric].scale == "percent":
                 ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         for ax in axes[i]:
             ax.grid(True, color="#e6e6e6", lw=0.6)

@@ -10,12 +10,13 @@ from torch import Tensor
 
 from ..config import AddingTaskConfig as _Defaults
 from ..config import TrainerConfig, check_task
+from ..metrics import of_task
 from .base import LongerBudget, PaperRow, PaperTable, SyntheticTask
 
 
 class AddingTask(SyntheticTask):
     input_size, output_size = 2, 1
-    metric, higher_is_better = "mse", False
+    metric, higher_is_better = of_task("adding").short, of_task("adding").higher_is_better
 
     def __init__(self, seq_len: int = _Defaults.seq_len, eval_batches: int = _Defaults.eval_batches,
                  solved_mse: float = _Defaults.solved_mse, batch_size: int = TrainerConfig.batch_size):

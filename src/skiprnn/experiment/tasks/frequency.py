@@ -40,6 +40,7 @@ from torch.nn import functional as F
 from ..config import FrequencyTaskConfig as _Defaults
 from ..config import TrainerConfig, check_task
 from ..errors import ConfigError
+from ..metrics import of_task
 from .base import PaperRow, PaperTable, SyntheticTask
 
 TARGET_BAND = (5.0, 6.0)  # ms, class 0
@@ -85,7 +86,7 @@ def alias_in_target_band(periods: Tensor, sampling_period: float) -> Tensor:
 
 class FrequencyTask(SyntheticTask):
     input_size, output_size = 1, 2
-    metric, higher_is_better = "accuracy", True
+    metric, higher_is_better = of_task("frequency").short, of_task("frequency").higher_is_better
 
     def __init__(self, sampling_period: float = _Defaults.sampling_period, duration: float = _Defaults.duration,
                  variant: str = _Defaults.variant.value, eval_batches: int = _Defaults.eval_batches,

@@ -33,6 +33,7 @@ from torch import Tensor
 from ..config import MnistTaskConfig as _Defaults
 from ..config import TrainerConfig, check_task
 from ..errors import ConfigError, DataError
+from ..metrics import of_task
 from .base import EpochOrder, PaperRow, PaperTable, Task
 
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -126,7 +127,7 @@ class MnistTask(Task):
     """
 
     input_size, output_size = 1, 10
-    metric, higher_is_better = "accuracy", True
+    metric, higher_is_better = of_task("mnist").short, of_task("mnist").higher_is_better
     has_test = True
 
     def __init__(self, *, data_root: str, download: bool = _Defaults.download,

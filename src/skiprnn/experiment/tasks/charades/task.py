@@ -46,6 +46,7 @@ from ....nn.flops import VGG16_FLOPS
 from ...config import CharadesTaskConfig as _Defaults
 from ...config import TrainerConfig, check_task
 from ...errors import DataError
+from ...metrics import of_task
 from ..base import Batch, EpochOrder, PaperRow, PaperTable, Task
 from . import metric
 from .cache import MANIFEST, CharadesCache, build_cache, split_dir
@@ -164,7 +165,7 @@ class CharadesTask(Task):
     """Per-frame multi-label action recognition on Charades: 157 sigmoid outputs at every feature frame."""
 
     output_size = NUM_CLASSES
-    metric, higher_is_better = "map", True
+    metric, higher_is_better = of_task("charades").short, of_task("charades").higher_is_better
     readout = "every_step"
     feature_flops = VGG16_FLOPS
 
