@@ -1,6 +1,7 @@
 """End-to-end runs through the real CLI: metrics, curves, W&B offline files, sweeps with failures, resume."""
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -34,6 +35,7 @@ def test_tiny_run_writes_metrics_curve_and_offline_wandb_run(cli, tmp_path):
 
     wandb_runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 1
+    assert re.fullmatch(r"offline-run-\d{8}_\d{6}-skip_gru-s3-[0-9a-f]{6}", wandb_runs[0].name)  # reads well in LEET
     wandb_exe = shutil.which("wandb") or str(__import__("pathlib").Path(__import__("sys").executable).with_name("wandb"))
     inspect = subprocess.run([wandb_exe, "leet", "inspect", "--summary", "--json", str(wandb_runs[0])],
                              capture_output=True, text=True, timeout=120)

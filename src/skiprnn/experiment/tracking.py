@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import tempfile
 import uuid
@@ -145,6 +146,13 @@ def wandb_group(cfg: dict, sweep_dir: Path | None) -> str:
     return f"{group} ({sweep_dir.parent.name or sweep_dir.name})"
 
 
+def readable_run_id(config: dict) -> str:
+    """A new W&B run id that reads well in LEET's list (``offline-run-<time>-<id>``): the row, the seed and 6 random
+    hex digits, e.g. ``skip_gru_lam1e-4_ts0-5-s3-9f2c1a`` (W&B ids take letters, digits, '-' and '_')."""
+    row = re.sub(r"[^A-Za-z0-9_-]+", "-", str(config.get("row") or "run")).strip("-")[:48] or "run"
+    return f"{row}-s{config.get('seed', 0)}-{uuid.uuid4().hex[:6]}"
+
+
 class Tracker:
     """Mirrors metrics to W&B. Use as a context manager: one W&B run per training run, marked failed if it raises."""
 
@@ -172,7 +180,7 @@ class Tracker:
         if mode == "online" and not os.environ.get("WANDB_API_KEY") and not Path.home().joinpath(".netrc").exists():
             raise RuntimeError("logger.mode=online needs a W&B login (WANDB_API_KEY or `wandb login`); "
                                "use logger.mode=offline and `wandb sync` later")
-        self.run_id = self.run_id or uuid.uuid4().hex[:12]
+        self.run_id = self.run_id or readable_run_id(self.config)
         self.wandb_dir.mkdir(parents=True, exist_ok=True)
         self._context = wandb.init(
             project=self.cfg["project"], entity=self.cfg.get("entity"), group=self.group, name=self.name,
