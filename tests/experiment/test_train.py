@@ -528,3 +528,11 @@ def test_a_run_shorter_than_two_evaluations_is_evaluated_at_step_0_too(cli, tmp_
     assert "train_loss" not in curve[0] and curve[0]["val_update_fraction"] == 1.0  # untrained: b_p = 1
     final = json.loads((run_dir / "metrics.json").read_text())["final"]
     assert final["step"] == 4 and final["stable_window"] == 1  # the step-0 row is no result
+
+
+def test_a_run_says_and_records_how_many_sequences_an_evaluation_scores(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    done = cli("task=adding", "model=lstm", "trainer.max_steps=2", "trainer.eval_every=1", "task.eval_batches=3",
+               "logger=none", f"hydra.run.dir={run_dir}", *TINY[:1], *TINY[2:])  # batch 16, 3 batches
+    assert "each evaluation scores 48 val sequences" in done.stdout
+    assert json.loads((run_dir / "metrics.json").read_text())["eval_size"] == {"val": 48}

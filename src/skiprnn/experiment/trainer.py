@@ -458,6 +458,9 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, state: TrainingState, m
           overrides, record=None):
     tcfg, seed, lam = cfg["trainer"], cfg["seed"], cfg["lam"]
     start, curve, legs, sums = state.start, state.curve, state.legs, state.interval
+    eval_size = {split: task.eval_size(split) for split in ("val", "test") if split == "val" or task.has_test}
+    print(f"{run_label(cfg, run_dir)}: each evaluation scores "
+          + " and ".join(f"{n:,} {split} sequences" for split, n in eval_size.items()), flush=True)
     halt = tcfg.get("halt_after_steps")
     progress = Progress(max_steps, start, run_label(cfg, run_dir), tcfg["progress"])
     params = list(model.parameters())
@@ -534,7 +537,7 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, state: TrainingState, m
 
     final = summarize(curve, task, cfg, cfg["model"])
     metrics = {"status": "completed", "step": max_steps, "row": cfg["row"], "seed": seed, "commit": legs[-1]["commit"],
-               "environment": legs[-1]["environment"], "legs": legs, "final": final, "fingerprint": fp, "config": cfg if record is None else record,
+               "environment": legs[-1]["environment"], "legs": legs, "eval_size": eval_size, "final": final, "fingerprint": fp, "config": cfg if record is None else record,
                "overrides": overrides}
     tracking.write_json(run_dir / tracking.METRICS, metrics)  # first: W&B only mirrors it
     tracker.summary({k: v for k, v in final.items() if isinstance(v, (int, float))})

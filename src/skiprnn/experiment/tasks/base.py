@@ -146,6 +146,10 @@ class Task:
         """Held-out batches for a split ("val" or "test"), for the evaluation-th evaluation."""
         raise NotImplementedError
 
+    def eval_size(self, split: str) -> int:
+        """How many sequences (videos) an evaluation of ``split`` scores: printed when a run starts and recorded."""
+        raise NotImplementedError
+
     def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError
 
@@ -172,6 +176,9 @@ class SyntheticTask(Task):
 
     def train_batch(self, step, batch_size, seed):
         return self.generate(batch_size, step_generator(seed, step))
+
+    def eval_size(self, split):
+        return self.n_eval_batches * self.batch_size  # task.eval_batches fresh batches of trainer.batch_size
 
     def eval_batches(self, split, evaluation, seed):
         stream = 1 if split == "val" else 2

@@ -171,6 +171,9 @@ class MnistTask(Task):
         for start in range(0, images.shape[0], self.batch_size):  # every image, the last partial batch included
             yield to_sequence(images[start:start + self.batch_size]), labels[start:start + self.batch_size]
 
+    def eval_size(self, split):
+        return len(self.splits[split][1])
+
     # --------------------------------------------------------------------------- loss and metric
     def loss(self, prediction, target):
         return F.cross_entropy(prediction, target)  # mean sparse softmax cross-entropy, as the original

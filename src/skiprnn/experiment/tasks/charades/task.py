@@ -254,6 +254,9 @@ class CharadesTask(Task):
     def train_batch(self, step, batch_size, seed):
         return self.batch(self.train_cache, self.train_indices(step, batch_size, seed))
 
+    def eval_size(self, split):
+        return len(self.eval_records)
+
     def eval_groups(self):
         """Indices of the evaluation videos, shortest first (less padding), in groups of ``eval_batch_size``."""
         order = np.argsort(self.eval_cache.num_frames, kind="stable")
