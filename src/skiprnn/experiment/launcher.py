@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 from collections.abc import Sequence
 from multiprocessing.connection import wait
@@ -45,13 +46,20 @@ def _job_config(hydra_context: HydraContext, config: DictConfig, overrides: Sequ
 def _child(conn, idx: int, overrides, hydra_context, config, task_function, singleton_state) -> None:
     """In the forked process: tell the parent the job's folder, run the job, send back its JobReturn."""
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C reaches each run, which saves and says so
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's forwarding handler; the trainer sets its own
     setup_globals()
     Singleton.set_state(singleton_state)
     sweep_config = _job_config(hydra_context, config, overrides, idx)
     folder = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
     conn.send({"folder": str(folder), "num": idx, "sweep_dir": str(sweep_config.hydra.sweep.dir)})
-    ret = run_job(hydra_context=hydra_context, config=sweep_config, task_function=task_function,
-                  job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    try:
+        ret = run_job(hydra_context=hydra_context, config=sweep_config, task_function=task_function,
+                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    except KeyboardInterrupt as stop:  # the run has said where it stopped; no traceback
+        from .errors import Terminated
+
+        conn.close()
+        os._exit(143 if isinstance(stop, Terminated) else 130)
     if ret.status == JobStatus.FAILED:  # the error itself may not pickle: keep its one-line form
         try:
             _ = ret.return_value
@@ -65,6 +73,8 @@ def _child(conn, idx: int, overrides, hydra_context, config, task_function, sing
 
 
 def describe_exit(code: int | None) -> str:
+    if code in (130, 143):
+        return f"it was stopped by {'SIGTERM' if code == 143 else 'Ctrl-C'} and saved its last step"
     if code is not None and code < 0:
         name = signal.Signals(-code).name
         why = " (also what the kernel's out-of-memory killer sends)" if name == "SIGKILL" else ""
@@ -133,6 +143,25 @@ class LocalParallelLauncher(Launcher):
         pending = list(enumerate(job_overrides))
         running: dict[Any, tuple] = {}  # sentinel -> (idx, overrides, process, connection, job info)
         results: list[JobReturn | None] = [None] * len(job_overrides)
+        def forward_sigterm(signum, frame):  # a SIGTERM to the sweep (a Slurm limit, kill) stops every run cleanly
+            from .errors import Terminated
+
+            for _, _, proc, _, _ in running.values():
+                proc.terminate()
+            raise Terminated
+
+        previous = signal.signal(signal.SIGTERM, forward_sigterm)
+        try:
+            self._supervise(ctx, pending, running, results, initial_job_idx, singleton_state)
+        except KeyboardInterrupt:  # Ctrl-C reached every run too: each saves its step and says where it stopped
+            for _, _, proc, _, _ in running.values():
+                proc.join(timeout=120)
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return [r for r in results if r is not None]
+
+    def _supervise(self, ctx, pending, running, results, initial_job_idx, singleton_state) -> None:
         while pending or running:
             while pending and len(running) < self.n_jobs:
                 idx, overrides = pending.pop(0)
@@ -156,4 +185,3 @@ class LocalParallelLauncher(Launcher):
                     ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=None)
                     log.error(f"#{idx} {' '.join(filter_overrides(overrides))}: {error}")
                 results[idx] = ret
-        return [r for r in results if r is not None]
