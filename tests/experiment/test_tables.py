@@ -97,3 +97,24 @@ def test_a_table_is_never_replaced_by_an_empty_one_nor_rewritten_for_its_time_st
     assert main(["table1", "--seeds", "7", "--results", str(tmp_path), "--no-report"]) == 1
     assert table.read_text() == kept
     assert "no finished runs for seed(s) 7" in capsys.readouterr().err
+
+
+def test_every_run_names_its_numerics_and_machine_per_leg(tmp_path):
+    """The mode and machine of each leg reach the table through the run's record (records keeps each leg's
+    environment), and a record made before the modes existed reads as fast on an unrecorded machine."""
+    import json
+
+    from skiprnn.experiment import records
+    from skiprnn.experiment.tables import _where
+
+    env = {"numerics": "reproducible", "cpu": "Some CPU", "threads": {"kernels": 1, "torch": 1}}
+    legs = [{"commit": "a", "from_step": 0, "environment": env},
+            {"commit": "b", "from_step": 300, "environment": {**env, "threads": {"kernels": 2, "torch": 1}}}]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"status": "completed", "step": 600, "legs": legs, "final": {},
+                                                  "config": {"seed": 0}}))
+    assert records.read_run(run).legs[1]["environment"]["threads"]["kernels"] == 2
+    assert _where(records.read_run(run).legs) == ("reproducible", "reproducible, Some CPU, 1 thread(s) → "
+                                                                  "reproducible, Some CPU, 2 thread(s)")
+    assert _where([{"commit": "x", "from_step": 0}]) == ("fast", "fast, machine not recorded")

@@ -127,7 +127,8 @@ def _read_yaml(path: Path) -> Any:
 def _legs(m: dict) -> list[dict]:
     legs = m.get("legs")
     if isinstance(legs, list) and legs:
-        out = [{"commit": str(leg.get("commit", "?")), "from_step": int(leg.get("from_step") or 0)}
+        out = [{"commit": str(leg.get("commit", "?")), "from_step": int(leg.get("from_step") or 0),
+                **({"environment": leg["environment"]} if isinstance(leg.get("environment"), dict) else {})}
                for leg in legs if isinstance(leg, dict)]
         return sorted(out, key=lambda leg: leg["from_step"])
     return [{"commit": str(m["commit"]), "from_step": 0}] if m.get("commit") else []
