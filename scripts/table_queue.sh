@@ -12,6 +12,9 @@
 set -euo pipefail
 queue=$1 table=$2 workers=${3:-2} results=${4:-results}
 py=${PYTHON:-.venv/bin/python}
+# The package of this checkout (a worktree that shares another clone's .venv would otherwise import that clone's
+# src/ through its editable install), and the configs beside it
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 [[ -f $queue ]] || { echo "error: no queue file $queue" >&2; exit 2; }
 logs="$results/$table/.queue-logs"
 mkdir -p "$logs"
