@@ -111,7 +111,7 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    """A tqdm bar on a terminal; one plain line per evaluation otherwise (log files, joblib workers), which says
+    """A tqdm bar on a terminal; one plain line per evaluation otherwise (log files, a sweep's run processes), which says
     how long the run has left at the pace of this invocation (evaluations included)."""
 
     def __init__(self, total: int, start: int, name: str, enabled: bool, clock=time.perf_counter):
