@@ -4,7 +4,8 @@
 #
 #   scripts/table_queue.sh QUEUE TABLE [WORKERS] [RESULTS]       (ARGS='threads=2 ...': overrides for every run)
 #
-# QUEUE: one "<row> <seed>" per line; each worker takes the next line until none is left. A run already finished is
+# QUEUE: one "<row> <seed>" per line ('#' lines are comments); each worker takes the next line until none is left,
+# removing it from the file (give it a copy: scripts/queues/ holds the tables' orders). A run already finished is
 # skipped by the trainer, and a stopped one resumes from its checkpoint, so the same command picks the queue up again.
 # Each run: python -m skiprnn.train -m table=TABLE experiment=TABLE/<row> seed=<seed> $ARGS, into RESULTS/TABLE (the
 # table's config gives each run one thread; in numerics=reproducible the count does not change a run's bits, so
@@ -33,6 +34,7 @@ worker() {
     while true; do
         read -r row seed <<<"$(next_run)" || true
         [[ -z ${row:-} ]] && return 0
+        [[ $row == \#* ]] && continue  # a comment line
         echo "$(date -u +%FT%TZ) worker $1: $row seed=$seed"
         # shellcheck disable=SC2086  # ARGS: whitespace-separated overrides
         "$py" -m skiprnn.train -m "table=$table" "experiment=$table/$row" "seed=$seed" hydra/launcher=basic \

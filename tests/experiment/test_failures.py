@@ -270,6 +270,7 @@ def test_a_launch_that_cannot_work_here_is_named_before_hydra_starts(tmp_path, m
     afile.write_text("")
     assert launch_problem([f"hydra.sweep.dir={afile}"]) == f"hydra.sweep.dir={afile} is a file: give a folder (new or existing) for the runs"
     assert launch_problem([f"hydra.sweep.dir={tmp_path}", "hydra/launcher=basic"]) is None
+    assert "hydra.launcher.n_jobs=0 is not allowed" in launch_problem(["-m", "hydra.launcher.n_jobs=0"])
 
 
 def test_budget_loss_refuses_a_negative_or_infinite_cost():

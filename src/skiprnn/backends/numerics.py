@@ -24,7 +24,6 @@ import ctypes
 import os
 import platform
 import re
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -47,19 +46,11 @@ def mode() -> str:
 
 
 def _cpu_flags() -> set[str]:
-    try:
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
-    except (OSError, StopIteration):
-        return set()
-    return set(line.split(":", 1)[1].split())
+    return set((native.cpuinfo("flags") or "").split())
 
 
 def _cpu_model() -> str:
-    try:
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("model name"))
-        return line.split(":", 1)[1].strip()
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+    return native.cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def use(numerics: str, threads: int = 0) -> None:
@@ -69,7 +60,8 @@ def use(numerics: str, threads: int = 0) -> None:
         raise NumericsError(f"numerics={numerics} is not a mode: use one of {', '.join(MODES)}")
     wanted = threads or _STATE["threads"] or torch.get_num_threads()
     if numerics == "fast":  # after reproducible, ATen keeps its AVX2 code: it cannot change within a process
-        torch.backends.mkldnn.set_flags(True)
+        if _STATE["mode"] == "reproducible":
+            torch.backends.mkldnn.set_flags(True)
         torch.set_num_threads(wanted)
         _STATE.update(mode="fast", threads=wanted)
         return
@@ -93,6 +85,8 @@ def use(numerics: str, threads: int = 0) -> None:
 def use_from_environment() -> None:
     """``SKIPRNN_NUMERICS=reproducible`` (or ``fast``), read when skiprnn is imported."""
     wanted = os.environ.get("SKIPRNN_NUMERICS")
+    if wanted and wanted not in MODES:
+        raise NumericsError(f"SKIPRNN_NUMERICS={wanted} is not a mode: set it to one of {', '.join(MODES)}, or unset it")
     if wanted:
         use(wanted)
 

@@ -80,6 +80,8 @@ def launch_problem(args: list[str]) -> str | None:
         if key == "hydra/launcher" and value == "slurm" and shutil.which("sbatch") is None:
             return ("hydra/launcher=slurm needs a Slurm cluster, and this machine has none (no `sbatch`): start the "
                     "sweep on the cluster's login node, or try the same path here with hydra/launcher=local_jobs")
+        if key == "hydra.launcher.n_jobs" and not (value.isdigit() and int(value) >= 1):
+            return f"hydra.launcher.n_jobs={value} is not allowed: it must be a whole number >= 1 (runs at once)"
         if key in ("hydra.sweep.dir", "hydra.run.dir") and Path(value.strip("\"'")).is_file():
             return f"{key}={value} is a file: give a folder (new or existing) for the runs"
     return None

@@ -18,6 +18,7 @@ import re
 import shlex
 import statistics
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -461,15 +462,14 @@ def _fidelity_summary(runs: list[Run]) -> str:
 
 def _numerics_summary(runs: list[Run]) -> str:
     """How many finished runs each numerics mode made, and what each promises."""
-    counts = {}
-    for r in runs:
-        counts[r.numerics] = counts.get(r.numerics, 0) + 1
+    counts = Counter(r.numerics for r in runs)
+    if not counts:
+        return "–"
     meaning = {"reproducible": "the same bits on any x86-64 CPU with AVX2 and FMA",
                "fast": "bits that hold on the machine and thread count that made them"}
-    parts = [f"`{mode}` ({n} run{'s' * (n != 1)}: {meaning.get(mode, 'mixed within a run')})"
-             for mode, n in sorted(counts.items())]
-    return "; ".join(parts) + (" — **the table mixes both modes** (each run's in 'Every run')" if len(counts) > 1 else "") \
-        if parts else "–"
+    text = "; ".join(f"`{mode}` ({n} run{'s' * (n != 1)}: {meaning.get(mode, 'mixed within a run')})"
+                     for mode, n in sorted(counts.items()))
+    return text + (" — **the table mixes both modes** (each run's in 'Every run')" if len(counts) > 1 else "")
 
 
 def _overrides_summary(runs: list[Run]) -> str:

@@ -359,11 +359,13 @@ def train(cfg: dict, run_dir: Path, overrides: list[str] | None = None, sweep_di
         raise  # another config's run lives here: leave its directory as it is
     except Exception as error:
         if isinstance(error, RuntimeError) and ("can't allocate memory" in str(error) or "out of memory" in str(error)):
-            error = OutOfMemory(f"{run_dir}: the run needs more memory than {tcfg['device']} has "
-                                f"({str(error).splitlines()[0][:120]}). Lower trainer.batch_size={tcfg['batch_size']} "
-                                "(or task.eval_batch_size / model.hidden_size), or run fewer jobs at once (JOBS=)")
+            memory = OutOfMemory(f"{run_dir}: the run needs more memory than {tcfg['device']} has "
+                                 f"({str(error).splitlines()[0][:120]}). Lower trainer.batch_size={tcfg['batch_size']} "
+                                 "(or task.eval_batch_size / model.hidden_size), or run fewer jobs at once (JOBS=)")
+            record_failure(run_dir, memory, overrides, record)
+            raise memory from None
         record_failure(run_dir, error, overrides, record)  # its checkpoint stays for a retry
-        raise error from None
+        raise
 
 
 def record_failure(run_dir: Path, error: Exception, overrides: list[str], cfg: dict) -> None:
@@ -431,10 +433,14 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir=Non
     with tracker:
         if tracker.run_id:
             wandb_id_file.write_text(tracker.run_id)
-        state = TrainingState(start, curve, legs, interval or {"loss": 0.0, "task_loss": 0.0, "updates": 0.0, "n": 0,
-                                                               "seconds": 0.0})
+        state = TrainingState(start, curve, legs, interval or _zero_sums())
         return _loop(cfg, run_dir, task, model, optimizer, tracker, state, max_steps, eval_every, fp, device,
                      overrides, record)
+
+
+def _zero_sums() -> dict:
+    """The training sums of an evaluation interval, before its first step."""
+    return {"loss": 0.0, "task_loss": 0.0, "updates": 0.0, "n": 0.0, "seconds": 0.0}
 
 
 @dataclasses.dataclass
@@ -505,7 +511,7 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, state: TrainingState, m
                     evaluation = sum(r["step"] > 0 for r in curve)  # a step-0 evaluation has its own batches
                     row = {**_evaluation_row(model, task, step, max_steps, evaluation, seed, device), **row}
                     curve.append(row)
-                    sums = {k: 0.0 for k in sums}
+                    sums = _zero_sums()
                     with _deferred_interrupt():
                         tracking.write_curve(run_dir, curve)
                         _save_checkpoint(run_dir / tracking.CHECKPOINT, model, optimizer, step, curve, fp, legs)

@@ -58,13 +58,18 @@ KERNELS = ("lstm_forward", "lstm_backward", "gru_gates", "gru_forward", "gru_bac
 GATE_STRUCTS = ("gate_fwd", "gate_bwd")  # what the gated kernels' `gate` field points to
 
 
+def cpuinfo(field: str) -> str | None:
+    """The value of a /proc/cpuinfo field for the first CPU ("flags", "model name"), or None where there is none."""
+    try:
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.split(":", 1)[0].strip() == field)
+    except (OSError, StopIteration):
+        return None
+    return line.split(":", 1)[1].strip()
+
+
 def _cpu_key() -> str:
     """What ``-march=native`` depends on: a library built on one CPU may not run on another."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        flags = platform.processor()
-    return platform.machine() + flags
+    return platform.machine() + (cpuinfo("flags") or platform.processor())
 
 
 def _library_path(flags: list[str]) -> Path:
