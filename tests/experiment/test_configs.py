@@ -138,6 +138,20 @@ def test_a_sweep_run_lands_where_the_same_run_alone_would(compose_cfg, overrides
     assert cfg.hydra.job.override_dirname in cfg.hydra.run.dir and cfg.row in cfg.hydra.run.dir
 
 
+def test_a_row_alone_and_runs_without_overrides_get_folders_of_their_own(compose_cfg):
+    """experiment=tableN/<row> outside a table sweep names its folder by the row, and a run with no identifying
+    override gets a leaf of its own, so that it never holds the folders of the runs that have some."""
+    from hydra.core.hydra_config import HydraConfig
+
+    dirs = {}
+    for overrides in [("experiment=table1/skip_gru_lam1e-5",), (), ("lam=1e-4",), ("experiment=table1/skip_gru_lam1e-5", "seed=2")]:
+        cfg = compose_cfg(*overrides)
+        HydraConfig.instance().set_config(cfg)
+        dirs[overrides] = cfg.hydra.run.dir
+    assert list(dirs.values()) == ["runs/adding/skip_gru_lam1e-5/defaults", "runs/adding/skip_lstm/defaults",
+                                   "runs/adding/skip_lstm/lam=1e-4", "runs/adding/skip_gru_lam1e-5/seed=2"]
+
+
 def test_data_paths_do_not_name_run_folders(compose_cfg):
     from hydra.core.hydra_config import HydraConfig
 

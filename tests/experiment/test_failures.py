@@ -313,3 +313,35 @@ def test_a_killed_worker_fails_its_own_run_only_and_the_same_command_resumes_it(
     again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "resuming from step" in again.stdout and (victim.parent / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("row", ["../../escaped", "a/b", ".hidden", "..", "good,../bad"])
+def test_a_row_name_cannot_leave_the_sweep_folder(row):
+    from skiprnn.experiment.cli import launch_problem
+    from skiprnn.experiment.config import ConfigError, check_values
+
+    assert f"row={row} is not allowed" in launch_problem(["-m", f"row={row}"])
+    if "," not in row:  # a composed config holds one row
+        with pytest.raises(ConfigError, match="row=.* is not allowed: row must be a folder name"):
+            check_values({"row": row})
+    assert launch_problem(["row=skip_gru_lam1e-5", "row=a.b+c=d-e"]) is None
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_results_follow_the_umask(tmp_path, mask):
+    """Collaborators on a shared cluster read what the umask lets them (mkstemp alone would give 0600)."""
+    import os
+
+    from skiprnn.experiment import tracking
+
+    old = os.umask(mask)
+    try:
+        tracking.write_json(tmp_path / "metrics.json", {"a": 1})
+        tracking.atomic_write_texts({tmp_path / "t.md": "x", tmp_path / "t.csv": "y"})
+        (tmp_path / "plain").write_text("")  # what open() gives, for comparison
+    finally:
+        os.umask(old)
+    want = (tmp_path / "plain").stat().st_mode & 0o777
+    assert want == 0o666 & ~mask
+    for name in ("metrics.json", "t.md", "t.csv"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == want, name

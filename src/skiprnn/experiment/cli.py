@@ -75,8 +75,12 @@ def launch_problem(args: list[str]) -> str | None:
     """Where the runs would go or how they would be launched cannot work here: said before Hydra starts."""
     import shutil
 
+    from .config import ROW_NAME, ROW_RULE
+
     for arg in args:
         key, _, value = arg.partition("=")
+        if key == "row" and not all(ROW_NAME.fullmatch(name) for name in value.split(",")):
+            return f"row={value} is not allowed: a row must be {ROW_RULE}, so that its run stays in the sweep's folder"
         if key == "hydra/launcher" and value == "slurm" and shutil.which("sbatch") is None:
             return ("hydra/launcher=slurm needs a Slurm cluster, and this machine has none (no `sbatch`): start the "
                     "sweep on the cluster's login node, or try the same path here with hydra/launcher=local_jobs")

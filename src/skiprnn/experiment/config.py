@@ -218,10 +218,11 @@ def register() -> None:
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    from .identity import not_in_run_name
+    from .identity import not_in_run_name, run_leaf
 
     # conf/config.yaml's override_dirname.exclude_keys: the keys that do not identify a run, declared once
     OmegaConf.register_new_resolver("skiprnn_not_in_run_name", not_in_run_name, replace=True)
+    OmegaConf.register_new_resolver("skiprnn_run_leaf", run_leaf, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="schema", name="model", node=ModelConfig)
@@ -232,9 +233,13 @@ def register() -> None:
 
 
 # key -> (test, what is allowed)
+# A row names one folder inside the sweep's: no separator, no leading dot (nor "." or "..")
+ROW_NAME = re.compile(r"[A-Za-z0-9_+=-][A-Za-z0-9_.+=-]*")
+ROW_RULE = "a folder name of letters, digits and _ . + = - that does not start with '.' (no '/')"
 _RULES = {
     "lam": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
     "threads": (lambda v: v >= 0, "an integer >= 0 (0 keeps torch's default)"),
+    "row": (lambda v: ROW_NAME.fullmatch(v) is not None, ROW_RULE),
     "seed": (lambda v: 0 <= v < 2**41, "an integer in [0, 2^41) (it seeds torch's generators)"),
     "model.hidden_size": (lambda v: v >= 1, "an integer >= 1"),
     "model.num_layers": (lambda v: v >= 1, "an integer >= 1"),

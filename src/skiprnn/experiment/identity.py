@@ -36,7 +36,14 @@ def distinguishes_group(key: str) -> bool:
 
 def not_in_run_name() -> list[str]:
     """Hydra's ``override_dirname.exclude_keys`` (conf/config.yaml reads it): overrides that do not name a folder."""
-    return [*EXECUTION, "logger.mode", "hydra.launcher.n_jobs", *BUDGET]
+    # experiment=<table>/<row>: the row already names the folder (runs/<task>/<row>/...)
+    return [*EXECUTION, "logger.mode", "hydra.launcher.n_jobs", *BUDGET, "experiment"]
+
+
+def run_leaf(override_dirname: str) -> str:
+    """The last part of a run's folder (conf/config.yaml): its identifying overrides, or ``defaults`` where it has
+    none, so that a run with no overrides never holds the folders of the runs with some."""
+    return override_dirname or "defaults"
 
 
 def recorded_config(resolved: dict, unresolved: dict) -> dict:

@@ -18,7 +18,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -100,7 +99,7 @@ def _finished_at(run: Path, steps: int) -> dict | None:
 def _copy(source: Path, target: Path) -> None:
     """Copy a checkpoint so that ``target`` is never half-written, even with two copies at once."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".copying")
+    fd, partial = tracking.temp_beside(target, suffix=".copying")
     try:
         with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
             shutil.copyfileobj(src, out)

@@ -20,9 +20,30 @@ WANDB_ID = "wandb_id.txt"  # the W&B run id, so that a resumed run continues the
 RECORD = ".hydra"  # config.yaml and overrides.yaml of the invocation that trained the run (Hydra's layout)
 
 
+def umask() -> int:
+    """The process's file-mode mask, read without changing it (os.umask can only be read by setting it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temp_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """A new file beside ``path`` (descriptor, name) with the mode a plain open() would give it: mkstemp's 0600
+    would hide results from the collaborators the umask lets read them."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.fchmod(fd, 0o666 & ~umask())
+    return fd, tmp
+
+
 def _synced_temp(path: Path, write: Callable[[IO], None], binary: bool = False) -> str:
     """A temporary file beside ``path`` holding what ``write(f)`` wrote, flushed to disk."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)

@@ -12,7 +12,6 @@ import html
 import math
 import os
 import statistics
-import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import partial
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import tracking
 from ..metrics import METRICS
 from ..records import UPDATES, Run
 from .runs import Collection, Group, collect, format_value
@@ -487,17 +487,6 @@ def _plotly_js() -> tuple[str, str]:
     return js, found.group(1) if found else "?"
 
 
-def _atomic_write(path: Path, data: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def render(coll: Collection, paper: dict[str, dict], title: str, js: str, plotly_js: str, plotly_version: str) -> str:
     metrics = coll.metrics
     counts = {s: sum(r.status == s for r in coll.runs) for s in STATUS_MARK}
@@ -598,8 +587,8 @@ def make_report(folders, output, paper=None, title=None, js="inline", *, seeds=N
     if js == "directory":
         beside = output.parent / PLOTLY_FILE
         if not beside.exists() or beside.read_text(encoding="utf-8", errors="replace") != plotly_js:
-            _atomic_write(beside, plotly_js)
-    _atomic_write(output, page)
+            tracking.atomic_write_text(beside, plotly_js)
+    tracking.atomic_write_text(output, page)
     if png is not None:
         from .static import write_png
 
