@@ -147,9 +147,9 @@ def test_compare_and_the_report_find_the_same_runs(tmp_path):
     (sweep / "broken").mkdir()
     (sweep / "broken" / "metrics.json").write_text(json.dumps({"a": 1}))
 
-    groups, _, _ = compare.collect([sweep, sweep / "gru"])
+    groups, _, _, unreadable = compare.collect([sweep, sweep / "gru"])
     assert sum(len(runs) for runs in groups.values()) == 2
-    assert [u.split(":")[0] for u in compare.UNREADABLE] == [str(sweep / "broken")]
+    assert [u.split(":")[0] for u in unreadable] == [str(sweep / "broken")]
     coll = collect([sweep, sweep / "gru"])
     assert len([r for r in coll.runs if r.status == "completed"]) == 2
     assert [r.status for r in coll.runs if r.status != "completed"] == ["unreadable"]

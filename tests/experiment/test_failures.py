@@ -176,7 +176,8 @@ def test_make_takes_a_results_path_with_a_space(tmp_path):
 def test_wandb_groups_keep_quick_folders_apart_and_name_ad_hoc_runs():
     from pathlib import Path
 
-    from skiprnn.experiment.tracking import flat, wandb_group
+    from skiprnn.experiment.identity import flatten
+    from skiprnn.experiment.tracking import wandb_group
 
     assert wandb_group({"group": "table1"}, Path("results/table1")) == "table1"
     assert wandb_group({"group": "table1"}, Path("/tmp/quick/table1")) == "table1 (quick)"
@@ -184,7 +185,7 @@ def test_wandb_groups_keep_quick_folders_apart_and_name_ad_hoc_runs():
     assert wandb_group({"group": "table1"}, Path("results/table10")) == "table1 (results)"
     assert wandb_group({"group": "adding"}, Path("runs")) == "adding"
     assert wandb_group({"group": "table1"}, None) == "table1"
-    assert flat({"model": {"mode": "gru", "x": {"y": 1}}, "lam": 0.0}) == {"model.mode": "gru", "model.x.y": 1, "lam": 0.0}
+    assert flatten({"model": {"mode": "gru", "x": {"y": 1}}, "lam": 0.0}) == {"model.mode": "gru", "model.x.y": 1, "lam": 0.0}
 
 
 def test_a_sweeps_runs_share_one_wandb_folder_that_the_end_of_the_sweep_names(cli, tmp_path):

@@ -5,6 +5,9 @@ from pathlib import Path
 import pytest
 
 from skiprnn.experiment import tables, tracking
+from skiprnn.experiment.records import RunResult, Status
+from skiprnn.experiment.tables import render
+from skiprnn.experiment.tables.sections import pairs_section, still_falling
 from skiprnn.experiment.tasks.adding import TABLE1
 from skiprnn.experiment.tasks.frequency import TABLE4
 from skiprnn.experiment.tasks.mnist import TABLE2
@@ -35,22 +38,23 @@ def test_the_rebuild_command_in_a_tables_header_names_its_results_folder(tmp_pat
     (tmp_path / "results" / "pre-fixes" / "table1").mkdir(parents=True)
     other, _ = tables.build(TABLE1, Path("results/pre-fixes"), [0], overrides=["model.gate_init=torch"])
     assert "`python -m skiprnn.tables table1 --seeds 0 --results results/pre-fixes model.gate_init=torch`" in other
-    assert tables._results_option(tmp_path / "results") == ""  # the default folder, named from anywhere
-    assert tables._results_option(Path("runs/with space")) == " --results 'runs/with space'"
+    assert render._results_option(tmp_path / "results") == ""  # the default folder, named from anywhere
+    assert render._results_option(Path("runs/with space")) == " --results 'runs/with space'"
 
 
 def test_the_pairs_section_compares_seeds_finished_in_both_rows_in_the_tables_measure():
     """Table 1 prints updates as a percentage of the steps and Table 4 as a count: each pair is stated in its table's
     measure, beside the paper's, and only over the seeds finished in both rows of the pair."""
-    def run(seed: int, fraction: float, length: int, status: str = "completed") -> tables.Run:
+    def run(seed: int, fraction: float, length: int, status: str = "completed") -> RunResult:
         final = {"val_update_fraction": fraction, "stable_update_fraction": fraction + 0.01,
                  "val_updates": length * fraction, "stable_updates": length * (fraction + 0.01)}
-        return tables.Run(seed, status, step=50_000, max_steps=50_000, final=final)
+        return RunResult(Path(f"seed={seed}"), status=Status(status), seed=seed, step=50_000, max_steps=50_000,
+                         final=final)
 
     grid = {row.row: [] for row in TABLE1.rows}
     grid["skip_lstm_lam0"] = [run(0, 0.9, 50), run(1, 1.0, 50)]
     grid["skip_lstm_lam1e-5"] = [run(0, 0.54, 50), run(1, 0.5, 50, "unfinished")]  # seed 1 is not compared
-    lines = tables._pairs_section(TABLE1, grid)
+    lines = pairs_section(TABLE1, grid)
     assert lines[:4] == [
         "## State updates without and with the budget (λ = 0 → 1e-5)", "",
         "| Model | Updates (ours, %) | Last 5 evals (ours) | Ratio per seed (ours) | Updates (paper) | Steps (ours) |",
@@ -61,7 +65,7 @@ def test_the_pairs_section_compares_seeds_finished_in_both_rows_in_the_tables_me
     grid = {row.row: [] for row in TABLE4.rows}
     grid["skip_lstm_lam0_ts1"] = [run(0, 0.5, 100)]
     grid["skip_lstm_lam0_ts0.5"] = [run(0, 0.5, 200)]
-    lines = tables._pairs_section(TABLE4, grid)
+    lines = pairs_section(TABLE4, grid)
     assert lines[2].startswith("| Model | Updates (ours) |")
     assert lines[4] == "| Skip LSTM, λ = 0 | 50.0 → 100.0 (×2.00) | 51.0 → 102.0 (×2.00) | 0: ×2.00 | 55.5 → 147.9 (×2.66) | 50,000 |"
 
@@ -69,16 +73,17 @@ def test_the_pairs_section_compares_seeds_finished_in_both_rows_in_the_tables_me
 def test_a_run_lowest_at_its_end_because_it_collapsed_is_not_counted_as_still_falling():
     """The longer budget's "still falling" counts runs lowest in their last 10% of steps that still solve the task;
     one whose updates fell because the task was lost (the budget won) is named apart."""
-    def run(seed: int, fractions: list[float], solved: bool) -> tables.Run:
+    def run(seed: int, fractions: list[float], solved: bool) -> RunResult:
         curve = [{"step": 10 * (i + 1), "val_update_fraction": f} for i, f in enumerate(fractions)]
-        return tables.Run(seed, "completed", step=100, max_steps=100, final={"val_solved": solved}, curve=curve)
+        return RunResult(Path(f"seed={seed}"), status=Status.COMPLETED, seed=seed, step=100, max_steps=100,
+                         final={"val_solved": solved}, curve=curve)
 
     falling = run(0, [0.9, 0.8, 0.7, 0.6, 0.5, 0.5, 0.5, 0.5, 0.5, 0.4], solved=True)  # lowest at step 100
     settled = run(1, [0.9, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6], solved=True)  # lowest at step 20
     collapsed = run(2, [0.9, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.02], solved=False)
-    assert tables._still_falling([falling, settled], tail=90) == "1 of 2 runs"
-    assert tables._still_falling([falling, settled, collapsed], tail=90) == "1 of 3 runs; 1 more lowest there but unsolved"
-    assert tables._still_falling([], tail=90) == "–"
+    assert still_falling([falling, settled], tail=90) == "1 of 2 runs"
+    assert still_falling([falling, settled, collapsed], tail=90) == "1 of 3 runs; 1 more lowest there but unsolved"
+    assert still_falling([], tail=90) == "–"
 
 
 def test_a_table_is_never_replaced_by_an_empty_one_nor_rewritten_for_its_time_stamp(tmp_path, capsys):
@@ -105,8 +110,6 @@ def test_every_run_names_its_numerics_and_machine_per_leg(tmp_path):
     import json
 
     from skiprnn.experiment import records
-    from skiprnn.experiment.tables import _where
-
     env = {"numerics": "reproducible", "cpu": "Some CPU", "threads": {"kernels": 1, "torch": 1}}
     legs = [{"commit": "a", "from_step": 0, "environment": env},
             {"commit": "b", "from_step": 300, "environment": {**env, "threads": {"kernels": 2, "torch": 1}}}]
@@ -115,6 +118,8 @@ def test_every_run_names_its_numerics_and_machine_per_leg(tmp_path):
     (run / "metrics.json").write_text(json.dumps({"status": "completed", "step": 600, "legs": legs, "final": {},
                                                   "config": {"seed": 0}}))
     assert records.read_run(run).legs[1]["environment"]["threads"]["kernels"] == 2
-    assert _where(records.read_run(run).legs) == ("reproducible", "reproducible, Some CPU, 1 thread(s) → "
-                                                                  "reproducible, Some CPU, 2 thread(s)")
-    assert _where([{"commit": "x", "from_step": 0}]) == ("fast", "fast, machine not recorded")
+    record = records.read_run(run)
+    assert (record.numerics, record.where) == ("reproducible", "reproducible, Some CPU, 1 thread(s) → "
+                                                               "reproducible, Some CPU, 2 thread(s)")
+    old = records.RunResult(run, legs=[{"commit": "x", "from_step": 0}])
+    assert (old.numerics, old.where) == ("fast", "fast, machine not recorded")

@@ -121,14 +121,17 @@ def test_a_checkpoint_past_a_smaller_budget_is_left_alone(cli, tmp_path):
 
 def test_table_overrides_come_from_the_finished_result(tmp_path):
     """A later attempt that rewrote .hydra/ and then failed must not relabel the finished result."""
-    from skiprnn.experiment import tables, tracking
+    from skiprnn.experiment import records, tracking
+    from skiprnn.experiment.tables.load import shown_overrides
 
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "overrides.yaml").write_text("- trainer.max_steps=50000\n- seed=0\n")
-    assert tables.run_overrides(run) == ["trainer.max_steps=50000"]  # an unfinished run: its last invocation
-    tracking.write_json(run / tracking.METRICS, {"overrides": ["seed=0", "trainer.max_steps=2", "force=true"]})
-    assert tables.run_overrides(run) == ["trainer.max_steps=2"]
+    # an unfinished run: its last invocation's
+    assert shown_overrides(records.read_run(run).overrides) == ("trainer.max_steps=50000",)
+    tracking.write_json(run / tracking.METRICS, {"step": 2, "final": {}, "overrides": ["seed=0", "trainer.max_steps=2", "force=true"]})
+    assert records.read_run(run).overrides == ["seed=0", "trainer.max_steps=2", "force=true"]
+    assert shown_overrides(records.read_run(run).overrides) == ("trainer.max_steps=2",)
 
 
 def test_epochs_on_a_task_without_epochs_is_a_clear_error(cli, tmp_path):
@@ -211,7 +214,7 @@ def test_table_flags_mixed_budgets_survives_a_broken_record_and_keeps_its_note(c
     assert "**Note:**" not in table and "Left out" not in table and not (tmp_path / "table1_note.md").exists()
     assert "2 completed, 1 missing (50,000 steps)" in table
     twice = cli("table1", "--seeds", "0,0", "--results", str(tmp_path), module="skiprnn.tables", check=False)
-    assert twice.returncode != 0 and "lists a seed twice" in twice.stderr
+    assert twice.returncode != 0 and "listed twice" in twice.stderr
 
 
 def test_table_lists_every_leg_of_a_run_resumed_across_commits_and_a_late_collapse(tmp_path):
@@ -350,6 +353,8 @@ def test_a_longer_budget_goes_on_from_the_tables_run_and_gets_a_section_of_its_o
     from dataclasses import replace
 
     from skiprnn.experiment import longer, tables
+    from skiprnn.experiment.numbers import mean_std
+    from skiprnn.experiment.tables.sections import longer_section
     from skiprnn.experiment.tasks import adding
     from skiprnn.experiment.tasks.base import LongerBudget
 
@@ -359,7 +364,7 @@ def test_a_longer_budget_goes_on_from_the_tables_run_and_gets_a_section_of_its_o
     sweep = ["-m", "table=table1", f"experiment=table1/{row}", "logger=none", "hydra/launcher=basic", *tiny]
     cli(*sweep, "seed=0,1", "trainer.max_steps=4", f"hydra.sweep.dir={tmp_path / 'table1'}")
     (tmp_path / "table1" / row / "seed=1" / "checkpoint.pt").unlink()  # seed 1 has to start over
-    assert tables._longer_section(table, tmp_path, [0, 1], {}) == []  # no section before its folder exists
+    assert longer_section(table, tmp_path, [0, 1], {}) == []  # no section before its folder exists
 
     def run_dir(folder, seed=0):
         return tmp_path / folder / row / f"seed={seed}"
@@ -410,7 +415,7 @@ def test_a_longer_budget_goes_on_from_the_tables_run_and_gets_a_section_of_its_o
     assert "| Skip LSTM, λ = 1e-5 |" in main and "2 completed (4 steps)" in main  # the table keeps its own runs
     summary = next(line for line in section.splitlines() if line.startswith("| Skip LSTM"))
     curves = [read_curve(run_dir("table1_10steps", s)) for s in (0, 1)]
-    at = {step: tables.mean_std([next(r for r in c if r["step"] == step)["val_update_fraction"] for c in curves],
+    at = {step: mean_std([next(r for r in c if r["step"] == step)["val_update_fraction"] for c in curves],
                                 ".1f", 100, "%") for step in (4, 10)}
     solved = [json.loads((run_dir("table1_10steps", s) / "metrics.json").read_text())["final"]["val_solved"]
               for s in (0, 1)]

@@ -16,88 +16,55 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import tracking
-from .identity import as_trained, distinguishes_group, split_keys
+from .identity import as_trained, distinguishes_group, flatten, split_keys
 from .metrics import METRICS
-from .records import MARKERS, find_runs, metric_key
-from .tables import Run, load_run, mean_std
+from .numbers import mean_std
+from .records import MARKERS, RunResult, find_runs, metric_key, read_run
+from .tables import load_run
 
 # Keys that say nothing about what was trained (or are what a group averages over).
-
-
-def flatten(cfg: dict) -> dict[str, object]:
-    """Dotted keys, lists as tuples (hashable: they become part of a group's key)."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in tracking.flat(cfg).items()}
-
-
-def run_config(path: Path) -> dict | None:
-    """The resolved config a run was trained with: from its result, its failure record or ``.hydra/config.yaml``,
-    the first of them that can be read. None when it has none; raises ``ValueError`` naming the files when every
-    one it has is damaged."""
-    from omegaconf import OmegaConf
-    from yaml import YAMLError
-
-    damaged = []
-    for name in (tracking.METRICS, tracking.FAILED, f"{tracking.RECORD}/config.yaml"):
-        file = path / name
-        if not file.exists():
-            continue
-        try:
-            if name.endswith(".yaml"):
-                return OmegaConf.to_container(OmegaConf.load(file), resolve=True)
-            cfg = tracking.read_json(file).get("config")
-            if cfg:
-                return cfg
-        except (OSError, ValueError, AttributeError, YAMLError) as error:
-            damaged.append(f"{file} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
-    if damaged:
-        raise ValueError("unreadable: " + "; ".join(damaged))
-    return None
 
 
 def _sort_key(value) -> tuple:
     return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
 
 
-UNREADABLE: list[str] = []  # runs whose every record is damaged, found by the last collect()
-
-
-def collect(roots: list[Path]) -> tuple[dict, list[str], dict]:
-    """{(root, settings): [(run directory, Run)]}, the keys that vary between groups, and the settings every run shares."""
-    groups: dict[tuple, list[tuple[Path, Run]]] = {}
-    UNREADABLE.clear()
+def collect(roots: list[Path]) -> tuple[dict, list[str], dict, list[str]]:
+    """{(root, settings): [(run directory, RunResult)]}, the keys that vary between groups, the settings every run
+    shares, and the runs that no group can hold (every record damaged, or a result without its config)."""
+    groups: dict[tuple, list[tuple[Path, RunResult]]] = {}
+    unreadable: list[str] = []
     seen: set[Path] = set()
     for root in roots:
         for path in find_runs(root):
             if path.resolve() in seen:  # nested or repeated folders: each run once
                 continue
             seen.add(path.resolve())
-            try:
-                cfg = run_config(path)
-            except ValueError as error:  # every record of the run is damaged: listed apart, the rest still shown
-                UNREADABLE.append(f"{path}: {error}")
-                continue
-            if cfg is None:
-                if (path / tracking.METRICS).exists():  # a result without its config: named, never dropped
-                    UNREADABLE.append(f"{path}: {tracking.METRICS} holds no config record, and {tracking.RECORD}/ has none")
+            record = read_run(path)
+            if record.config is None:
+                if record.problems:  # every record of the run is damaged: listed apart, the rest still shown
+                    unreadable.append(f"{path}: unreadable: {'; '.join(record.problems)}")
+                elif (path / tracking.METRICS).exists():  # a result without its config: named, never dropped
+                    unreadable.append(f"{path}: {tracking.METRICS} holds no config record, and {tracking.RECORD}/ has none")
                 continue  # a curve alone without any config record (not written by this trainer)
-            flat = flatten(as_trained(cfg))
+            flat = flatten(as_trained(record.config))
             settings = tuple(sorted((k, v) for k, v in flat.items() if distinguishes_group(k)))
             groups.setdefault((str(root), settings), []).append((path, load_run(path, int(flat.get("seed", 0)))))
     varying, shared = split_keys([dict(settings) for _, settings in groups])
-    return groups, varying, shared
+    return groups, varying, shared, unreadable
 
 
-def _counted(runs: list[tuple[Path, Run]]) -> tuple[list[Run], list[str]]:
+def _counted(runs: list[tuple[Path, RunResult]]) -> tuple[list[RunResult], list[str]]:
     """The finished runs to average, one per seed, and a note for each other finished run of the same seed (the
     same config trained twice, e.g. into folders named ``lam=1e-4`` and ``lam=0.0001``): the longest-trained counts."""
-    best: dict[int, Run] = {}
+    best: dict[int, RunResult] = {}
     for _, r in sorted(((p, r) for p, r in runs if r.status == "completed"), key=lambda pr: (-pr[1].step, pr[0])):
         best.setdefault(r.seed, r)
     extra = [f"seed {r.seed} also in {p} (not counted)" for p, r in runs if r.status == "completed" and best[r.seed] is not r]
     return sorted(best.values(), key=lambda r: r.seed), extra
 
 
-def _not_finished(runs: list[Run]) -> list[str]:
+def _not_finished(runs: list[RunResult]) -> list[str]:
     """Each unfinished run with how far it got and its latest evaluation; each failed or unreadable one."""
     parts = []
     for r in sorted(runs, key=lambda r: r.seed):
@@ -111,7 +78,7 @@ def _not_finished(runs: list[Run]) -> list[str]:
 
 
 def build(roots: list[Path], argv: list[str]) -> str:
-    groups, varying, shared = collect(roots)
+    groups, varying, shared, unreadable = collect(roots)
     several = len(roots) > 1
     header = (["sweep"] if several else []) + varying + ["finished (seeds)", "metric", "solved", "state updates",
                                                          "updates %", "steps", "not counted"]
@@ -140,9 +107,9 @@ def build(roots: list[Path], argv: list[str]) -> str:
              "- **Shared by every run (a model key by every run it acts on):** " + ", ".join(f"`{k}={v}`" for k, v in shared.items()), "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for _, cells in rows]
-    if UNREADABLE:
+    if unreadable:
         lines += ["", "**Unreadable runs** (not in any group; fix or remove the files named, or retrain with force=true):", ""]
-        lines += [f"- {entry}" for entry in UNREADABLE]
+        lines += [f"- {entry}" for entry in unreadable]
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 # How and where a run executes: never part of what it is. ``numerics`` changes rounding, not the maths: every record
 # and table names it, and a run never resumes in another mode (the trainer refuses).
@@ -16,6 +17,20 @@ BUDGET = ("trainer.max_steps", "trainer.max_epochs")
 DATA_LOCATION = ("task.data_root", "task.cache_dir")
 # Keys removed from the schema that older records still hold (MNIST's no-op task.report).
 REMOVED = ("task.report",)
+
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """{"model": {"mode": "gru"}} -> {"model.mode": "gru"}, the dotted keys every tool names; lists become tuples
+    (hashable, so that settings can key a group)."""
+    out: dict[str, Any] = {}
+    if not isinstance(cfg, dict):
+        return out
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
+    return out
 
 
 def matches(key: str, names: tuple[str, ...]) -> bool:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from . import records, tracking
-from .tables import asked_configs, parse_seeds
+from .tables import asked_configs
+from .tables.cli import parse_table_args
 from .tasks import paper_tables
 from .tasks.base import PaperTable
 
@@ -146,14 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the paper's four)")
     parser.add_argument("--results", default="results", type=Path)
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="more Hydra overrides for the runs")
-    args = parser.parse_intermixed_args(argv)
-    if args.table not in tables:
-        parser.error(f"no longer budget is declared for {args.table!r}; the tables with one are {', '.join(tables)}")
-    table = tables[args.table]
-    seeds = parse_seeds(parser, args.seeds, table)
-    if not (args.results / table.name).is_dir():
-        parser.error(f"no runs in {args.results / table.name}: the longer runs go on from the table's "
-                     f"(make reproduce-{table.name}), or point --results at the folder that holds them")
+    args, table, seeds = parse_table_args(
+        parser, argv, tables, "no longer budget is declared for {name}; the tables with one are " + ", ".join(tables),
+        "the longer runs go on from the table's (make reproduce-{table})")
     budget = [o for o in args.overrides if o.split("=", 1)[0].lstrip("+~") in BUDGET_KEYS]
     if budget:
         parser.error(f"{', '.join(budget)}: the longer budget sets {' and '.join(BUDGET_KEYS)} itself "

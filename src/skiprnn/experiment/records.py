@@ -1,23 +1,24 @@
-"""Read one run directory's record: the single place that decides a run's status.
+"""Read one run directory's record: the single place that decides a run's status, as a typed ``RunResult``.
 
 The trainer (trainer.py, through tracking.py) writes a run directory: ``metrics.json`` when it finishes,
 ``curve.jsonl`` (one evaluation a line) as it goes, ``failed.json`` when it fails, and ``.hydra/config.yaml`` (the
-resolved config of the invocation that last trained it). The tables (tables.py), ``compare`` and the HTML report
+resolved config of the invocation that last trained it). The tables (tables/), ``compare``, ``longer`` and the HTML report
 (report/) all read it here. A file that cannot be read never raises: the run says what is wrong with it.
 """
 from __future__ import annotations
 
 import bisect
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from .metrics import METRICS as METRIC_SPECS
 from .metrics import TASK_METRICS
+from .numbers import finite
 from .tracking import CURVE, FAILED, METRICS, RECORD
 
 MARKERS = (METRICS, CURVE, FAILED)  # a folder holding one of these is a run directory
@@ -66,12 +67,23 @@ def metric_key(final: dict | None) -> str | None:
     return next((k for k in METRIC_KEYS if k in (final or {})), None)
 
 
+class Status(StrEnum):
+    """A run's state, as every tool names it (the values are what tables and reports print)."""
+    COMPLETED = "completed"  # finished: a metrics.json at least as new as its curve
+    UNFINISHED = "unfinished"  # training, stopped, or resumed with a larger budget
+    FAILED = "failed"  # a failed.json and no newer result
+    UNREADABLE = "unreadable"  # a record that cannot be read: the run says which file and why
+    CONFLICT = "conflict"  # a table's verdict: trained with another config than the table asks for
+    MISSING = "missing"  # a table's verdict: no evaluation yet where the table expects a run
+
+
 @dataclass
-class Run:
+class RunResult:
+    """What one run directory holds: written by the trainer (tracking.py), read only by ``read_run``."""
     path: Path
     display: str = ""  # for reports: the folder as given on the command line joined with the path below it
     root: int = 0  # for reports: index of the folder given that holds it
-    status: str = "unfinished"  # completed | unfinished | failed | unreadable
+    status: Status = Status.UNFINISHED
     seed: int | None = None
     row: str | None = None
     config: dict | None = None
@@ -82,12 +94,14 @@ class Run:
     legs: list[dict] = field(default_factory=list)  # [{"commit", "from_step"}], oldest first
     error: str = ""  # why it failed / is unreadable
     problems: list[str] = field(default_factory=list)  # "file: what is wrong with it"
+    overrides: list[str] = field(default_factory=list)  # its command-line overrides (as recorded, plumbing included)
+    below_budget: int = 0  # a table's verdict: finished, but for fewer steps than this budget the table asks for
 
     @property
     def metric(self) -> str | None:
         for source in (self.final, *(reversed(self.curve))):
             for key in METRIC_KEYS:
-                if _number(source.get(key)) is not None:
+                if finite(source.get(key)) is not None:
                     return key
         name = ((self.config or {}).get("task") or {}).get("name") if isinstance(self.config, dict) else None
         return TASK_METRICS.get(name)
@@ -99,6 +113,29 @@ class Run:
             return self.legs[0]["commit"] if self.legs else ""
         return " → ".join(f"{leg['commit']} (from {leg['from_step']:,})" for leg in self.legs)
 
+    @property
+    def commits(self) -> tuple[str, ...]:
+        """Each distinct commit of its legs, oldest first."""
+        return tuple(dict.fromkeys(leg["commit"] for leg in self.legs))
+
+    @property
+    def numerics(self) -> str:
+        """Its numerics mode(s), "reproducible", "fast" or "fast/reproducible" (a leg made before the modes
+        existed was fast)."""
+        return "/".join(dict.fromkeys(_leg_numerics(leg) for leg in self.legs)) or "fast"
+
+    @property
+    def where(self) -> str:
+        """Its numerics mode and machine per leg, where they changed: "reproducible, AMD EPYC, 1 thread(s)"."""
+        shown: list[str] = []
+        for leg in self.legs:
+            env = leg.get("environment")
+            text = (f"{env['numerics']}, {env['cpu']}, {env['threads']['kernels']} thread(s)" if env
+                    else "fast, machine not recorded")
+            if not shown or shown[-1] != text:
+                shown.append(text)
+        return " → ".join(shown) or "fast, machine not recorded"
+
     def commit_at(self, step: int) -> str:
         """The commit that trained the evaluation at ``step`` (the leg it falls in)."""
         if not self.legs:
@@ -107,12 +144,12 @@ class Run:
         return self.legs[max(0, bisect.bisect_left(starts, step) - 1)]["commit"]
 
 
-# ------------------------------------------------------------------------------------------------ reading
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+def _leg_numerics(leg: dict) -> str:
+    env = leg.get("environment")
+    return env["numerics"] if env else "fast"
 
+
+# ------------------------------------------------------------------------------------------------ reading
 
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
@@ -134,7 +171,22 @@ def _legs(m: dict) -> list[dict]:
     return [{"commit": str(m["commit"]), "from_step": 0}] if m.get("commit") else []
 
 
-def _read_curve(path: Path, run: Run) -> bool:
+def _read_overrides(path: Path, metrics: dict | None, run: RunResult) -> list[str]:
+    """The overrides stored with its finished result, else those of the invocation that last trained it."""
+    if metrics is not None and isinstance(metrics.get("overrides"), list):  # absent in older results
+        return [str(o) for o in metrics["overrides"]]
+    record = path / RECORD / "overrides.yaml"
+    if not record.exists():
+        return []
+    try:
+        overrides = _read_yaml(record)
+    except Exception as error:  # noqa: BLE001 - as config.yaml: listed, never fatal
+        run.problems.append(f"{RECORD}/overrides.yaml: {str(error).splitlines()[0] if str(error) else error!r}")
+        return []
+    return [str(o) for o in overrides] if isinstance(overrides, list) else []
+
+
+def _read_curve(path: Path, run: RunResult) -> bool:
     """Every readable evaluation into run.curve; False when the file has unreadable lines (listed in problems)."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -160,11 +212,11 @@ def _read_curve(path: Path, run: Run) -> bool:
     return not bad
 
 
-def read_run(path: Path, display: str = "", root: int = 0) -> Run:
+def read_run(path: Path, display: str = "", root: int = 0) -> RunResult:
     """A run directory's state. Status, as the tables read it: a metrics.json at least as new as the curve is a
     finished run (a finished run resumed with a larger budget is unfinished until it finishes again); else a
     failed.json is a failed run; else it is unfinished (possibly with no evaluation yet)."""
-    run = Run(path=path, display=display or str(path), root=root)
+    run = RunResult(path=path, display=display or str(path), root=root)
     curve_ok = True
     if (path / CURVE).exists():
         curve_ok = _read_curve(path / CURVE, run)
@@ -180,7 +232,7 @@ def read_run(path: Path, display: str = "", root: int = 0) -> Run:
                 raise ValueError("not a run record (needs 'step' and a 'final' object)")
             configs.append(metrics.get("config"))
         except (OSError, ValueError) as error:
-            run.status, run.error = "unreadable", f"{METRICS}: {error}"
+            run.status, run.error = Status.UNREADABLE, f"{METRICS}: {error}"
             run.problems.append(run.error)
             metrics = None
     if (path / FAILED).exists():
@@ -191,8 +243,8 @@ def read_run(path: Path, display: str = "", root: int = 0) -> Run:
             configs.append(failed.get("config"))
         except (OSError, ValueError) as error:
             run.problems.append(f"{FAILED}: {error}")
-            if run.status != "unreadable":
-                run.status, run.error = "unreadable", f"{FAILED}: {error}"
+            if run.status != Status.UNREADABLE:
+                run.status, run.error = Status.UNREADABLE, f"{FAILED}: {error}"
             failed = None
     record = path / RECORD / "config.yaml"
     if record.exists():
@@ -202,20 +254,20 @@ def read_run(path: Path, display: str = "", root: int = 0) -> Run:
             run.problems.append(f"{RECORD}/config.yaml: {str(error).splitlines()[0] if str(error) else error!r}")
     run.config = next((c for c in configs if isinstance(c, dict) and c), None)
 
-    if run.status != "unreadable":
+    if run.status != Status.UNREADABLE:
         if metrics is not None and (last is None or last["step"] <= metrics["step"]):
-            run.status, run.step, run.final = "completed", metrics["step"], metrics["final"]
+            run.status, run.step, run.final = Status.COMPLETED, metrics["step"], metrics["final"]
             run.max_steps = metrics["step"]
             run.legs = _legs(metrics)
         elif failed is not None:
-            run.status, run.error = "failed", str(failed.get("error") or "failed (no error recorded)")
+            run.status, run.error = Status.FAILED, str(failed.get("error") or "failed (no error recorded)")
         elif not curve_ok:
-            run.status, run.error = "unreadable", next(p for p in run.problems if p.startswith(CURVE))
+            run.status, run.error = Status.UNREADABLE, next(p for p in run.problems if p.startswith(CURVE))
         else:
-            run.status = "unfinished"
+            run.status = Status.UNFINISHED
             if metrics is not None:  # resumed with a larger budget: the earlier legs are known
                 run.legs = _legs(metrics)
-    if run.status != "completed" and last is not None:
+    if run.status != Status.COMPLETED and last is not None:
         run.step, run.final = last["step"], last
         run.max_steps = last.get("max_steps") if isinstance(last.get("max_steps"), int) else None
     if run.max_steps is None and isinstance(run.config, dict):
@@ -234,4 +286,5 @@ def read_run(path: Path, display: str = "", root: int = 0) -> Run:
     if row is None and metrics is not None:
         row = metrics.get("row")
     run.row = str(row) if row not in (None, "") else None
+    run.overrides = _read_overrides(path, metrics, run)
     return run

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from .identity import flatten
+
 METRICS, CURVE, FAILED, CHECKPOINT = "metrics.json", "curve.jsonl", "failed.json", "checkpoint.pt"
 LOCK = ".training.lock"  # held (flock) by the process training the run
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"  # the one before, kept in case the newest is damaged
@@ -142,17 +144,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-def flat(cfg: dict, prefix: str = "") -> dict:
-    """{"model": {"mode": "gru"}} -> {"model.mode": "gru"}: W&B's run table then has one column per config key."""
-    out = {}
-    for key, value in cfg.items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def wandb_group(cfg: dict, sweep_dir: Path | None) -> str:
     """The W&B group: the table for the runs in its own results folder (results/table1), or that folder's name for
     a table's own variant beside it (results/table1_100k, PaperTable.longer); "table1 (quick)" for a table trained
@@ -205,7 +196,7 @@ class Tracker:
         self.wandb_dir.mkdir(parents=True, exist_ok=True)
         self._context = wandb.init(
             project=self.cfg["project"], entity=self.cfg.get("entity"), group=self.group, name=self.name,
-            tags=[self.group, str(self.config.get("row", "")), *self.cfg.get("tags", [])], config=flat(self.config),
+            tags=[self.group, str(self.config.get("row", "")), *self.cfg.get("tags", [])], config=flatten(self.config),
             dir=str(self.wandb_dir), mode=mode, id=self.run_id, resume="allow", job_type=str(self.config.get("row", "train")),
             settings=wandb.Settings(console="off", silent=True),
         )

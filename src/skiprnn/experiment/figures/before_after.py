@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..numbers import leading_number
 from ..tasks import paper_tables
 from ..tracking import read_curve
 
@@ -36,7 +37,7 @@ def paper_fraction(table_name: str, row: str) -> float | None:
     for r in table.rows if table else ():
         printed = r.paper.get("updates", "")
         if r.row == row and "%" in printed:
-            return float(printed.split("%")[0]) / 100
+            return leading_number(printed) / 100
     return None
 
 

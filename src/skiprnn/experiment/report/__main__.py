@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .. import numbers
+
 EPILOG = """\
 A run directory is any folder below FOLDER holding metrics.json (finished), curve.jsonl (evaluations so far),
 failed.json (failed) or .hydra/config.yaml (started). Runs whose configs are equal but for the seed and
@@ -28,9 +30,9 @@ examples:
 
 def parse_seeds(text: str) -> list[int]:
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        return numbers.parse_seeds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

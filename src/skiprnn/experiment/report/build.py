@@ -21,7 +21,8 @@ import numpy as np
 
 from .. import tracking
 from ..metrics import METRICS
-from ..records import UPDATES, Run
+from ..numbers import finite, mean_std
+from ..records import UPDATES, RunResult
 from .runs import Collection, Group, collect, format_value
 from .series import (
     METRIC_NAMES,
@@ -32,7 +33,6 @@ from .series import (
     group_stats,
     load_paper,
     mean_curve,
-    num,
     paper_for,
 )
 
@@ -58,15 +58,6 @@ def fmt_updates(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
-def mean_std(values: list[float], fmt) -> str:
-    """mean ± population std; one run shows its value alone (a "± 0" would read as a measured spread)."""
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return fmt(values[0])
-    return f"{fmt(statistics.fmean(values))} ± {fmt(statistics.pstdev(values))}"
-
-
 def seed_ranges(seeds: Iterable[int]) -> str:
     """0, 1, 2, 3, 7 -> "0–3, 7": a long list of seeds stays one short cell."""
     out, values = [], sorted(set(seeds))
@@ -85,7 +76,7 @@ def _hover_text(text: str) -> str:
     return html.escape(str(text)).replace("{", "&#123;").replace("}", "&#125;")
 
 
-def _progress(run: Run) -> str:
+def _progress(run: RunResult) -> str:
     if run.status == "completed":
         return f"{run.step:,}"
     if not run.step:
@@ -95,7 +86,7 @@ def _progress(run: Run) -> str:
     return f"{run.step:,}" if run.step else "no evaluation yet"
 
 
-def _run_lines(group: Group, run: Run) -> list[str]:
+def _run_lines(group: Group, run: RunResult) -> list[str]:
     seed = "?" if run.seed is None else run.seed
     return [f"<b>{_hover_text(group.label)}</b>", f"run: {_hover_text(run.display)}",
             f"seed: {seed} · {_hover_text(STATUS_MARK[run.status])}"]
@@ -210,7 +201,7 @@ def tradeoff_figure(coll: Collection, metrics: list[str], paper: dict[str, dict]
     for col, metric in enumerate(metrics, 1):
         value_fmt = ":.2%" if metric == "val_accuracy" else ":.4g"
         ys = [v for g in coll.groups if g.metric == metric for r in g.runs
-              if (v := num(r.final.get(metric))) is not None]
+              if (v := finite(r.final.get(metric))) is not None]
         for g in (g for g in coll.groups if g.metric == metric):
             shown = False
 
@@ -221,7 +212,7 @@ def tradeoff_figure(coll: Collection, metrics: list[str], paper: dict[str, dict]
                 shown = True
 
             for status, symbol in (("completed", "circle"), ("unfinished", "circle-open")):
-                pts = [(r, num(r.final.get(UPDATES)), num(r.final.get(metric))) for r in g.by_status(status)]
+                pts = [(r, finite(r.final.get(UPDATES)), finite(r.final.get(metric))) for r in g.by_status(status)]
                 pts = [(r, u, v) for r, u, v in pts if u is not None and v is not None]
                 if not pts:
                     continue
@@ -236,7 +227,7 @@ def tradeoff_figure(coll: Collection, metrics: list[str], paper: dict[str, dict]
                          hovertemplate="%{text}<extra></extra>"))
             stats = group_stats(g)
             pairs = [(u, v) for r in stats["finished"]
-                     if (u := num(r.final.get(UPDATES))) is not None and (v := num(r.final.get(metric))) is not None]
+                     if (u := finite(r.final.get(UPDATES))) is not None and (v := finite(r.final.get(metric))) is not None]
             if len(pairs) > 1:
                 us, vs = [u for u, _ in pairs], [v for _, v in pairs]
                 add(dict(x=[statistics.fmean(us)], y=[statistics.fmean(vs)], mode="markers",
@@ -380,8 +371,8 @@ def runs_table(coll: Collection) -> str:
                      f'<td class="num">{"–" if r.seed is None else r.seed}</td>',
                      f'<td class="{css}">{html.escape(status)}</td>',
                      f'<td class="num">{html.escape(_progress(r))}</td>',
-                     f'<td class="num">{html.escape(fmt_metric(metric, num(r.final.get(metric)) if metric else None))}</td>',
-                     f'<td class="num">{html.escape(fmt_updates(num(r.final.get(UPDATES))))}</td>',
+                     f'<td class="num">{html.escape(fmt_metric(metric, finite(r.final.get(metric)) if metric else None))}</td>',
+                     f'<td class="num">{html.escape(fmt_updates(finite(r.final.get(UPDATES))))}</td>',
                      f'<td class="mono">{html.escape(r.commit or "–")}</td>',
                      f'<td class="err">{html.escape(" | ".join(notes))}</td>']
             out.append(f'<tr data-group="g{g.index}">' + "".join(cells) + "</tr>")

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..identity import BUDGET, EXECUTION, REMOVED, as_trained, matches, split_keys
-from ..records import METRIC_KEYS, Run, find_runs, read_run
+from ..identity import BUDGET, EXECUTION, REMOVED, as_trained, flatten, matches, split_keys
+from ..records import METRIC_KEYS, RunResult, find_runs, read_run
 
 # Config keys that say nothing about what was trained, or that a group averages over (the seed): the execution and
 # budget keys of skiprnn/experiment/identity.py, and the seed, the row name and Hydra's own.
@@ -27,7 +27,7 @@ class Group:
     key: tuple
     root: int
     settings: dict | None  # flattened config minus plumbing; None: no readable config
-    runs: list[Run]
+    runs: list[RunResult]
     label: str = ""
     index: int = 0
 
@@ -40,23 +40,11 @@ class Group:
         found = Counter(r.metric for r in self.runs if r.metric)
         return found.most_common(1)[0][0] if found else None
 
-    def by_status(self, status: str) -> list[Run]:
+    def by_status(self, status: str) -> list[RunResult]:
         return [r for r in self.runs if r.status == status]
 
 
 # ------------------------------------------------------------------------------------------------ grouping
-def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if not isinstance(cfg, dict):
-        return out
-    for key, value in cfg.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
-    return out
-
-
 def is_plumbing(key: str) -> bool:
     return matches(key, PLUMBING)
 
@@ -122,7 +110,7 @@ def _sort_value(value: Any) -> tuple:
 @dataclass
 class Collection:
     roots: list[str]  # the folders as given
-    runs: list[Run]
+    runs: list[RunResult]
     groups: list[Group]
     varying: list[str]  # config keys (and "folder", given several) that differ between groups
     short: dict[str, str]  # varying key -> short name for labels and columns
@@ -143,7 +131,7 @@ def collect(folders: Iterable[str | os.PathLike], seeds: Iterable[int] | None = 
     default every seed seen in that folder), for the "missing" column."""
     roots = [str(f) for f in folders]
     seen: set[Path] = set()
-    runs: list[Run] = []
+    runs: list[RunResult] = []
     for index, root in enumerate(roots):
         base = Path(root)
         for path in find_runs(base):

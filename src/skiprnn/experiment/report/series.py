@@ -3,7 +3,6 @@ and (mean) curves. Shared by the HTML page (build.py) and the static PNG (static
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 from collections.abc import Mapping
@@ -13,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from ..metrics import METRICS
-from ..records import UPDATES, Run
+from ..numbers import finite
+from ..records import UPDATES, RunResult
 from .runs import Group
 
 Paper = Mapping[str, Mapping[str, Any]]
@@ -50,12 +50,6 @@ def dash(group: Group) -> str:
     return DASHES[(group.index // len(PALETTE)) % len(DASHES)]
 
 
-def num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def load_paper(paper: Paper | str | os.PathLike | None) -> dict[str, dict]:
     """The paper's values by group label or row name: {"metric": value or None, "updates": fraction or None}."""
     if paper is None:
@@ -72,10 +66,10 @@ def load_paper(paper: Paper | str | os.PathLike | None) -> dict[str, dict]:
     for name, entry in paper.items():
         if not isinstance(entry, Mapping):
             raise ValueError(f"paper values for {name!r} must be an object with 'metric' and/or 'updates'")
-        updates = num(entry.get("updates"))
+        updates = finite(entry.get("updates"))
         if updates is not None and not 0.0 <= updates <= 1.0:
             raise ValueError(f"paper updates for {name!r} must be a fraction of the steps (0 to 1), not {updates}")
-        out[str(name)] = {"metric": num(entry.get("metric")), "updates": updates}
+        out[str(name)] = {"metric": finite(entry.get("metric")), "updates": updates}
     return out
 
 
@@ -89,20 +83,20 @@ def paper_for(group: Group, paper: dict[str, dict]) -> tuple[str, dict] | None:
 def group_stats(group: Group) -> dict[str, Any]:
     metric = group.metric
     done = group.by_status("completed")
-    values = [(r, num(r.final.get(metric)) if metric else None, num(r.final.get(UPDATES))) for r in done]
+    values = [(r, finite(r.final.get(metric)) if metric else None, finite(r.final.get(UPDATES))) for r in done]
     test = f"test_{metric.removeprefix('val_')}" if metric else None
     return {
         "metric": metric,
         "finished": done,
         "metric_values": [v for _, v, _ in values if v is not None],
         "update_values": [u for _, _, u in values if u is not None],
-        "test_values": [v for v in (num(r.final.get(test)) for r in done) if v is not None] if test else [],
+        "test_values": [v for v in (finite(r.final.get(test)) for r in done) if v is not None] if test else [],
         "test_key": test,
     }
 
 
-def curve_points(run: Run, key: str) -> tuple[np.ndarray, np.ndarray]:
-    pts = [(row["step"], num(row.get(key))) for row in run.curve]
+def curve_points(run: RunResult, key: str) -> tuple[np.ndarray, np.ndarray]:
+    pts = [(row["step"], finite(row.get(key))) for row in run.curve]
     pts = [(s, v) for s, v in pts if v is not None]
     return np.array([s for s, _ in pts], dtype=np.int64), np.array([v for _, v in pts], dtype=np.float64)
 

@@ -9,8 +9,9 @@ import statistics
 from pathlib import Path
 
 from ..metrics import METRICS
+from ..numbers import finite
 from .runs import Collection
-from .series import METRIC_NAMES, PALETTE, UPDATES, color, curve_points, group_stats, mean_curve, num, paper_for
+from .series import METRIC_NAMES, PALETTE, UPDATES, color, curve_points, group_stats, mean_curve, paper_for
 
 _MPL_DASH = {"solid": "-", "dash": "--", "dot": ":", "dashdot": "-."}
 
@@ -53,7 +54,7 @@ def write_png(coll: Collection, path: str | os.PathLike, paper: dict[str, dict] 
                 continue
             stats = group_stats(g)
             pts = [(u, v) for r in stats["finished"]
-                   if (u := num(r.final.get(UPDATES))) is not None and (v := num(r.final.get(metric))) is not None]
+                   if (u := finite(r.final.get(UPDATES))) is not None and (v := finite(r.final.get(metric))) is not None]
             if pts:
                 ax_trade.scatter([u for u, _ in pts], [v for _, v in pts], color=c, s=28, alpha=0.8, lw=0)
             if len(pts) > 1:
