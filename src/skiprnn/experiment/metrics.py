@@ -19,6 +19,15 @@ class Metric:
         """"mse", as tasks and the curve listings name it."""
         return self.key.removeprefix("val_")
 
+    @property
+    def plot_format(self) -> str:
+        """A plotly hover format of a value: ":.2%" for a percentage, ":.4g" otherwise."""
+        return ":.2%" if self.scale == "percent" else ":.4g"
+
+    def show(self, value: float) -> str:
+        """A value as the report prints it: "97.50%" for a percentage, "0.0123" otherwise."""
+        return f"{100 * value:.2f}%" if self.scale == "percent" else f"{value:.3g}"
+
     def best(self, rows: list[dict], key: str | None = None) -> dict:
         """The row with the best value of this metric (or of ``key``, another split's)."""
         return (max if self.higher_is_better else min)(rows, key=lambda r: r[key or self.key])
@@ -35,6 +44,13 @@ METRICS = {m.key: m for m in (
 )}
 # The headline metric of each task (Task.metric reads it), for records that hold no evaluation yet.
 TASK_METRICS = {"adding": "val_mse", "frequency": "val_accuracy", "mnist": "val_accuracy", "charades": "val_map"}
+
+
+def of_key(key: str | None) -> Metric | None:
+    """The metric a record's key holds, whatever its split ("val_accuracy", "test_accuracy": accuracy)."""
+    if not key:
+        return None
+    return METRICS.get(key) or METRICS.get("val_" + key.split("_", 1)[-1])
 
 
 def of_task(name: str) -> Metric:

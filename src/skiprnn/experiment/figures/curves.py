@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         curve = read_curve(run)
         if not curve:
             continue
-        metric = args.metric or ("mse" if "val_mse" in curve[0] else "accuracy")
+        metric = args.metric or next((m.short for m in METRICS.values() if m.key in curve[0]), "accuracy")
         print(markdown(run.parent.name, pick(curve, args.every), metric) + "\n")
 
 

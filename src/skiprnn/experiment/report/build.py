@@ -15,12 +15,13 @@ import statistics
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import partial
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from .. import tracking
-from ..metrics import METRICS
+from ..metrics import METRICS, of_key
 from ..numbers import finite, mean_std
 from ..records import UPDATES, RunResult
 from .runs import Collection, Group, collect, format_value
@@ -49,9 +50,8 @@ STATUS_MARK = {"completed": "✓ finished", "unfinished": "◔ unfinished", "fai
 def fmt_metric(key: str | None, value: float | None) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
-    if key == "val_accuracy" or (key or "").endswith("accuracy"):
-        return f"{100 * value:.2f}%"
-    return f"{value:.3g}"
+    spec = of_key(key)
+    return spec.show(value) if spec else f"{value:.3g}"
 
 
 def fmt_updates(value: float | None) -> str:
@@ -144,7 +144,7 @@ def curves_figure(coll: Collection, metrics: list[str]):
             curves = [(run, s, v) for run, s, v in curves if len(s)]
             if not curves:
                 continue
-            value_fmt = ":.2%" if key == UPDATES or key == "val_accuracy" else ":.4g"
+            value_fmt = ":.2%" if key == UPDATES else METRICS[key].plot_format
             label = "update fraction" if key == UPDATES else METRIC_NAMES.get(key, key)
             single = len(curves) == 1
             for run, steps, values in curves:
@@ -199,7 +199,7 @@ def tradeoff_figure(coll: Collection, metrics: list[str], paper: dict[str, dict]
     fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[
         f"{METRIC_NAMES.get(m, m)} against update fraction" for m in metrics], horizontal_spacing=0.08)
     for col, metric in enumerate(metrics, 1):
-        value_fmt = ":.2%" if metric == "val_accuracy" else ":.4g"
+        value_fmt = METRICS[metric].plot_format
         ys = [v for g in coll.groups if g.metric == metric for r in g.runs
               if (v := finite(r.final.get(metric))) is not None]
         for g in (g for g in coll.groups if g.metric == metric):
@@ -381,90 +381,10 @@ def runs_table(coll: Collection) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ page
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.2rem 2rem;color:#222;max-width:1700px}
-h1{font-size:1.5rem;margin:.2rem 0}h2{font-size:1.15rem;margin-top:1.6rem;border-bottom:1px solid #ddd}
-.meta{color:#555;font-size:.9rem}.meta code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em}
-table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0}th,td{border:1px solid #ddd;padding:3px 7px;
-vertical-align:top}th{background:#f4f4f4;text-align:left;position:sticky;top:0}
-td.num{text-align:right;white-space:nowrap}.ok{color:#1a7f37}.warn{color:#9a6700;background:#fff8e1}
-.bad{color:#b42318;background:#fdecea}.zero{color:#aaa}.paper{background:#eef4ff}.err{max-width:40rem;
-font-size:.8rem;color:#b42318;word-break:break-word}.swatch{display:inline-block;width:.8em;height:.8em;
-border-radius:2px;margin-right:.4em;vertical-align:baseline}tr.hidden-group td{opacity:.45}
-.plot{width:100%;min-height:300px}.scroll{overflow-x:auto}td.label{white-space:nowrap}.controls button{margin-right:.5rem}.notice{padding:.6rem 1rem;
-background:#fdecea;border:1px solid #b42318;color:#b42318}details>summary{cursor:pointer;font-weight:600;margin:.6rem 0}
-.help{color:#555;font-size:.85rem}
-"""
-
-SCRIPT = r"""
-(function () {
-  "use strict";
-  var CONFIG = {responsive: true, displaylogo: false, scrollZoom: false,
-                toImageButtonOptions: {format: "png", scale: 2}};
-  document.body.dataset.plots = "0";
-  if (typeof Plotly === "undefined") {
-    document.getElementById("plotly-missing").hidden = false;
-    document.body.dataset.rendered = "error";
-    return;
-  }
-  var plots = [];
-  var boxes = Array.prototype.slice.call(document.querySelectorAll("input[data-group]"));
-  var shown = {};  // group -> visible, shared by every plot and the table
-  boxes.forEach(function (b) { shown[b.dataset.group] = true; });
-  function apply() {  // one restyle per plot, whatever the number of groups changed
-    plots.forEach(function (div) {
-      var idx = [], vis = [];
-      div.data.forEach(function (t, i) {
-        if (t.legendgroup in shown) { idx.push(i); vis.push(shown[t.legendgroup] ? true : "legendonly"); }
-      });
-      if (idx.length) Plotly.restyle(div, {visible: vis}, idx);
-    });
-    boxes.forEach(function (b) { b.checked = shown[b.dataset.group]; });
-    document.querySelectorAll("tr[data-group]").forEach(function (tr) {
-      tr.classList.toggle("hidden-group", shown[tr.dataset.group] === false);
-    });
-  }
-  function groupOf(ev) {
-    var trace = ev.data[ev.curveNumber];
-    return trace && trace.legendgroup in shown ? trace.legendgroup : null;
-  }
-  var done = [];
-  document.querySelectorAll('script[type="application/json"][data-plot]').forEach(function (el) {
-    var spec = JSON.parse(el.textContent);
-    var div = document.getElementById(el.dataset.plot);
-    done.push(Plotly.newPlot(div, spec.data, spec.layout, CONFIG));
-    plots.push(div);
-    div.on("plotly_legendclick", function (ev) {  // hide/show the group in every plot and the table
-      var g = groupOf(ev);
-      if (g === null) return true;
-      shown[g] = !shown[g];
-      apply();
-      return false;
-    });
-    div.on("plotly_legenddoubleclick", function (ev) {  // only this group; again: every group
-      var g = groupOf(ev);
-      if (g === null) return true;
-      var alone = Object.keys(shown).every(function (x) { return shown[x] === (x === g); });
-      Object.keys(shown).forEach(function (x) { shown[x] = alone || x === g; });
-      apply();
-      return false;
-    });
-  });
-  boxes.forEach(function (box) {
-    box.addEventListener("change", function () { shown[box.dataset.group] = box.checked; apply(); });
-  });
-  function all(on) { Object.keys(shown).forEach(function (g) { shown[g] = on; }); apply(); }
-  document.getElementById("show-all").addEventListener("click", function () { all(true); });
-  document.getElementById("hide-all").addEventListener("click", function () { all(false); });
-  Promise.all(done).then(function () {
-    document.body.dataset.plots = String(plots.length);
-    document.body.dataset.rendered = "ok";
-  }, function (err) {
-    document.body.dataset.rendered = "error";
-    console.error(err);
-  });
-})();
-"""
+def _asset(name: str) -> str:
+    """The page's own CSS or script (report/assets/, package data): kept as files so that editors and linters
+    read them as CSS and JavaScript."""
+    return (resources.files(__package__) / "assets" / name).read_text(encoding="utf-8")
 
 
 def _plotly_js() -> tuple[str, str]:
@@ -494,7 +414,7 @@ def render(coll: Collection, paper: dict[str, dict], title: str, js: str, plotly
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{e(title)}</title><style>{CSS}</style>",
+        f"<title>{e(title)}</title><style>{_asset('report.css')}</style>",
         (f"<script>{plotly_js}</script>" if js == "inline" else f'<script src="{PLOTLY_FILE}"></script>'),
         "</head><body>",
         f"<h1>{e(title)}</h1>",
@@ -536,7 +456,7 @@ def render(coll: Collection, paper: dict[str, dict], title: str, js: str, plotly
         parts.append("<details><summary>Settings every group shares (a model key: every group it acts on)</summary><table><tbody>"
                      + "".join(f"<tr><td class='mono'>{e(k)}</td><td class='mono'>{e(format_value(v))}</td></tr>"
                                for k, v in sorted(coll.shared.items())) + "</tbody></table></details>")
-    parts.append(f"<script>{SCRIPT}</script></body></html>")
+    parts.append(f"<script>{_asset('report.js')}</script></body></html>")
     return "\n".join(parts)
 
 
