@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -221,12 +222,12 @@ def _wandb_key(key: str) -> str:
     return f"{split}/{rest}" if split in ("train", "val", "test") else key
 
 
-def _save_checkpoint(path: Path, model, optimizer, step: int, curve: list, fp: dict, legs: list,
-                     interval: dict | None = None) -> None:
+def _save_checkpoint(run: RunContext, step: int, curve: list, legs: list, interval: dict | None = None) -> None:
     """``interval``: the training sums since the last evaluation, for a checkpoint between two (a stopped run), so
     that its resumption reports the same averages as an uninterrupted run."""
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "curve": curve,
-             "rng": torch.get_rng_state(), "fingerprint": fp, "legs": legs, "interval": interval}
+    path = run.run_dir / tracking.CHECKPOINT
+    state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "step": step, "curve": curve,
+             "rng": torch.get_rng_state(), "fingerprint": run.fp, "legs": legs, "interval": interval}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()  # p_skip draws on the device's generator
     if path.exists():  # keep the one before: a damaged newest checkpoint then costs one evaluation interval
@@ -433,9 +434,9 @@ def _run(cfg, run_dir, task, max_steps, eval_every, fp, overrides, sweep_dir=Non
     with tracker:
         if tracker.run_id:
             wandb_id_file.write_text(tracker.run_id)
-        state = TrainingState(start, curve, legs, interval or _zero_sums())
-        return _loop(cfg, run_dir, task, model, optimizer, tracker, state, max_steps, eval_every, fp, device,
-                     overrides, record)
+        run = RunContext(cfg, run_dir, task, model, optimizer, tracker, device, max_steps, eval_every, fp, overrides,
+                         record, run_label(cfg, run_dir))
+        return _loop(run, TrainingState(start, curve, legs, interval or _zero_sums()))
 
 
 def _zero_sums() -> dict:
@@ -453,52 +454,82 @@ class TrainingState:
     interval: dict
 
 
-def _evaluation_row(model, task, step: int, max_steps: int, evaluation: int, seed: int, device) -> dict:
-    row = {"step": step, "max_steps": max_steps, **evaluate(model, task, "val", evaluation, seed, device)}
-    if task.has_test:
-        row.update(evaluate(model, task, "test", evaluation, seed, device))
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What the training loop of one run works with: its config and folder, task, model, optimizer and tracker, its
+    budget, and what its records keep (fingerprint, overrides, recorded config)."""
+    cfg: dict
+    run_dir: Path
+    task: Any
+    model: SequenceModel
+    optimizer: torch.optim.Optimizer
+    tracker: tracking.Tracker
+    device: torch.device
+    max_steps: int
+    eval_every: int
+    fp: dict
+    overrides: list[str]
+    record: dict
+    label: str
+
+    @property
+    def seed(self) -> int:
+        return self.cfg["seed"]
+
+
+def _evaluation_row(run: RunContext, step: int, evaluation: int) -> dict:
+    row = {"step": step, "max_steps": run.max_steps,
+           **evaluate(run.model, run.task, "val", evaluation, run.seed, run.device)}
+    if run.task.has_test:
+        row.update(evaluate(run.model, run.task, "test", evaluation, run.seed, run.device))
     return row
 
 
-def _loop(cfg, run_dir, task, model, optimizer, tracker, state: TrainingState, max_steps, eval_every, fp, device,
-          overrides, record=None):
-    tcfg, seed, lam = cfg["trainer"], cfg["seed"], cfg["lam"]
+def _train_step(run: RunContext, step: int, params: list) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One optimizer step on the step's batch: (loss, task loss, fraction of state updates)."""
+    tcfg, lam = run.cfg["trainer"], run.cfg["lam"]
+    x, y, lengths = as_batch(run.task.train_batch(step - 1, tcfg["batch_size"], run.seed))
+    x, y = x.to(run.device), y.to(run.device)
+    if lengths is None:
+        prediction, updates = run.model(x)
+        task_loss = run.task.loss(prediction, y)
+    else:  # padded sequences: the model masks the padding, the loss and the budget count real steps only
+        lengths = lengths.to(run.device)
+        prediction, updates = run.model(x, lengths=lengths)
+        task_loss = run.task.loss(prediction, y, lengths)
+    loss = task_loss + budget_loss(updates, lam, lengths=lengths) if lam else task_loss
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
+    run.optimizer.step()
+    fraction = (updates.detach().mean() if lengths is None else updates.detach().sum() / lengths.sum()).item()
+    return loss, task_loss, fraction
+
+
+def _loop(run: RunContext, state: TrainingState) -> dict | None:
+    tcfg, max_steps, eval_every = run.cfg["trainer"], run.max_steps, run.eval_every
     start, curve, legs, sums = state.start, state.curve, state.legs, state.interval
-    eval_size = {split: task.eval_size(split) for split in ("val", "test") if split == "val" or task.has_test}
-    print(f"{run_label(cfg, run_dir)}: each evaluation scores "
+    eval_size = {split: run.task.eval_size(split) for split in ("val", "test") if split == "val" or run.task.has_test}
+    print(f"{run.label}: each evaluation scores "
           + " and ".join(f"{n:,} {split} sequences" for split, n in eval_size.items()), flush=True)
     halt = tcfg.get("halt_after_steps")
-    progress = Progress(max_steps, start, run_label(cfg, run_dir), tcfg["progress"])
-    params = list(model.parameters())
+    progress = Progress(max_steps, start, run.label, tcfg["progress"])
+    params = list(run.model.parameters())
     step = start
     if start == 0 and not curve and max_steps < 2 * eval_every:
         # A budget with fewer than two evaluations (a short trial) is evaluated at step 0 too, so that its learning
         # curves have two points; evaluation -1 draws its own batches, so the later evaluations are unchanged.
-        curve.append(_evaluation_row(model, task, 0, max_steps, -1, seed, device))
-        tracker.log({_wandb_key(k): v for k, v in curve[-1].items() if k != "step"}, 0)
+        curve.append(_evaluation_row(run, 0, -1))
+        run.tracker.log({_wandb_key(k): v for k, v in curve[-1].items() if k != "step"}, 0)
     stopped = None
     try:
         with _stop_requests() as stop:
             for step in range(start + 1, max_steps + 1):
                 tick = time.perf_counter()
-                x, y, lengths = as_batch(task.train_batch(step - 1, tcfg["batch_size"], seed))
-                x, y = x.to(device), y.to(device)
-                if lengths is None:
-                    prediction, updates = model(x)
-                    task_loss = task.loss(prediction, y)
-                else:  # padded sequences: the model masks the padding, the loss and the budget count real steps only
-                    lengths = lengths.to(device)
-                    prediction, updates = model(x, lengths=lengths)
-                    task_loss = task.loss(prediction, y, lengths)
-                loss = task_loss + budget_loss(updates, lam, lengths=lengths) if lam else task_loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, tcfg["grad_clip"])
-                optimizer.step()
+                loss, task_loss, fraction = _train_step(run, step, params)
                 sums["seconds"] += time.perf_counter() - tick
                 if not math.isfinite(loss.item()):
                     raise FloatingPointError(f"loss became {loss.item()} at step {step}")
-                fraction = (updates.detach().mean() if lengths is None else updates.detach().sum() / lengths.sum()).item()
                 for key, value in (("loss", loss.item()), ("task_loss", task_loss.item()), ("updates", fraction), ("n", 1)):
                     sums[key] += value
                 progress.step({"loss": f"{loss.item():.3g}", "upd": f"{100 * fraction:.0f}%"})
@@ -509,20 +540,19 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, state: TrainingState, m
                     row = {"train_loss": sums["loss"] / n, "train_task_loss": sums["task_loss"] / n,
                            "train_update_fraction": sums["updates"] / n, "seconds_per_step": sums["seconds"] / n}
                     evaluation = sum(r["step"] > 0 for r in curve)  # a step-0 evaluation has its own batches
-                    row = {**_evaluation_row(model, task, step, max_steps, evaluation, seed, device), **row}
+                    row = {**_evaluation_row(run, step, evaluation), **row}
                     curve.append(row)
                     sums = _zero_sums()
                     with _deferred_interrupt():
-                        tracking.write_curve(run_dir, curve)
-                        _save_checkpoint(run_dir / tracking.CHECKPOINT, model, optimizer, step, curve, fp, legs)
-                    tracker.log({_wandb_key(k): v for k, v in row.items() if k != "step"}, step)
-                    progress.evaluation(row, task.metric, max_steps)
+                        tracking.write_curve(run.run_dir, curve)
+                        _save_checkpoint(run, step, curve, legs)
+                    run.tracker.log({_wandb_key(k): v for k, v in row.items() if k != "step"}, step)
+                    progress.evaluation(row, run.task.metric, max_steps)
                 if stop is not None and stop.signal is not None and step < max_steps:
                     # stopped between two steps: this step is saved, with the sums since the last evaluation
                     if not evaluated:
                         with _deferred_interrupt():
-                            _save_checkpoint(run_dir / tracking.CHECKPOINT, model, optimizer, step, curve, fp, legs,
-                                             interval=sums)
+                            _save_checkpoint(run, step, curve, legs, interval=sums)
                     stopped = stop.exception()
                     break
                 if halt and evaluated and step - start >= halt and step < max_steps:
@@ -534,17 +564,23 @@ def _loop(cfg, run_dir, task, model, optimizer, tracker, state: TrainingState, m
     except KeyboardInterrupt:
         progress.close()
         saved = step if stopped is not None else (curve[-1]["step"] if curve else 0)
-        print(f"\n{run_label(cfg, run_dir)}: stopped at step {step}; {run_dir / tracking.CHECKPOINT} holds step {saved:,}. "
+        print(f"\n{run.label}: stopped at step {step}; {run.run_dir / tracking.CHECKPOINT} holds step {saved:,}. "
               "Rerun the same command to resume from there.", flush=True)
-        tracker.stopped = True
+        run.tracker.stopped = True
         raise
     finally:
         progress.close()
+    return _finish(run, curve, legs, eval_size)
 
-    final = summarize(curve, task, cfg, cfg["model"])
-    metrics = {"status": "completed", "step": max_steps, "row": cfg["row"], "seed": seed, "commit": legs[-1]["commit"],
-               "environment": legs[-1]["environment"], "legs": legs, "eval_size": eval_size, "final": final, "fingerprint": fp, "config": cfg if record is None else record,
-               "overrides": overrides}
-    tracking.write_json(run_dir / tracking.METRICS, metrics)  # first: W&B only mirrors it
-    tracker.summary({k: v for k, v in final.items() if isinstance(v, (int, float))})
+
+def _finish(run: RunContext, curve: list, legs: list, eval_size: dict) -> dict:
+    """metrics.json, the run's result (written first: W&B only mirrors it), and the W&B summary."""
+    cfg = run.cfg
+    final = summarize(curve, run.task, cfg, cfg["model"])
+    metrics = {"status": "completed", "step": run.max_steps, "row": cfg["row"], "seed": run.seed,
+               "commit": legs[-1]["commit"], "environment": legs[-1]["environment"], "legs": legs,
+               "eval_size": eval_size, "final": final, "fingerprint": run.fp, "config": run.record,
+               "overrides": run.overrides}
+    tracking.write_json(run.run_dir / tracking.METRICS, metrics)
+    run.tracker.summary({k: v for k, v in final.items() if isinstance(v, (int, float))})
     return metrics
