@@ -15,7 +15,7 @@ import skiprnn.backends.fused as fused_module
 from skiprnn import SkipRNN
 from skiprnn.backends import native
 from skiprnn.backends.flags import current as backend_flags
-from skiprnn.backends.fused import FusedSkipRNN
+from skiprnn.backends.fused import FusedSkipRNN, common, gate, pool
 from skiprnn.cells import SkipState
 
 MODES = ("lstm", "gru", "skip_lstm", "skip_gru")
@@ -176,7 +176,7 @@ def test_strided_initial_cell_state(steps):
 def test_reused_buffers_never_clobber_live_tensors(mode, monkeypatch, steps):
     """Buffers are pooled across calls: a second forward must not overwrite tensors the first still uses
     (its outputs, or what its backward pass needs)."""
-    monkeypatch.setattr(fused_module, "_POOL_MIN_BYTES", 0)  # pool every buffer, even these tiny ones
+    monkeypatch.setattr(pool, "_POOL_MIN_BYTES", 0)  # pool every buffer, even these tiny ones
     fused_module.empty_cache()
     model = make(mode)
     x1, x2 = torch.randn(2, T, B, I, dtype=DT)
@@ -201,7 +201,7 @@ def test_reused_buffers_never_clobber_live_tensors(mode, monkeypatch, steps):
     (again.output.pow(2).sum() + again.updates.sum()).backward()
     for p, g in zip(model.parameters(), grads):
         torch.testing.assert_close(p.grad, g, rtol=0, atol=1e-12)
-    assert fused_module._POOL  # the pool was used
+    assert pool._POOL  # the pool was used
     fused_module.empty_cache()
 
 
@@ -242,14 +242,14 @@ def test_gradcheck(mode, monkeypatch):
         with torch.no_grad():
             recorded = []
             monkeypatch.setattr(
-                fused_module, "_round", lambda u, out, t: recorded.append(u.clone()) or torch.round(u, out=out)
+                gate, "_round", lambda u, out, t: recorded.append(u.clone()) or torch.round(u, out=out)
             )
             run_fn(*inputs)
         steps = len(recorded)
         u0 = torch.stack(recorded)
         assert (u0 - 0.5).abs().min() > 1e-3 and (u0 - 1.5).abs().min() > 1e-3
         monkeypatch.setattr(
-            fused_module, "_round", lambda u, out, t: torch.add(u, torch.round(u0[t % steps]) - u0[t % steps], out=out)
+            gate, "_round", lambda u, out, t: torch.add(u, torch.round(u0[t % steps]) - u0[t % steps], out=out)
         )
     assert torch.autograd.gradcheck(run_fn, inputs, eps=1e-6, atol=1e-7, rtol=1e-5)
     if gated:  # the check exercised both updates and skips
@@ -270,12 +270,12 @@ def test_a_changed_onednn_op_falls_back_to_torch_mm(broken, monkeypatch):
              "wrong result": SimpleNamespace(_linear_pointwise=lambda a, w, *rest: a @ w.t() + 1)}
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
     monkeypatch.setattr(torch.ops, "mkldnn", fakes[broken])
-    assert fused_module._probe_onednn() is None
+    assert common._probe_onednn() is None
     monkeypatch.setattr(torch.ops, "mkldnn", SimpleNamespace(_linear_pointwise=lambda a, w, b, attr, s, alg: a @ w.t()))
-    assert fused_module._probe_onednn() is not None  # the same probe accepts an op that behaves as expected
+    assert common._probe_onednn() is not None  # the same probe accepts an op that behaves as expected
 
 
-@pytest.mark.skipif(fused_module._onednn() is None, reason="this torch build has no oneDNN")
+@pytest.mark.skipif(common._onednn() is None, reason="this torch build has no oneDNN")
 @pytest.mark.parametrize("mode", MODES)
 def test_onednn_matmuls_agree_with_torch_mm(mode, monkeypatch):
     """float32 on CPU with >= 32 rows takes oneDNN's matmul; it must agree with torch.mm to float rounding."""
@@ -286,8 +286,8 @@ def test_onednn_matmuls_agree_with_torch_mm(mode, monkeypatch):
             model.update_gate.weight.zero_()
             model.update_gate.bias.fill_(math.log(0.375 / 0.625))
     x = torch.randn(9, 40, 3)
-    calls, onednn = [], fused_module._onednn()
-    monkeypatch.setattr(fused_module, "_onednn", lambda: lambda *args: calls.append(1) or onednn(*args))
+    calls, onednn = [], common._onednn()
+    monkeypatch.setattr(common, "_onednn", lambda: lambda *args: calls.append(1) or onednn(*args))
     results = []
     for use in (True, False):
         calls.clear()
@@ -310,15 +310,15 @@ def test_flags_switch_backends_inside_a_block_and_restore_them():
 
     before = (backend_flags.native, backend_flags.onednn)
     calls = []
-    real = fused_module.native.kernels
+    real = common.native.kernels
     with backends.flags(native=False, onednn=False) as now:
         assert (now.native, now.onednn) == (False, False)
-        fused_module.native.kernels = lambda dtype, numerics="fast": calls.append(dtype) or real(dtype)
+        common.native.kernels = lambda dtype, numerics="fast": calls.append(dtype) or real(dtype)
         try:
             model = make("skip_gru")
             model(torch.randn(4, 2, I, dtype=DT))
         finally:
-            fused_module.native.kernels = real
+            common.native.kernels = real
         with backends.flags(onednn=True):  # None leaves native as it is
             assert (backend_flags.native, backend_flags.onednn) == (False, True)
         assert backend_flags.onednn is False

@@ -1,6 +1,6 @@
-/* One time step of the fused SkipRNN (skiprnn/backends/fused.py), elementwise part only.
+/* One time step of the fused SkipRNN (skiprnn/backends/fused/), elementwise part only.
  *
- * The Python loop in fused.py spends most of a step in ~25 small tensor ops, each a dispatch of a few µs.
+ * The Python loop in fused/lstm.py and fused/gru.py spends most of a step in ~25 small tensor ops, each a dispatch of a few µs.
  * These functions do the same arithmetic, row by row, in one call per step (two for the GRU, whose
  * candidate needs a matmul in between). The matmuls stay in torch (oneDNN). Every formula mirrors the
  * Python path line by line, including torch.lerp's two-sided form and round-half-to-even, so the two

@@ -56,7 +56,7 @@ static inline void FN(gate_advance)(const FN(gate_fwd) *g, long t, long b, real 
     g->cums[next] = g->valid ? FN(lerp)(g->cums[i], cum, g->valid[i]) : cum;
 }
 
-/* The gate's backward recursion for row b at step t (see _GateBackward in fused.py); returns dz, the gradient
+/* The gate's backward recursion for row b at step t (see GateBackward in fused/gate.py); returns dz, the gradient
  * of the gate's pre-activation, and updates the carried [dL/dΔũ, dL/dcum] in state[2b], state[2b + 1]. */
 static inline real FN(gate_back)(const FN(gate_bwd) *g, long t, long b, real dl_du) {
     const long i = t * g->batch + b;
