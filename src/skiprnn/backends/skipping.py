@@ -20,50 +20,51 @@ from ..cells.gate import accumulate_update_prob
 from ..cells.state import SkipState
 from . import fused, reference
 from .fused import kernels_for
+from .stack import Stack
 
 _HOST_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 @torch.no_grad()
-def forward(rnn, x: Tensor, state, valid: Tensor | None, keep: Tensor | None):
-    if not rnn.gated and keep is None and valid is None:
-        dense = fused.forward if rnn.num_layers == 1 and rnn.fused else reference.forward
-        return dense(rnn, x, state, None, None)  # nothing to skip
+def forward(stack: Stack, x: Tensor, state, valid: Tensor | None, keep: Tensor | None):
+    if not stack.gated and keep is None and valid is None:
+        dense = fused.forward if stack.num_layers == 1 and stack.fused else reference.forward
+        return dense(stack, x, state, None, None)  # nothing to skip
     if x.shape[1] == 1 and x.dtype in _HOST_DTYPES:
-        return _single_sequence(rnn, x, state, valid, keep)
-    return _row_compacted(rnn, x, state, valid, keep)
+        return _single_sequence(stack, x, state, valid, keep)
+    return _row_compacted(stack, x, state, valid, keep)
 
 
-def _state_lists(rnn, state):
+def _state_lists(stack, state):
     h = [s.clone() for s in state.h.unbind(0)]
-    c = [s.clone() for s in state.c.unbind(0)] if rnn.has_cell_state else [None] * rnn.num_layers
+    c = [s.clone() for s in state.c.unbind(0)] if stack.has_cell_state else [None] * stack.num_layers
     return h, c
 
 
-def _final_state(rnn, h, c, up: Tensor, cum: Tensor):
-    return SkipState(torch.stack(h), torch.stack(c) if rnn.has_cell_state else None, up, cum)
+def _final_state(stack, h, c, up: Tensor, cum: Tensor):
+    return SkipState(torch.stack(h), torch.stack(c) if stack.has_cell_state else None, up, cum)
 
 
-def _single_sequence(rnn, x: Tensor, state, valid, keep):
-    kern = kernels_for(x, rnn.hidden_size) if rnn.num_layers == 1 else None
+def _single_sequence(stack, x: Tensor, state, valid, keep):
+    kern = kernels_for(x, stack.hidden_size) if stack.num_layers == 1 else None
     if kern is not None:
-        return _single_sequence_native(kern, rnn, x, state, valid, keep)
+        return _single_sequence_native(kern, stack, x, state, valid, keep)
     steps = x.shape[0]
     real = _HOST_DTYPES[x.dtype]
     one = real(1.0)
     length = steps if valid is None else int(valid[:, 0, 0].sum().item())
     kept = None if keep is None else keep[:, 0, 0].cpu().numpy()
     up, cum = real(state.update_prob.item()), real(state.cum_update_prob.item())
-    h, c = _state_lists(rnn, state)
+    h, c = _state_lists(stack, state)
     # Hoisting the input projection pays when inputs are narrow; wide inputs (video features)
     # are projected only on the steps that update.
-    first = rnn.cells[0]
-    x_proj = first.project_input(x[:, 0]) if rnn.input_size <= rnn.hidden_size else None
+    first = stack.cells[0]
+    x_proj = first.project_input(x[:, 0]) if stack.input_size <= stack.hidden_size else None
 
-    update = _updater(rnn)
+    update = _updater(stack)
     tops, update_steps = [h[-1]], []
     for t in range(length):
-        if rnn.gated:
+        if stack.gated:
             u_tilde = cum + min(up, one - cum)
             u = np.round(u_tilde)
         else:
@@ -71,12 +72,12 @@ def _single_sequence(rnn, x: Tensor, state, valid, keep):
         if kept is not None:
             u = u * kept[t]
         if not u:  # skip: only ũ moves
-            if rnn.gated:
+            if stack.gated:
                 cum = u_tilde
             continue
         xp = x_proj[t : t + 1] if x_proj is not None else first.project_input(x[t])
         h, c, delta = update(xp, h, c, x[t])
-        if rnn.gated:
+        if stack.gated:
             up, cum = real(delta.item()), real(0.0)
         tops.append(h[-1])
         update_steps.append(t)
@@ -89,14 +90,14 @@ def _single_sequence(rnn, x: Tensor, state, valid, keep):
     output = torch.cat(tops)[which].unsqueeze(1)
     up_t = x.new_tensor([float(up)])
     cum_t = x.new_tensor([float(cum)])
-    return output, updates, _final_state(rnn, h, c, up_t, cum_t)
+    return output, updates, _final_state(stack, h, c, up_t, cum_t)
 
 
-def _single_sequence_native(kern, rnn, x: Tensor, state, valid, keep):
-    steps, hs, lstm = x.shape[0], rnn.hidden_size, rnn.has_cell_state
+def _single_sequence_native(kern, stack, x: Tensor, state, valid, keep):
+    steps, hs, lstm = x.shape[0], stack.hidden_size, stack.has_cell_state
     length = steps if valid is None else int(valid[:, 0, 0].sum().item())
-    cell = rnn.cells[0]
-    bias = cell.project_input(x.new_zeros(1, rnn.input_size))[0]  # as in fused_forward
+    cell = stack.cells[0]
+    bias = cell.project_input(x.new_zeros(1, stack.input_size))[0]  # as in fused_forward
     w_cat = torch.cat([cell.weight_ih, bias.unsqueeze(1), cell.weight_hh], 1)
     w_cat[hs : 2 * hs] *= 2.0 if lstm else 1.0  # tanh(a) = 2σ(2a) − 1: the LSTM's j rows, the GRU's n rows
     w_cat[2 * hs :] *= 1.0 if lstm else 2.0
@@ -106,28 +107,28 @@ def _single_sequence_native(kern, rnn, x: Tensor, state, valid, keep):
     c = state.c[0, 0].contiguous().clone() if lstm else None
     up_cum = torch.cat([state.update_prob.reshape(1), state.cum_update_prob.reshape(1)]).to(x.dtype)
     kept = None if keep is None else keep[:, 0, 0].to(x.dtype).contiguous()
-    gate_w = rnn.update_gate.weight.reshape(-1).contiguous() if rnn.gated else None
+    gate_w = stack.update_gate.weight.reshape(-1).contiguous() if stack.gated else None
     output, updates = x.new_empty(steps, 1, hs), x.new_empty(steps, 1)
     kern.skip_sequence(kern.skip_sequence.args(
-        gru=int(not lstm), T=steps, I=rnn.input_size, H=hs, x=xs, wt=wt, gate_w=gate_w,
-        gate_b=rnn.update_gate.bias if rnn.gated else None, keep=kept, length=length, h=h, c=c, state=up_cum,
+        gru=int(not lstm), T=steps, I=stack.input_size, H=hs, x=xs, wt=wt, gate_w=gate_w,
+        gate_b=stack.update_gate.bias if stack.gated else None, keep=kept, length=length, h=h, c=c, state=up_cum,
         out=output, updates=updates,
     ))  # fmt: skip
     c_final = c.view(1, 1, hs) if lstm else None
     return output, updates, SkipState(h.view(1, 1, hs), c_final, up_cum[:1].clone(), up_cum[1:].clone())
 
 
-def _updater(rnn):
+def _updater(stack):
     """One updating step, (x_proj, h, c, x) -> (h, c, Δũ or None), with h and c lists over layers.
 
     Single-layer models call the cell directly and the update gate as one addmm (no module calls):
     at batch 1 this per-step overhead is a large part of the cost of an update.
     """
-    gated, has_c = rnn.gated, rnn.has_cell_state
-    gate_w_t = rnn.update_gate.weight.t() if gated else None
-    gate_b = rnn.update_gate.bias if gated else None
-    if rnn.num_layers == 1:
-        cell = rnn.cells[0]
+    gated, has_c = stack.gated, stack.has_cell_state
+    gate_w_t = stack.update_gate.weight.t() if gated else None
+    gate_b = stack.update_gate.bias if gated else None
+    if stack.num_layers == 1:
+        cell = stack.cells[0]
 
         def update(x_proj, h, c, x):
             h_new, c_new = cell.step(x_proj, h[0], c[0])
@@ -137,26 +138,26 @@ def _updater(rnn):
         return update
 
     def update(x_proj, h, c, x):
-        h, c = rnn.candidate(x_proj, h, c, x)
-        delta = torch.sigmoid(rnn.update_gate(rnn.gate_input(h, c))) if gated else None
+        h, c = stack.candidate(x_proj, h, c, x)
+        delta = torch.sigmoid(stack.update_gate(stack.gate_input(h, c))) if gated else None
         return h, c, delta
 
     return update
 
 
-def _row_compacted(rnn, x: Tensor, state, valid, keep):
+def _row_compacted(stack, x: Tensor, state, valid, keep):
     steps, batch = x.shape[:2]
-    h, c = _state_lists(rnn, state)
+    h, c = _state_lists(stack, state)
     up, cum = state.update_prob.clone(), state.cum_update_prob.clone()
     # The input is projected step by step, for the updating rows only: projecting the whole (T, B, 4H)
     # sequence up front cost more than the skipped work saves (a fresh 350 MB at T=784, B=256, H=110).
-    project = rnn.cells[0].project_input
-    update = _updater(rnn)
-    output = x.new_empty(steps, batch, rnn.hidden_size)
+    project = stack.cells[0].project_input
+    update = _updater(stack)
+    output = x.new_empty(steps, batch, stack.hidden_size)
     updates = x.new_empty(steps, batch)
     for t in range(steps):
         u = x.new_ones(batch)
-        if rnn.gated:
+        if stack.gated:
             u_tilde = accumulate_update_prob(up, cum)
             u = torch.round(u_tilde)
         if keep is not None:
@@ -166,22 +167,22 @@ def _row_compacted(rnn, x: Tensor, state, valid, keep):
         rows = u.nonzero().squeeze(1)
         if rows.numel() == batch:
             h, c, delta = update(project(x[t]), h, c, x[t])
-            if rnn.gated:
+            if stack.gated:
                 up = delta.squeeze(1)
         elif rows.numel():
             sub_h = [s.index_select(0, rows) for s in h]
             sub_c = [s.index_select(0, rows) if s is not None else None for s in c]
             sub_x = x[t].index_select(0, rows)
             new_h, new_c, delta = update(project(sub_x), sub_h, sub_c, sub_x)
-            for layer in range(rnn.num_layers):
+            for layer in range(stack.num_layers):
                 h[layer] = h[layer].index_copy(0, rows, new_h[layer])
-                if rnn.has_cell_state:
+                if stack.has_cell_state:
                     c[layer] = c[layer].index_copy(0, rows, new_c[layer])
-            if rnn.gated:
+            if stack.gated:
                 up = up.index_copy(0, rows, delta.squeeze(1))
-        if rnn.gated:
+        if stack.gated:
             cum_next = (1.0 - u) * u_tilde
             cum = cum_next if valid is None else torch.where(valid[t, :, 0] > 0, cum_next, cum)
         output[t] = h[-1]
         updates[t] = u
-    return output, updates, _final_state(rnn, h, c, up, cum)
+    return output, updates, _final_state(stack, h, c, up, cum)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import backends
+from ..backends.stack import Stack
 from ..cells.gate import GATE_INITS, init_update_gate
 from ..cells.recurrent import CELLS
 from ..cells.state import SkipState, valid_steps
@@ -188,7 +189,7 @@ class SkipRNN(nn.Module):
         valid = None if lengths is None else self._valid_mask(lengths, steps, batch, x)
         keep = self._random_keep(steps, batch, x)
 
-        output, updates, state = self._backend(batch)(self, x, state, valid, keep)
+        output, updates, state = self._backend(batch)(self.stack(), x, state, valid, keep)
         if self.batch_first:
             output, updates = output.transpose(0, 1), updates.transpose(0, 1)
         out = SkipRNNOutput(output, updates, state)
@@ -230,23 +231,10 @@ class SkipRNN(nn.Module):
             keep[0] = 1.0
         return keep
 
-    def candidate(self, x_proj: Tensor, h: list[Tensor], c: list[Tensor | None], x: Tensor | None = None):
-        """Every layer's new state for one step; x_proj is the bottom layer's projected input, x the raw one."""
-        h_new, c_new = [], []
-        for layer, cell in enumerate(self.cells):
-            inp = x_proj if layer == 0 else cell.project_input(h_new[-1])
-            if layer and self.original_stack_bug:
-                hs = self.hidden_size
-                raw = torch.nn.functional.linear(x, cell.weight_in_raw, cell.bias[2 * hs :])
-                inp = torch.cat([inp[:, : 2 * hs], raw], 1)
-            hl, cl = cell.step(inp, h[layer], c[layer])
-            h_new.append(hl)
-            c_new.append(cl)
-        return h_new, c_new
-
-    def gate_input(self, h_new: list[Tensor], c_new: list) -> Tensor:
-        """The state Δũ is computed from: the top layer's c for LSTM, its h for GRU (original code)."""
-        return c_new[-1] if self.has_cell_state else h_new[-1]
+    def stack(self) -> Stack:
+        """What the backends compute with: the layers, the update gate and the options (backends.stack)."""
+        return Stack(tuple(self.cells), self.update_gate if self.gated else None, self.input_size, self.hidden_size,
+                     self.has_cell_state, self.original_stack_bug, self.fused)
 
 
 def budget_loss(updates: Tensor | SkipRNNOutput, lam: float, lengths: Tensor | None = None,

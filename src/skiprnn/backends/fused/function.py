@@ -5,6 +5,7 @@ import torch
 from torch import Tensor
 
 from ...cells.state import SkipState
+from ..stack import Stack
 from . import gru, lstm
 from .common import kernels_for
 from .gate import flatten
@@ -39,18 +40,18 @@ class FusedSkipRNN(torch.autograd.Function):
         return run(ctx, ctx.saved_tensors, grads) + (None,) * 5
 
 
-def forward(rnn, x: Tensor, state: SkipState, valid: Tensor | None, keep: Tensor | None):
+def forward(stack: Stack, x: Tensor, state: SkipState, valid: Tensor | None, keep: Tensor | None):
     """A one-layer ``SkipRNN``'s call through :class:`FusedSkipRNN` (the reference backend's results, faster)."""
-    cell = rnn.cells[0]
+    cell = stack.cells[0]
     # The effective input bias, by the cell's own code (LSTM: bias + forget offset): project_input(0).
-    bias = cell.project_input(x.new_zeros(1, rnn.input_size))[0]
+    bias = cell.project_input(x.new_zeros(1, stack.input_size))[0]
     mask = keep if valid is None else (valid if keep is None else keep * valid)
-    kind = "lstm" if rnn.has_cell_state else "gru"
+    kind = "lstm" if stack.has_cell_state else "gru"
     h0 = state.h[0]
-    c0 = state.c[0] if rnn.has_cell_state else None
-    gated = rnn.gated
-    gate_w = rnn.update_gate.weight if gated else None
-    gate_b = rnn.update_gate.bias if gated else None
+    c0 = state.c[0] if stack.has_cell_state else None
+    gated = stack.gated
+    gate_w = stack.update_gate.weight if gated else None
+    gate_b = stack.update_gate.bias if gated else None
     up0, cum0 = state.update_prob, state.cum_update_prob
     inputs = (x, cell.weight_ih, bias, cell.weight_hh, h0, c0, up0, cum0, gate_w, gate_b)
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
@@ -58,7 +59,7 @@ def forward(rnn, x: Tensor, state: SkipState, valid: Tensor | None, keep: Tensor
     output, h_t = outs[0], outs[1]
     rest = outs[2:]
     c_t = None
-    if rnn.has_cell_state:
+    if stack.has_cell_state:
         c_t, rest = rest[0], rest[1:]
     if gated:
         updates, up, cum = rest
