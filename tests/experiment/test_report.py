@@ -278,8 +278,8 @@ def test_mixed_budgets_are_said_and_runs_below_the_tables_budget_flagged(tmp_pat
 def test_every_group_has_its_own_colour_and_long_seed_lists_read_as_ranges():
     from types import SimpleNamespace
 
-    from skiprnn.experiment.report.build import seed_ranges
     from skiprnn.experiment.report.series import color
+    from skiprnn.experiment.report.text import seed_ranges
 
     colours = [color(SimpleNamespace(index=i)) for i in range(60)]
     assert len(set(colours)) == 60

@@ -10,8 +10,9 @@ or from Python::
 Reads run directories through skiprnn.experiment.records, as the tables do.
 """
 from ..records import RunResult, read_run
-from .build import build_report, load_paper, make_report
+from .page import build_report, make_report
 from .runs import Collection, Group, collect, find_runs
+from .series import load_paper
 
 __all__ = ["build_report", "make_report", "load_paper", "collect", "find_runs", "read_run", "Collection", "Group",
            "RunResult"]

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     for folder in args.folders:
         if not Path(folder).is_dir():
             parser.error(f"not a folder: {folder}")
-    from .build import make_report, summary
+    from .page import make_report, summary
 
     try:
         out, coll = make_report(args.folders, args.output, paper=args.paper, title=args.title, js=args.js,

@@ -1,5 +1,5 @@
 """The numbers behind every plot of the report: group colours, the paper's point of a group, per-group statistics
-and (mean) curves. Shared by the HTML page (build.py) and the static PNG (static.py)."""
+and (mean) curves. Shared by the HTML page (page.py, figures.py, tables.py) and the static PNG (static.py)."""
 from __future__ import annotations
 
 import json
