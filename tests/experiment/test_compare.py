@@ -153,3 +153,16 @@ def test_compare_and_the_report_find_the_same_runs(tmp_path):
     coll = collect([sweep, sweep / "gru"])
     assert len([r for r in coll.runs if r.status == "completed"]) == 2
     assert [r.status for r in coll.runs if r.status != "completed"] == ["unreadable"]
+
+
+def test_compare_groups_budgets_as_the_report_does_and_flags_them(tmp_path, capsys):
+    """One grouping rule (identity.group_settings): runs that differ only in their budget form one group, whose
+    steps say that the means mix budgets."""
+    from skiprnn.experiment.report import collect
+
+    finished(tmp_path / "seed=0", 1e-5, 0, 0.99, 40.0, steps=100)
+    finished(tmp_path / "seed=1", 1e-5, 1, 0.98, 50.0, steps=200)
+    assert compare.main([str(tmp_path)]) == 0
+    header, *rows = table_rows(capsys.readouterr().out)
+    assert len(rows) == 1 and rows[0][header.index("steps")] == "100, 200 (mixed budgets)"
+    assert len(collect([tmp_path]).groups) == 1

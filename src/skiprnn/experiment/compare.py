@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import tracking
-from .identity import as_trained, distinguishes_group, flatten, split_keys
+from .identity import group_settings, split_keys
 from .metrics import METRICS
 from .numbers import mean_std
 from .records import MARKERS, RunResult, find_runs, metric_key, read_run
@@ -47,9 +47,8 @@ def collect(roots: list[Path]) -> tuple[dict, list[str], dict, list[str]]:
                 elif (path / tracking.METRICS).exists():  # a result without its config: named, never dropped
                     unreadable.append(f"{path}: {tracking.METRICS} holds no config record, and {tracking.RECORD}/ has none")
                 continue  # a curve alone without any config record (not written by this trainer)
-            flat = flatten(as_trained(record.config))
-            settings = tuple(sorted((k, v) for k, v in flat.items() if distinguishes_group(k)))
-            groups.setdefault((str(root), settings), []).append((path, load_run(path, int(flat.get("seed", 0)))))
+            settings = tuple(sorted(group_settings(record.config).items()))
+            groups.setdefault((str(root), settings), []).append((path, load_run(path, record.seed or 0)))
     varying, shared = split_keys([dict(settings) for _, settings in groups])
     return groups, varying, shared, unreadable
 
@@ -62,6 +61,12 @@ def _counted(runs: list[tuple[Path, RunResult]]) -> tuple[list[RunResult], list[
         best.setdefault(r.seed, r)
     extra = [f"seed {r.seed} also in {p} (not counted)" for p, r in runs if r.status == "completed" and best[r.seed] is not r]
     return sorted(best.values(), key=lambda r: r.seed), extra
+
+
+def _steps(done: list[RunResult]) -> str:
+    """The budgets of a group's finished runs, flagged when they differ (the means then mix them)."""
+    steps = sorted({r.step for r in done})
+    return ", ".join(f"{n:,}" for n in steps) + (" (mixed budgets)" if len(steps) > 1 else "") if steps else "–"
 
 
 def _not_finished(runs: list[RunResult]) -> list[str]:
@@ -94,7 +99,7 @@ def build(roots: list[Path], argv: list[str]) -> str:
             f"{len(done)}/{len(runs) - len(duplicates)} ({', '.join(str(r.seed) for r in done) or 'none'})", metric, solved,
             mean_std([r.final["val_updates"] for r in done], ".1f"),
             mean_std([r.final["val_update_fraction"] for r in done], ".1f", 100, "%"),
-            ", ".join(f"{n:,}" for n in sorted({r.step for r in done})) or "–",
+            _steps(done),
             "; ".join(_not_finished([r for _, r in runs]) + duplicates) or "–"]
         rows.append((([_sort_key(root)] if several else []) + [_sort_key(s.get(k, "")) for k in varying], cells))
     rows.sort(key=lambda row: row[0])

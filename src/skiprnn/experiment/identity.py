@@ -43,10 +43,14 @@ def identifies_run(key: str) -> bool:
     return not matches(key, EXECUTION + BUDGET + REMOVED)
 
 
-def distinguishes_group(key: str) -> bool:
-    """Part of what ``compare`` groups runs by: the fingerprint's keys and the budget, except the seed and the row
-    name (seeds are averaged within a group; the row name only repeats the config)."""
-    return key not in ("seed", "row") and not matches(key, EXECUTION + REMOVED)
+# What a group of runs (compare, the report) averages over or ignores: the seed, the row name (it only repeats the
+# config), Hydra's own keys, how a run executes, and its budget (a group lists its budgets, flagged when they differ).
+NOT_GROUPED = ("seed", "row", "hydra", *EXECUTION, *BUDGET, *REMOVED)
+
+
+def group_settings(cfg: Any) -> dict[str, Any]:
+    """What a run's group is made of: its config as trained (``as_trained``), dotted, without ``NOT_GROUPED``."""
+    return {k: v for k, v in flatten(as_trained(cfg)).items() if not matches(k, NOT_GROUPED)}
 
 
 def not_in_run_name() -> list[str]:

@@ -14,12 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..identity import BUDGET, EXECUTION, REMOVED, as_trained, flatten, matches, split_keys
+from ..identity import group_settings, split_keys
 from ..records import METRIC_KEYS, RunResult, find_runs, read_run
-
-# Config keys that say nothing about what was trained, or that a group averages over (the seed): the execution and
-# budget keys of skiprnn/experiment/identity.py, and the seed, the row name and Hydra's own.
-PLUMBING = ("seed", "row", "hydra", *EXECUTION, *BUDGET, *REMOVED)
 
 
 @dataclass
@@ -45,17 +41,6 @@ class Group:
 
 
 # ------------------------------------------------------------------------------------------------ grouping
-def is_plumbing(key: str) -> bool:
-    return matches(key, PLUMBING)
-
-
-def settings_of(cfg: dict | None) -> dict | None:
-    """What a run's group is made of: its config as trained (``identity.as_trained``), without plumbing."""
-    if not isinstance(cfg, dict):
-        return None
-    return {k: v for k, v in flatten(as_trained(cfg)).items() if not is_plumbing(k)}
-
-
 def _hashable(settings: dict) -> tuple:
     return tuple(sorted((k, json.dumps(v, sort_keys=True, default=repr)) for k, v in settings.items()))
 
@@ -146,7 +131,7 @@ def collect(folders: Iterable[str | os.PathLike], seeds: Iterable[int] | None = 
     buckets: dict[tuple, Group] = {}
     several = len({r.root for r in runs}) > 1
     for run in runs:
-        settings = settings_of(run.config)
+        settings = group_settings(run.config) if isinstance(run.config, dict) else None
         root = run.root if several else 0
         key = (root, _hashable(settings) if settings is not None else None)
         group = buckets.setdefault(key, Group(key=key, root=run.root, settings=settings, runs=[]))
