@@ -3,7 +3,7 @@
     python -m skiprnn.compare runs/frequency [results/table4 ...] [--out comparison.md]
 
 Any folder of run directories works: an ad-hoc sweep (``runs/<task>/...``), a table's ``results/tableN``, or a
-table trained elsewhere (``RESULTS=...``). Runs whose configs differ only in the seed form one group. The columns
+table trained elsewhere (``RESULTS=...``). Runs whose configs differ only in the seed or the budget form one group. The columns
 are the config keys that differ between groups (and the folder, given several), then the finished runs with
 their seeds, the task metric and the state updates as mean ± std over the seeds. Unfinished and failed runs are
 listed in their group, never averaged, and a seed trained twice with the same config counts once.
@@ -106,7 +106,7 @@ def build(roots: list[Path], argv: list[str]) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# Comparison: {', '.join(str(r) for r in roots)}", "",
              f"- **Aggregated** {now} by `python -m skiprnn.compare {' '.join(argv)}`; "
-             f"{sum(len(r) for r in groups.values())} runs in {len(groups)} groups (runs that differ only in the seed).",
+             f"{sum(len(r) for r in groups.values())} runs in {len(groups)} groups (runs that differ only in the seed or the budget).",
              "- Mean ± population std over the finished seeds of each run's final evaluation (validation); "
              "one run shows its value alone.",
              "- **Shared by every run (a model key by every run it acts on):** " + ", ".join(f"`{k}={v}`" for k, v in shared.items()), "",
