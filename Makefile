@@ -53,6 +53,9 @@ test-browser: venv ## install Debian's Chromium if missing, then run the browser
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(PY) -m pytest -m browser
 
+test-slurm: venv ## a small table sweep on a one-node Slurm cluster started here, one job preempted: it must requeue, resume and finish (SKIPPED where this machine cannot host a cluster)
+	PYTHON=$(PY) scripts/slurm_test.sh
+
 bench: venv ## time training and skipping inference; writes results/bench.md
 	$(PY) -m skiprnn.experiment.bench
 
@@ -88,4 +91,4 @@ verify: venv ## retrain RUN=<run folder> from step 0 here and compare its evalua
 clean-checkpoints: ## delete every checkpoint under RESULTS (default results/; finished metrics stay)
 	find "$(RESULTS)" \( -name checkpoint.pt -o -name checkpoint.prev.pt \) -delete
 
-.PHONY: help venv test test-fast test-browser bench verify clean-checkpoints reproduce-table longer-table table
+.PHONY: help venv test test-fast test-browser test-slurm bench verify clean-checkpoints reproduce-table longer-table table

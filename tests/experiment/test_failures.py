@@ -346,3 +346,39 @@ def test_results_follow_the_umask(tmp_path, mask):
     assert want == 0o666 & ~mask
     for name in ("metrics.json", "t.md", "t.csv"):
         assert (tmp_path / name).stat().st_mode & 0o777 == want, name
+
+
+def test_a_launchers_own_signal_handler_takes_over_once_the_run_is_saved(tmp_path, compose_cfg, monkeypatch, capsys):
+    """Under hydra/launcher=slurm, submitit has Slurm send SIGUSR2 ahead of a time limit or a preemption, and its
+    handler requeues the job. The trainer first finishes and saves the step, then hands the signal to that handler,
+    so the requeued job resumes from the step it stopped at."""
+    from omegaconf import OmegaConf
+
+    from skiprnn.experiment import trainer
+
+    plain = OmegaConf.to_container(compose_cfg(*TINY, "trainer.eval_every=5", "trainer.max_steps=40"), resolve=False)
+    plain.pop("hydra")
+    cfg = OmegaConf.to_container(OmegaConf.create(plain), resolve=True, enum_to_str=True)
+    real_step = trainer._train_step
+
+    def step(run, at, params):
+        if at == 7:
+            os.kill(os.getpid(), signal.SIGUSR2)
+        return real_step(run, at, params)
+
+    handed = []
+
+    def submitit_like(signum, frame):  # submitit's checkpoint_and_try_requeue: requeue, then exit
+        handed.append((signum, torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["step"]))
+        raise SystemExit(-1)
+
+    monkeypatch.setattr(trainer, "_train_step", step)
+    previous = signal.signal(signal.SIGUSR2, submitit_like)
+    try:
+        with pytest.raises(SystemExit):
+            trainer.train(cfg, tmp_path / "run")
+        assert signal.getsignal(signal.SIGUSR2) is submitit_like  # restored for the launcher
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert handed == [(signal.SIGUSR2, 7)]
+    assert "stopped at step 7" in capsys.readouterr().out

@@ -235,23 +235,28 @@ def _save_checkpoint(run: RunContext, step: int, curve: list, legs: list, interv
     tracking.atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGUSR2: what submitit has Slurm send ahead of a time limit or a preemption (hydra/launcher=slurm)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+_NOT_HANDLERS = (signal.SIG_DFL, signal.SIG_IGN, signal.default_int_handler, None)
 
 
 class StopRequest:
-    """Ctrl-C or SIGTERM (a Slurm time limit or preemption, ``kill``) while a run trains: noted, and acted on at the
-    end of the current step, which the run then saves (``_loop``); a second signal stops at once."""
+    """Ctrl-C, SIGTERM (``kill``, a Slurm time limit or preemption) or SIGUSR2 (submitit's warning of one) while a
+    run trains: noted, and acted on at the end of the current step, which the run then saves (``_loop``); a second
+    signal stops at once. ``handoff``: the handler the process had for that signal before training (submitit's,
+    which requeues the job), to run once the run is saved."""
 
     def __init__(self):
         self.signal: int | None = None
+        self.handoff = None
 
     def __call__(self, signum, frame):
         if self.signal is not None:
-            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+            raise Terminated if signum != signal.SIGINT else KeyboardInterrupt
         self.signal = signum
 
     def exception(self) -> KeyboardInterrupt:
-        return Terminated() if self.signal == signal.SIGTERM else KeyboardInterrupt()
+        return KeyboardInterrupt() if self.signal == signal.SIGINT else Terminated()
 
 
 @contextlib.contextmanager
@@ -274,7 +279,7 @@ def _deferred_interrupt():
         if isinstance(handler, StopRequest):
             handler(caught[0], None)
         else:
-            raise Terminated if caught[0] == signal.SIGTERM else KeyboardInterrupt
+            raise KeyboardInterrupt if caught[0] == signal.SIGINT else Terminated
 
 
 @contextlib.contextmanager
@@ -290,6 +295,8 @@ def _stop_requests():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if stop.signal is not None and callable(previous[stop.signal]) and previous[stop.signal] not in _NOT_HANDLERS:
+            stop.handoff = previous[stop.signal]
 
 
 def _load_checkpoint(path: Path, device) -> dict:
@@ -564,9 +571,14 @@ def _loop(run: RunContext, state: TrainingState) -> dict | None:
     except KeyboardInterrupt:
         progress.close()
         saved = step if stopped is not None else (curve[-1]["step"] if curve else 0)
+        handoff = stop.handoff if stopped is not None else None
         print(f"\n{run.label}: stopped at step {step}; {run.run_dir / tracking.CHECKPOINT} holds step {saved:,}. "
-              "Rerun the same command to resume from there.", flush=True)
+              + (f"The launcher's handler of {signal.Signals(stop.signal).name} takes over (submitit requeues the "
+                 "job, which resumes from there)." if handoff else "Rerun the same command to resume from there."),
+              flush=True)
         run.tracker.stopped = True
+        if handoff:
+            handoff(stop.signal, None)
         raise
     finally:
         progress.close()
