@@ -193,6 +193,22 @@ def test_wrong_value_count_and_bad_values(tmp_path):
     assert "float16" in report.skipped[0].reason
 
 
+def test_a_feature_file_cut_short_mid_number_is_detected(tmp_path):
+    """A file that lost its last bytes still parses (0.00704641 -> 0.00704): its missing final newline, where the
+    video's other files have one, gives it away."""
+    write_dataset(tmp_path, [("AAAAA", "", "3.00", 4), ("CUTTT", "", "3.00", 4)])
+    for path in (tmp_path / files.RGB_FEATURES_DIR).glob("*/*.txt"):
+        path.write_text(path.read_text() + "\n")
+    cut = tmp_path / files.RGB_FEATURES_DIR / "CUTTT" / "CUTTT-000009.txt"
+    cut.write_text(cut.read_text()[:-4])  # the newline and the last three characters
+    index = files.index_split(tmp_path, "train")
+    assert files.load_video(index.videos[0], dim=DIM) is not None  # the intact video reads
+    with pytest.raises(CharadesFormatError, match=r"CUTTT-000009\.txt: no final newline.*cut short"):
+        files.load_video(index.videos[1], dim=DIM)
+    report = cache.build_cache(tmp_path, tmp_path / "cache", dim=DIM, on_error="skip", progress=False)
+    assert [s.id for s in report.skipped] == ["CUTTT"] and "cut short" in report.skipped[0].reason
+
+
 # ---------------------------------------------------------------------------------------------------- cache
 
 def test_cache_equals_text(tmp_path):

@@ -350,8 +350,10 @@ def read_feature_file(path: str | os.PathLike, dim: int | None = FEATURE_DIM) ->
 
 def read_video_features(frames: VideoFrames, dim: int | None = FEATURE_DIM) -> np.ndarray:
     """All feature files of one video as float32 ``(T, dim)``; errors name the file. With ``dim=None`` the first
-    file fixes the dimension and the others must match it."""
+    file fixes the dimension and the others must match it. A file without the final newline its siblings end with
+    was cut short, possibly mid-number (``0.00704641`` -> ``0.00704`` would still parse): an error, not a value."""
     out = None
+    endings = []
     for i, p in enumerate(frames.paths):
         try:
             v = read_feature_file(p, dim)
@@ -362,7 +364,20 @@ def read_video_features(frames: VideoFrames, dim: int | None = FEATURE_DIM) -> n
             dim = v.shape[0]
             out = np.empty((len(frames), dim), dtype=np.float32)
         out[i] = v
+        endings.append(_ends_with_newline(p))
+    if any(endings) and not all(endings):
+        cut = frames.paths[endings.index(False)]
+        err = CharadesFormatError("no final newline, while the video's other feature files end with one: the file "
+                                  "was cut short (its last number may be truncated); fetch it again", cut)
+        err.video_id = frames.id
+        raise err
     return out
+
+
+def _ends_with_newline(path: str | os.PathLike) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def frame_targets(actions: Iterable[Action | tuple[int, float, float]], times: np.ndarray,
