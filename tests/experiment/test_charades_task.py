@@ -136,6 +136,15 @@ def test_a_cli_run_yields_map_and_updates_and_builds_table3(cli, data, tmp_path,
     assert metrics["config"]["task"]["data_root"] == "${oc.env:SKIPRNN_DATA,data}/Charades"
     assert str(data.parent) not in (run_dir / "metrics.json").read_text() + (run_dir / ".hydra" / "config.yaml").read_text()
 
+    # the test split's submission files, in the official format, score what the final evaluation scored
+    from skiprnn.experiment.tasks.charades import metric
+
+    assert metrics["outputs"] == ["submission_25pts.txt"]  # num_points=25: the official file only
+    lines = (run_dir / "submission_25pts.txt").read_text().splitlines()
+    assert len(lines) == 25 * final["val_videos"] and len(lines[0].split()) == 2 + 157
+    scored = metric.evaluate_submission(data / "Charades_v1_test.csv", run_dir / "submission_25pts.txt", 25)
+    assert scored.map_present == pytest.approx(final["val_map"], abs=1e-6) and scored.missing == 0
+
     cli("table3", "--no-report", "--results", str(tmp_path / "results"), "--note", "Synthetic data.", *tiny,
         module="skiprnn.tables")
     text = (tmp_path / "results" / "table3.md").read_text()
@@ -181,3 +190,18 @@ def test_table3_configs_are_the_papers_rows(compose_cfg):
         printed = float(row.paper["flops"].split()[0])
         formula = updates * flops_per_update(mode, 4096, 256, 2, VGG16_FLOPS)
         assert math.isclose(formula, printed, rel_tol=0.01) != (row.row == "gru_pskip0.4")  # that one's a typo
+
+
+def test_a_100_point_run_also_writes_the_25_point_file_the_official_script_scores(data, tmp_path):
+    """The paper's 100 points per video, and the official evaluator's 25: it reads points 1-25 of a file, so a
+    100-point file fed to it would be scored at the wrong times; the 25-point file scores as a 25-point evaluation."""
+    from skiprnn.experiment.tasks.charades import metric
+
+    task100 = CharadesTask(data_root=str(data), num_points=100, batch_size=4)
+    task25 = CharadesTask(data_root=str(data), num_points=25, batch_size=4)
+    model = tiny_model(task100)
+    assert task100.write_outputs(model, tmp_path, "cpu") == ["submission_100pts.txt", "submission_25pts.txt"]
+    for points, task in ((100, task100), (25, task25)):
+        scored = metric.evaluate_submission(data / "Charades_v1_test.csv", tmp_path / f"submission_{points}pts.txt",
+                                            points)
+        assert scored.map_present == pytest.approx(task.evaluate(model, "val", 0, 0, "cpu")["val_map"], abs=1e-6)

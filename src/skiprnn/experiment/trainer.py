@@ -585,6 +585,15 @@ def _loop(run: RunContext, state: TrainingState) -> dict | None:
     return _finish(run, curve, legs, eval_size)
 
 
+def _write_outputs(run: RunContext, curve: list) -> list[str]:
+    """The task's files of the finished model (Charades: its submission files), with the final evaluation's random
+    skips, so that they score what that evaluation scored."""
+    evaluation = sum(r["step"] > 0 for r in curve) - 1
+    generator = evaluation_generator(run.seed, "val", evaluation) if run.device.type == "cpu" else None
+    with run.model.rnn.skip_draws(generator):
+        return run.task.write_outputs(run.model, run.run_dir, run.device)
+
+
 def _finish(run: RunContext, curve: list, legs: list, eval_size: dict) -> dict:
     """metrics.json, the run's result (written first: W&B only mirrors it), and the W&B summary."""
     cfg = run.cfg
@@ -593,6 +602,9 @@ def _finish(run: RunContext, curve: list, legs: list, eval_size: dict) -> dict:
                "commit": legs[-1]["commit"], "environment": legs[-1]["environment"], "legs": legs,
                "eval_size": eval_size, "final": final, "fingerprint": run.fp, "config": run.record,
                "overrides": run.overrides}
+    outputs = _write_outputs(run, curve)
+    if outputs:
+        metrics["outputs"] = outputs
     tracking.write_json(run.run_dir / tracking.METRICS, metrics)
     run.tracker.summary({k: v for k, v in final.items() if isinstance(v, (int, float))})
     return metrics

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -156,6 +157,10 @@ class Task:
     def score(self, prediction: Tensor, target: Tensor) -> dict[str, float]:
         """The task metrics over all of an evaluation's predictions."""
         raise NotImplementedError
+
+    def write_outputs(self, model, run_dir: Path, device) -> list[str]:
+        """Files a finished run leaves beside its record (Charades: the submission files); their names."""
+        return []
 
     def solved(self, metrics: dict[str, float]) -> bool:
         raise NotImplementedError

@@ -274,22 +274,47 @@ class CharadesTask(Task):
         return loss / prediction.shape[-1] if self.loss_reduction == "mean" else loss
 
     @torch.no_grad()
-    def evaluate(self, model, split, evaluation, seed, device) -> dict:
-        """The official per-frame mAP at ``num_points`` points per video, and the update counts per video."""
+    def _predict(self, model, device, points: tuple[int, ...]) -> tuple[dict[int, dict[str, np.ndarray]], np.ndarray]:
+        """Every evaluation video's scores at F evaluation points, for each F of ``points`` ({F: {id: (F, 157)}}),
+        and its number of state updates."""
         model.eval()
         cache = self.eval_cache
-        predictions, counts = {}, np.zeros(len(cache))
+        predictions, counts = {f: {} for f in points}, np.zeros(len(cache))
         for indices in self.eval_groups():
             batch = self.batch(cache, indices, targets=False)
             logits, updates = model(batch.x.to(device), lengths=batch.lengths.to(device))
             logits, used = logits.double().cpu().numpy(), updates.sum(0).double().cpu().numpy()
             for b, i in enumerate(indices):
                 n = int(batch.lengths[b])
-                predictions[cache.ids[i]] = metric.scores_at_times(logits[:n, b], cache.lengths[i], self.num_points,
-                                                                   self.point_mapping)
+                for f in points:
+                    predictions[f][cache.ids[i]] = metric.scores_at_times(logits[:n, b], cache.lengths[i], f,
+                                                                          self.point_mapping)
                 counts[i] = used[b]
         model.train()
-        result = metric.evaluate(self.eval_records, predictions, self.num_points)
+        return predictions, counts
+
+    def write_outputs(self, model, run_dir: Path, device) -> list[str]:
+        """The test split's submission files in the official line format (``<ID> <j> <157 scores>``, videos in the
+        CSV's order; a video left out under on_error=skip has no lines, so it scores as missing): at the configured
+        ``num_points`` and, where that is not 25, at the official 25 points, the file ``Charades_v1_localize.m``
+        reads (it scores points 1-25 only). Returns their names."""
+        if self.eval_split != "test":
+            return []
+        points = tuple(dict.fromkeys((self.num_points, metric.OFFICIAL_POINTS)))
+        predictions, _ = self._predict(model, device, points)
+        names = []
+        for f in points:
+            name = f"submission_{f}pts.txt"
+            order = [(r.id, predictions[f][r.id]) for r in self.eval_records if r.id in predictions[f]]
+            metric.write_submission(Path(run_dir) / name, order)
+            names.append(name)
+        return names
+
+    def evaluate(self, model, split, evaluation, seed, device) -> dict:
+        """The official per-frame mAP at ``num_points`` points per video, and the update counts per video."""
+        cache = self.eval_cache
+        predictions, counts = self._predict(model, device, (self.num_points,))
+        result = metric.evaluate(self.eval_records, predictions[self.num_points], self.num_points)
         present = result.npos > 0
         fractions = counts / cache.num_frames
         return {f"{split}_map": result.map_present,
