@@ -481,3 +481,23 @@ def test_budget_loss_takes_the_layout_and_lengths_from_the_output():
         assert torch.allclose(budget_loss(u, 0.5, lengths=lengths, batch_first=batch_first), expected)
     with pytest.raises(ValueError, match="knows its layout and lengths"):
         budget_loss(out, 0.5, batch_first=True)
+
+
+@pytest.mark.parametrize("mode, layers, p_skip", [("skip_gru", 1, 0.0), ("skip_lstm", 2, 0.0), ("lstm", 1, 0.5)])
+def test_torch_compile_traces_one_graph_without_a_break(mode, layers, p_skip):
+    """Under torch.compile the layer takes the reference backend (the fused and skipping paths call C kernels through
+    ctypes): one graph, no break, and a compiled model computes what the eager one does."""
+    import torch._dynamo as dynamo
+
+    torch.manual_seed(0)
+    model = SkipRNN(mode, 2, 16, num_layers=layers, p_skip=p_skip)
+    x = torch.randn(12, 4, 2)
+    dynamo.reset()
+    explained = dynamo.explain(model)(x)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    if not p_skip:  # random skips draw anew on every call
+        compiled = torch.compile(model, backend="eager", fullgraph=True)
+        eager, traced = model(x), compiled(x)
+        torch.testing.assert_close(traced.output, eager.output, rtol=1e-5, atol=1e-5)
+        assert torch.equal(traced.updates, eager.updates)
+    dynamo.reset()

@@ -198,6 +198,8 @@ class SkipRNN(nn.Module):
 
     def _backend(self, batch: int):
         """Which backend computes this call (all give the same results; see skiprnn.backends)."""
+        if torch.compiler.is_compiling():  # the fused and skipping paths call C kernels that torch.compile cannot trace
+            return backends.reference.forward
         skipping = self.skip_inference is True or (self.skip_inference == "auto" and batch == 1)
         if skipping and not self.training and not self.original_stack_bug and not torch.is_grad_enabled():
             return backends.skipping.forward
