@@ -17,9 +17,10 @@ def test_bench_quick_writes_report_and_plot(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = (tmp_path / "bench.md").read_text()
     for heading in ("training step", "inference (eval, no_grad)", "Where the skip overhead goes",
-                    "Real skipping at inference", "Targets", "Noise"):
+                    "Real skipping at inference", "Targets", "Noise", "Distance to the matmul floor"):
         assert heading in report
-    for row in ("| skip_lstm | fused |", "| skip_gru | reference |", "| nn.LSTM | torch |", "| nn.GRU | torch |"):
+    for row in ("| skip_lstm | fused |", "| skip_gru | reference |", "| nn.LSTM | torch |", "| nn.GRU | torch |",
+                "| matmul floor | torch.mm |"):
         assert row in report
     assert "torch.get_num_threads() = 1" in report
     assert "- commit: " in report and "command: `python -m skiprnn.experiment.bench --quick --threads 1 --out" in report

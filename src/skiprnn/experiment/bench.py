@@ -229,6 +229,8 @@ def main(argv=None) -> None:
             for cell in ("lstm", "gru"):
                 ref_model = torch_model(cell, size)
                 fns = {("torch", cell): train_step(ref_model, x, False) if training else infer(ref_model, x)}
+                if training:
+                    fns[("floor", cell)] = bench_numerics.matmul_floor(cell, size)
                 variants = [("fused", True, True), ("reference", False, True)]
                 if not training:
                     variants = [("fused dense", True, False), ("reference dense", False, False),
@@ -249,7 +251,27 @@ def main(argv=None) -> None:
                             overhead = f"{100 * (stats[1] / results[(label, cell)][1] - 1):+.0f}%"
                         say(f"| {mode} | {label} | {fmt(stats)} | {stats[1] / torch_med:.2f} | {overhead} |")
                 say(f"| nn.{cell.upper()} | torch | {fmt(results[('torch', cell)])} | 1.00 | |")
+                if training:
+                    floor = results[("floor", cell)]
+                    say(f"| matmul floor | torch.mm | {fmt(floor)} | {floor[1] / torch_med:.2f} | |")
             summary[(name, training)] = results
+
+    # ------------------------------------------------------------------------------- the matmul floor
+    say()
+    say("## Distance to the matmul floor: fused training step / its unavoidable matrix products")
+    say()
+    say("The floor is the step's fp32 matrix products alone, with torch.mm on the same shapes (per step the")
+    say("recurrent forward product and the backward's input-gradient product; once, the weight gradient), timed in")
+    say("the same round robin. Everything above it is elementwise work, memory traffic, the gate, the head and Python.")
+    say()
+    say("| size | cell | floor ms | plain / floor | skip / floor | torch / floor |")
+    say("|---|---|---|---|---|---|")
+    for size in sizes:
+        results = summary[(size[0], True)]
+        for cell in ("lstm", "gru"):
+            floor = results[("floor", cell)][1]
+            say(f"| {size[0]} | {cell} | {floor:.2f} | {results[('fused', cell)][1] / floor:.2f} | "
+                f"{results[('fused', 'skip_' + cell)][1] / floor:.2f} | {results[('torch', cell)][1] / floor:.2f} |")
 
     # ----------------------------------------------------------------------- where the overhead goes
     name, steps = sizes[0][:2]
@@ -330,6 +352,9 @@ def main(argv=None) -> None:
             over = 100 * (med / plain - 1)
             say(f"- {name}: skip machinery overhead skip_{cell} vs {cell} (fused): {over:+.0f}% "
                 f"(target <= +10%): {verdict(over <= 10)}")
+            to_floor = med / results[("floor", cell)][1]
+            say(f"- {name}: skip_{cell} fused training step / its matmul floor: {to_floor:.2f} "
+                f"(target <= 1.40): {verdict(to_floor <= 1.4)}")
     say()
     say("Real skipping at batch 1 (T as above):")
     say()

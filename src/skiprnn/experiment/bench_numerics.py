@@ -1,5 +1,6 @@
 """What ``numerics=reproducible`` costs: a fused training step (Skip LSTM and Skip GRU, with the linear read-out, the
-loss and an Adam step, as the trainer runs it) timed in each mode at 1 and 2 threads.
+loss and an Adam step, as the trainer runs it) timed in each mode at 1 and 2 threads, beside the step's matmul floor
+(its unavoidable fp32 matrix products alone, torch.mm on the same shapes, timed in the same process).
 
 The mode is fixed for a process at torch's first operation, so each measurement is a fresh process; the processes
 alternate between the modes (round robin, rotating the order) so that a change in the machine's load hits both alike.
@@ -12,11 +13,32 @@ import json
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 
 MODES = ("fast", "reproducible")
 CELLS = ("skip_lstm", "skip_gru")
 SIZE = ("adding", 50, 256, 2, 110)  # name, T, B, I, H
 QUICK_SIZE = ("adding (quick)", 10, 8, 2, 8)
+
+
+def matmul_floor(cell: str, size) -> Callable[[], None]:
+    """The unavoidable fp32 matrix products of one training step at ``size``, timed alone with torch.mm on the same
+    shapes: per time step the recurrent forward product [B, I+1+H] x [I+1+H, G·H] and the backward's input-gradient
+    product [B, G·H] x [G·H, H]; once, the weight gradient over all steps [I+1+H, T·B] x [T·B, G·H]."""
+    import torch
+
+    _, steps, batch, inp, hidden = size
+    g, k = (4 if cell == "lstm" else 3) * hidden, inp + 1 + hidden
+    xh, w, dg, w_hh = torch.randn(batch, k), torch.randn(k, g), torch.randn(batch, g), torch.randn(g, hidden)
+    xh_all, dg_all = torch.randn(k, steps * batch), torch.randn(steps * batch, g)
+
+    def run():
+        for _ in range(steps):
+            torch.mm(xh, w)
+            torch.mm(dg, w_hh)
+        torch.mm(xh_all, dg_all)
+
+    return run
 
 
 def _child(mode: str, threads: int, size: tuple, warmup: int, repeats: int) -> dict:
@@ -47,14 +69,17 @@ def _child(mode: str, threads: int, size: tuple, warmup: int, repeats: int) -> d
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
 
+        floor = matmul_floor(cell.removeprefix("skip_"), size)
         for _ in range(warmup):
             step()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            step()
-            times.append((time.perf_counter() - start) * 1e3)
-        out[cell] = statistics.median(times)
+            floor()
+        times, floors = [], []
+        for _ in range(repeats):  # the step and its floor alternate
+            for run, into in ((step, times), (floor, floors)):
+                start = time.perf_counter()
+                run()
+                into.append((time.perf_counter() - start) * 1e3)
+        out[cell], out[f"{cell} floor"] = statistics.median(times), statistics.median(floors)
     return out
 
 
@@ -83,13 +108,19 @@ def table(results: dict, quick: bool = False) -> list[str]:
              "",
              "A step as the trainer runs it (forward, linear read-out, loss with the budget term, backward, clipping, "
              "Adam). Each cell: the median over fresh processes (one per mode, alternating) of each process's median "
-             "step; `cost` = reproducible / fast − 1.", "",
-             "| cell | threads | fast ms | reproducible ms | cost |", "|---|---|---|---|---|"]
+             "step; `cost` = reproducible / fast − 1. `/ floor`: the step over its matmul floor (the step's fp32 "
+             "matrix products alone with torch.mm, alternating with the step in the same process; in the "
+             "reproducible mode torch.mm runs MKL pinned to AVX2, while the step uses skiprnn's fixed-order kernel).",
+             "", "| cell | threads | fast ms | reproducible ms | cost | floor ms (fast) | fast / floor | "
+             "reproducible / floor |", "|---|---|---|---|---|---|---|---|"]
     for threads in sorted({t for _, t, _ in results}):
         for cell in CELLS:
             fast = statistics.median(results[("fast", threads, cell)])
             repro = statistics.median(results[("reproducible", threads, cell)])
-            lines.append(f"| {cell} | {threads} | {fast:.1f} | {repro:.1f} | {100 * (repro / fast - 1):+.0f}% |")
+            floor_fast = statistics.median(results[("fast", threads, f"{cell} floor")])
+            floor_repro = statistics.median(results[("reproducible", threads, f"{cell} floor")])
+            lines.append(f"| {cell} | {threads} | {fast:.1f} | {repro:.1f} | {100 * (repro / fast - 1):+.0f}% | "
+                         f"{floor_fast:.1f} | {fast / floor_fast:.2f} | {repro / floor_repro:.2f} |")
     return lines
 
 
