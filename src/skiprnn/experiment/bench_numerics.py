@@ -110,7 +110,8 @@ def table(results: dict, quick: bool = False) -> list[str]:
              "Adam). Each cell: the median over fresh processes (one per mode, alternating) of each process's median "
              "step; `cost` = reproducible / fast − 1. `/ floor`: the step over its matmul floor (the step's fp32 "
              "matrix products alone with torch.mm, alternating with the step in the same process; in the "
-             "reproducible mode torch.mm runs MKL pinned to AVX2, while the step uses skiprnn's fixed-order kernel).",
+             "reproducible mode torch.mm runs MKL pinned to AVX2 on ATen's one thread, while the step uses "
+             "skiprnn's fixed-order kernel on the run's threads, so at 2 threads that ratio can fall below 1).",
              "", "| cell | threads | fast ms | reproducible ms | cost | floor ms (fast) | fast / floor | "
              "reproducible / floor |", "|---|---|---|---|---|---|---|---|"]
     for threads in sorted({t for _, t, _ in results}):
