@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from . import records, tracking
+from .identity import BUDGET
 from .tables import asked_configs
 from .tables.cli import parse_table_args
 from .tasks import paper_tables
 from .tasks.base import PaperTable
 
 FROM_ZERO = "from step 0"
-BUDGET_KEYS = ("trainer.max_steps", "trainer.max_epochs")  # the longer budget sets them; an override would undo it
 
 
 class TableRunUnfinished(ValueError):
@@ -150,9 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     args, table, seeds = parse_table_args(
         parser, argv, tables, "no longer budget is declared for {name}; the tables with one are " + ", ".join(tables),
         "the longer runs go on from the table's (make reproduce-{table})")
-    budget = [o for o in args.overrides if o.split("=", 1)[0].lstrip("+~") in BUDGET_KEYS]
+    budget = [o for o in args.overrides if o.split("=", 1)[0].lstrip("+~") in BUDGET]  # the longer budget sets them
     if budget:
-        parser.error(f"{', '.join(budget)}: the longer budget sets {' and '.join(BUDGET_KEYS)} itself "
+        parser.error(f"{', '.join(budget)}: the longer budget sets {' and '.join(BUDGET)} itself "
                      f"({table.longer.from_steps:,} to {table.longer.max_steps:,} steps, in {table.name}'s declaration)")
     try:
         starts = start_from_finished_runs(table, args.results, seeds, args.overrides)

@@ -40,6 +40,7 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
+from ... import tracking
 from .files import (
     FEATURE_DIM,
     NUM_CLASSES,
@@ -198,12 +199,7 @@ def _clean_temp_files(folder: Path) -> None:
 
 
 def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tracking.atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 def build_cache(root: str | os.PathLike, cache_dir: str | os.PathLike, split: str = "train", *,

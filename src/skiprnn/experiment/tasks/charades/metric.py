@@ -35,6 +35,7 @@ from typing import Literal
 
 import numpy as np
 
+from ... import tracking
 from .files import FEATURE_FPS, NUM_CLASSES, CharadesFormatError, VideoRecord, read_video_csv
 
 OFFICIAL_POINTS = 25
@@ -196,18 +197,20 @@ def write_submission(path: str | os.PathLike, predictions: Mapping[str, np.ndarr
     ranking (ties included) is the one of the in-memory float32 scores; pass ``fmt="%.17g"`` for float64 scores.
     Returns the number of lines written."""
     items = predictions.items() if isinstance(predictions, Mapping) else predictions
-    n = 0
-    tmp = Path(f"{path}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="ascii", newline="\n") as f:
+    lines = 0
+
+    def write(f) -> None:
+        nonlocal lines
         for vid, scores in items:
             scores = np.asarray(scores)
             if scores.ndim != 2:
                 raise ValueError(f"predictions for {vid}: shape {scores.shape}, expected (F, num_classes)")
             for j, row in enumerate(scores, start=1):
                 f.write(f"{vid} {j} " + " ".join(fmt % float(s) for s in row) + "\n")
-                n += 1
-    os.replace(tmp, path)
-    return n
+                lines += 1
+
+    tracking.atomic_write(Path(path), write)
+    return lines
 
 
 def evaluate_submission(csv_path: str | os.PathLike, submission_path: str | os.PathLike,

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ....nn.flops import VGG16_FLOPS
+from ... import tracking
 from ...config import CharadesTaskConfig as _Defaults
 from ...config import TrainerConfig, check_task
 from ...errors import DataError
@@ -155,9 +156,7 @@ def feature_stats(cache: CharadesCache) -> tuple[np.ndarray, np.ndarray]:
         mean = total / n
         std = np.sqrt(np.maximum(squares / n - mean ** 2, 0.0))
         std[std == 0] = 1.0
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, mean=mean, std=std, frames=n)
-        os.replace(tmp, path)
+        tracking.atomic_write(path, lambda f: np.savez(f, mean=mean, std=std, frames=n), binary=True)
     return mean, std
 
 
