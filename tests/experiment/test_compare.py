@@ -166,3 +166,48 @@ def test_compare_groups_budgets_as_the_report_does_and_flags_them(tmp_path, caps
     header, *rows = table_rows(capsys.readouterr().out)
     assert len(rows) == 1 and rows[0][header.index("steps")] == "100, 200 (mixed budgets)"
     assert len(collect([tmp_path]).groups) == 1
+
+
+def test_tables_compare_and_the_report_agree_on_one_folder_of_mixed_runs(tmp_path):
+    """One reader (records.read_run) and one discovery (records.find_runs) behind every tool: a table's folder with a
+    finished, an unfinished, a failed and a damaged run counts the same four statuses in each."""
+    from collections import Counter
+
+    from skiprnn.experiment import tables
+    from skiprnn.experiment.report import collect
+    from skiprnn.experiment.tasks.adding import TABLE1
+
+    asked = tables.asked_configs(TABLE1, [], rows=("lstm", "skip_gru_lam1e-5"))
+    final = {"val_mse": 0.01, "val_solved": True, "val_update_fraction": 0.5, "val_updates": 25.0,
+             "inference_flops": 1e6, "stable_mse": 0.01, "stable_update_fraction": 0.5, "stable_updates": 25.0,
+             "stable_window": 1}
+
+    def run(row, seed, status):
+        path = tmp_path / "table1" / row / f"seed={seed}"
+        (path / tracking.RECORD).mkdir(parents=True)
+        cfg = {**asked[row], "seed": seed}
+        (path / tracking.RECORD / "config.yaml").write_text(yaml.safe_dump(cfg))
+        rows = [{"step": 100, "max_steps": 200, **final}] + ([{"step": 200, "max_steps": 200, **final}]
+                                                             if status == "completed" else [])
+        (path / tracking.CURVE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if status == "completed":
+            tracking.write_json(path / tracking.METRICS, {"step": 200, "commit": "abc", "config": cfg, "final": final})
+        elif status == "failed":
+            tracking.write_json(path / tracking.FAILED, {"error": "RuntimeError('boom')", "config": cfg})
+        elif status == "unreadable":
+            (path / tracking.METRICS).write_text(json.dumps({"a": 1}))
+
+    for row, seed, status in (("lstm", 0, "completed"), ("lstm", 1, "unfinished"),
+                              ("skip_gru_lam1e-5", 0, "failed"), ("skip_gru_lam1e-5", 1, "unreadable")):
+        run(row, seed, status)
+    want = Counter({"completed": 1, "unfinished": 1, "failed": 1, "unreadable": 1})
+
+    text, _ = tables.build(TABLE1, tmp_path, [0, 1], overrides=["trainer.max_steps=200"])
+    every = text.split("## Every run")[1].splitlines()
+    in_table = Counter(line.split("|")[3].strip() for line in every if line.startswith("| lstm |")
+                       or line.startswith("| skip_gru_lam1e-5 |"))
+    groups, _, _, unreadable = compare.collect([tmp_path / "table1"])
+    in_compare = Counter(str(r.status) for runs in groups.values() for _, r in runs) + Counter(
+        {"unreadable": len(unreadable)})
+    in_report = Counter(str(r.status) for r in collect([tmp_path / "table1"]).runs)
+    assert in_table == in_compare == in_report == want
