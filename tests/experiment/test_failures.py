@@ -207,6 +207,8 @@ def test_the_cluster_path_runs_a_sweep_through_submitit_and_marks_a_failed_job(c
     failed = [p.parent.name for p in tmp_path.rglob("failed.json")]
     assert len(finished) == 1 and "model.p_skip=0," in finished[0]
     assert len(failed) == 1 and "model.p_skip=1.5" in failed[0]
+    logs = tmp_path / ".submitit"
+    assert not (logs / "%j").exists() and len(list(logs.glob("*_log.out"))) == 2  # one log per job, by its id
 
 
 def test_a_cross_task_sweep_with_one_tasks_option_says_how_to_write_it(cli):
