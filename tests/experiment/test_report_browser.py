@@ -233,6 +233,23 @@ def open_report(binary: str, html: Path, tmp_path: Path, name: str) -> tuple[lis
           return hidden.every(Boolean) && !document.querySelector('input[data-group]').checked;
         })()""", timeout=10)
         browser.evaluate("document.getElementById('show-all').click()")
+        # the search box keeps the runs whose words hold every term, and their groups in the plots
+        page["search"] = browser.evaluate("""(() => {
+          const box = document.getElementById('filter');
+          box.value = 'skip_gru seed=2';
+          box.dispatchEvent(new Event('input'));
+          const visible = sel => [...document.querySelectorAll(sel)].filter(tr => !tr.hidden).length;
+          const found = {runs: visible('table.runs tbody tr'), groups: visible('table.groups tbody tr'),
+                         count: document.getElementById('filter-count').textContent,
+                         plotted: [...document.querySelectorAll('div.plot')].map(d =>
+                           new Set(d.data.filter(t => t.visible !== 'legendonly').map(t => t.legendgroup)).size)};
+          box.value = '';
+          box.dispatchEvent(new Event('input'));
+          found.cleared = visible('table.runs tbody tr');
+          return found;
+        })()""")
+        page["width"] = browser.evaluate("document.querySelector('table.groups') ? "
+                                         "document.querySelector('table.groups').getBoundingClientRect().width : 0")
         shot = browser.screenshot(tmp_path / f"{name}.png")
         return plots, browser.problems(), shot, page
     finally:
@@ -265,6 +282,10 @@ def test_report_renders_in_chromium(chromium, tmp_path, js):
         assert plot["height"] > 300, plot
     assert page["hidden_after_toggle"] == [True, True]
     assert page["legend_click"] is True
+    search = page["search"]
+    assert (search["runs"], search["groups"], search["count"]) == (1, 1, "1 of 7 runs"), search
+    assert search["plotted"] == [1, 1] and search["cleared"] == 7, search
+    assert page["width"] <= 1400, page["width"]
     assert_not_blank(shot)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from functools import partial
 
+from ..identity import flatten
 from ..numbers import finite, mean_std
 from ..records import UPDATES
 from .runs import Collection, format_value
@@ -85,16 +86,22 @@ def groups_table(coll: Collection, paper: dict[str, dict]) -> str:
                 cells.append('<td class="zero">–</td><td class="zero">–</td>')
         steps = sorted({r.step for r in s["finished"]})
         if len(steps) > 1:  # the means above mix budgets: said in the row, never silently
-            cells.append(f'<td class="num warn" title="the means of this row average runs of different lengths">'
+            cells.append(f'<td class="warn wrap" title="the means of this row average runs of different lengths">'
                          f'mixed budgets: {html.escape("; ".join(f"{x:,}" for x in steps))}</td>')
         else:
             cells.append(f'<td class="num">{html.escape("; ".join(f"{x:,}" for x in steps) or "–")}</td>')
         commits = sorted({leg["commit"] for r in g.runs for leg in r.legs})
         shown = commits[0][:12] if len(commits) == 1 else f"{len(commits)} commits" if commits else "–"
         cells.append(f'<td class="mono label" title="{html.escape(", ".join(commits))}">{html.escape(shown)}</td>')
-        out.append(f'<tr data-group="g{g.index}">' + "".join(cells) + "</tr>")
+        words = [g.label, *(f"{k}={format_value(v)}" for k, v in settings.items()), *(f"seed={x}" for x in seeds)]
+        out.append(f'<tr data-group="g{g.index}" data-search="{_search_text(words)}">' + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+def _search_text(words) -> str:
+    """What the filter box matches a row against: its words, lower-case, escaped for an attribute."""
+    return html.escape(" ".join(str(w) for w in words).lower(), quote=True)
 
 
 def runs_table(coll: Collection) -> str:
@@ -120,6 +127,8 @@ def runs_table(coll: Collection) -> str:
                      f'<td class="num">{html.escape(fmt_updates(finite(r.final.get(UPDATES))))}</td>',
                      f'<td class="mono">{html.escape(r.commit or "–")}</td>',
                      f'<td class="err">{html.escape(" | ".join(notes))}</td>']
-            out.append(f'<tr data-group="g{g.index}">' + "".join(cells) + "</tr>")
+            words = [g.label, r.display, f"seed={r.seed}", r.status, r.error,
+                     *(f"{k}={format_value(v)}" for k, v in flatten(r.config or {}).items())]
+            out.append(f'<tr data-group="g{g.index}" data-search="{_search_text(words)}">' + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)

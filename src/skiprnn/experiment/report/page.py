@@ -78,9 +78,13 @@ def render(coll: Collection, paper: dict[str, dict], title: str, js: str, plotly
         "self-contained file). The tables below do not need it.</div>",
         '<p class="help">Groups are runs whose configs are equal but for the seed and plumbing keys (budget, device, '
         "logging…). Hover a point or line for its run folder, seed, step and commit; drag to zoom, double-click to "
-        "reset; click a legend entry or a checkbox in the table to hide or show a group in every plot.</p>",
+        "reset; click a legend entry or a checkbox in the table to hide or show a group in every plot. The search box "
+        "keeps the runs (and groups) whose config, folder, seed or status hold every word typed, in the tables and "
+        "the plots.</p>",
         '<p class="controls"><button id="show-all" type="button">show all groups</button>'
-        '<button id="hide-all" type="button">hide all groups</button></p>',
+        '<button id="hide-all" type="button">hide all groups</button>'
+        '<input id="filter" type="search" size="60" aria-label="find runs" placeholder="find runs: any config value, '
+        'folder, seed or status, e.g. lam=1e-05 seed=2"> <span id="filter-count" class="help"></span></p>',
     ]
     for name, heading, fig in figures:
         parts.append(f"<h2>{e(heading)}</h2>")

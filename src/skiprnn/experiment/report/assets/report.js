@@ -55,6 +55,30 @@
     box.addEventListener("change", function () { shown[box.dataset.group] = box.checked; apply(); });
   });
   function all(on) { Object.keys(shown).forEach(function (g) { shown[g] = on; }); apply(); }
+  // The search box: rows whose words hold every term typed; a group stays in the plots while a run of it matches
+  var filter = document.getElementById("filter");
+  var count = document.getElementById("filter-count");
+  function search() {
+    var terms = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+    var matched = {}, runs = 0, hits = 0;
+    document.querySelectorAll("tr[data-search]").forEach(function (tr) {
+      var text = tr.dataset.search;
+      var hit = terms.every(function (t) { return text.indexOf(t) >= 0; });
+      tr.hidden = !hit;
+      if (tr.closest("table.runs")) {
+        runs += 1;
+        if (hit) { hits += 1; matched[tr.dataset.group] = true; }
+      }
+    });
+    count.textContent = terms.length ? hits + " of " + runs + " runs" : "";
+    if (terms.length) {
+      var details = document.querySelector("table.runs").closest("details");
+      if (details) details.open = true;
+    }
+    Object.keys(shown).forEach(function (g) { shown[g] = !terms.length || !!matched[g]; });
+    apply();
+  }
+  filter.addEventListener("input", search);
   document.getElementById("show-all").addEventListener("click", function () { all(true); });
   document.getElementById("hide-all").addEventListener("click", function () { all(false); });
   Promise.all(done).then(function () {
