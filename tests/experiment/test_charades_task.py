@@ -205,3 +205,27 @@ def test_a_100_point_run_also_writes_the_25_point_file_the_official_script_score
         scored = metric.evaluate_submission(data / "Charades_v1_test.csv", tmp_path / f"submission_{points}pts.txt",
                                             points)
         assert scored.map_present == pytest.approx(task.evaluate(model, "val", 0, 0, "cpu")["val_map"], abs=1e-6)
+
+
+def test_on_error_skip_keeps_a_bad_test_video_in_the_ground_truth_as_missing(tmp_path):
+    """A test row with a bad action (class c157) is left out of the model's data under on_error=skip, but stays in
+    the ground truth with its sound actions: its points score as missing, as the official evaluator scores them."""
+    import csv
+
+    root = tmp_path / "Charades"
+    synth.generate(root, videos=12, seed=1, dim=DIM, min_length=3.0, max_length=6.0, active_classes=4,
+                   classes_per_video="1-2", test_fraction=0.25, progress=False)
+    path = root / "Charades_v1_test.csv"
+    with open(path, newline="", encoding="ascii") as f:
+        rows = list(csv.reader(f))
+    actions = rows[0].index("actions")
+    rows[1][actions] = (rows[1][actions] + ";" if rows[1][actions] else "") + "c157 0.00 1.00"
+    with open(path, "w", newline="", encoding="ascii") as f:
+        csv.writer(f, lineterminator="\r\n").writerows(rows)
+    with pytest.raises(DataError, match="c157 out of range"):
+        CharadesTask(data_root=str(root), num_points=25, batch_size=4)
+    task = CharadesTask(data_root=str(root), num_points=25, batch_size=4, on_error="skip")
+    kept = next(r for r in task.eval_records if r.id == rows[1][0])
+    assert all(a.cls < 157 for a in kept.actions) and len(task.eval_records) == len(rows) - 1
+    out = task.evaluate(tiny_model(task), "val", 0, 0, "cpu")
+    assert out["val_videos"] == len(rows) - 2 and out["val_missing_points"] == 25  # its 25 points, unscored

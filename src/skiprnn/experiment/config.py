@@ -173,7 +173,8 @@ class CharadesTaskConfig:  # Charades action localisation (paper §4.3, Table 3)
     normalize: Normalize = Normalize.standardize
     # A video whose files are bad (missing or empty feature folder, wrong value count, malformed CSV row): raise =
     # stop and name the file and line; skip = leave it out of training, list it, and score its evaluation points as
-    # missing (-inf), as the official evaluator does.
+    # missing (-inf), as the official evaluator does (a CSV row with a bad action keeps its sound actions in the
+    # ground truth; a row without a usable length has no points to score, in the official script too).
     on_error: OnError = OnError["raise"]
     # The CSV scored at every evaluation: test = Charades_v1_test.csv, the set the paper calls "validation".
     eval_split: CharadesSplit = CharadesSplit.test

@@ -202,14 +202,29 @@ def parse_actions(text: str, num_classes: int = NUM_CLASSES, *, path: str | os.P
     return tuple(out)
 
 
-def read_video_csv(path: str | os.PathLike, num_classes: int = NUM_CLASSES, *,
-                   on_error: OnError = "raise") -> tuple[list[VideoRecord], list[SkippedVideo]]:
+def _well_formed_actions(text: str, num_classes: int) -> tuple[Action, ...]:
+    """The triplets of an ``actions`` field that parse on their own, the others left out."""
+    out = []
+    for triplet in text.split(";") if text else ():
+        try:
+            out += parse_actions(triplet, num_classes)
+        except CharadesFormatError:
+            continue
+    return tuple(out)
+
+
+def read_video_csv(path: str | os.PathLike, num_classes: int = NUM_CLASSES, *, on_error: OnError = "raise",
+                   keep_partial: bool = False) -> tuple[list[VideoRecord], list[SkippedVideo]]:
     """Read ``Charades_v1_{train,test}.csv``: the rows in file order, and the rows skipped under ``on_error="skip"``.
 
     Columns are looked up by header name (``id``, ``actions`` and ``length`` are required; all 11 are kept in
     ``VideoRecord.fields``). Rows with an empty ``actions`` field are kept with no actions. A malformed ``actions``
     or ``length`` field, an empty or duplicate ``id``, or a row with the wrong number of fields raises
     :class:`CharadesFormatError` with the file and line, or is skipped and reported.
+
+    ``keep_partial`` (the evaluation's ground truth): a skipped row whose id and length are sound stays among the
+    records with its well-formed actions, so that the video is scored (as missing, since no model sees it) rather
+    than dropped from the ground truth, as the official evaluator keeps every row of the CSV.
     """
     check_on_error(on_error)
     path = Path(path)
@@ -255,7 +270,14 @@ def read_video_csv(path: str | os.PathLike, num_classes: int = NUM_CLASSES, *,
                 if not (math.isfinite(length) and length > 0):
                     raise CharadesFormatError(f"length must be positive, got {row[col['length']]!r}",
                                               path, line, video_id)
-                actions = parse_actions(row[col["actions"]], num_classes, path=path, line=line, video_id=video_id)
+                try:
+                    actions = parse_actions(row[col["actions"]], num_classes, path=path, line=line,
+                                            video_id=video_id)
+                except CharadesFormatError as err:
+                    if on_error == "raise" or not keep_partial:
+                        raise
+                    skipped.append(SkippedVideo.from_error(err, video_id))
+                    actions = _well_formed_actions(row[col["actions"]], num_classes)
             except CharadesFormatError as err:
                 if on_error == "raise":
                     raise
