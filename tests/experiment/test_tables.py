@@ -102,6 +102,8 @@ def test_a_table_is_never_replaced_by_an_empty_one_nor_rewritten_for_its_time_st
     assert main(["table1", "--seeds", "7", "--results", str(tmp_path), "--no-report"]) == 1
     assert table.read_text() == kept
     assert "no finished runs for seed(s) 7" in capsys.readouterr().err
+    assert main(["table1", "--seeds", "7", "--results", str(tmp_path), "--no-report", "--force"]) == 0  # asked for
+    assert "Finished runs: 0 of 10" in table.read_text()
 
 
 def test_every_run_names_its_numerics_and_machine_per_leg(tmp_path):

@@ -15,7 +15,7 @@ writes) and ``cli``.
 from .cli import main, parse_seeds
 from .columns import COLUMNS, UpdateMeasure, paper_updates, update_measure
 from .load import asked_configs, check_against, load_run
-from .render import EmptyTable, build, paper_points, write, write_report
+from .render import TableShrinks, build, paper_points, write, write_report
 
-__all__ = ["COLUMNS", "EmptyTable", "UpdateMeasure", "asked_configs", "build", "check_against", "load_run", "main",
+__all__ = ["COLUMNS", "TableShrinks", "UpdateMeasure", "asked_configs", "build", "check_against", "load_run", "main",
            "paper_points", "paper_updates", "parse_seeds", "update_measure", "write", "write_report"]

@@ -10,7 +10,7 @@ from ..tasks import paper_tables
 from ..tasks.base import PaperTable
 from . import __doc__ as DOC
 from .load import finished_seeds_left_out
-from .render import EmptyTable, write, write_report
+from .render import TableShrinks, write, write_report
 
 
 def parse_seeds(parser: argparse.ArgumentParser, text: str | None, table: PaperTable) -> list[int]:
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a sentence for the table's header, e.g. why the run is reduced; kept in "
                              "<results>/<table>_note.md for later rebuilds (default: that file's text)")
     parser.add_argument("--no-report", action="store_true", help="skip the interactive HTML report and its PNG")
+    parser.add_argument("--force", action="store_true",
+                        help="write the table even when it counts fewer finished runs than the one written")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="the Hydra overrides the table's runs were asked with (make passes STEPS, EPOCHS and "
                              "ARGS): a run of another config is listed as a conflict, not counted")
@@ -58,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     note_file = args.results / f"{table.name}_note.md"
     note = args.note.strip() if args.note is not None else (note_file.read_text().strip() if note_file.exists() else "")
     try:
-        out, changed = write(table, args.results, seeds, note, args.overrides)
-    except EmptyTable as error:
+        out, changed = write(table, args.results, seeds, note, args.overrides, force=args.force)
+    except TableShrinks as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if args.note is not None:  # kept only once the table it belongs to is written

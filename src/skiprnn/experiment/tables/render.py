@@ -159,8 +159,8 @@ def write_report(table: PaperTable, results: Path, seeds: list[int]) -> Path:
 _STAMP = re.compile(r"\*\*Aggregated\*\* [^*]*? by ")
 
 
-class EmptyTable(UserError):
-    """No finished run for the seeds asked for, and a table with runs already written: it is left as it is."""
+class TableShrinks(UserError):
+    """The rebuilt table would count fewer finished runs than the written one: it is left as it is."""
 
 
 def _finished(text: str) -> int:
@@ -170,16 +170,20 @@ def _finished(text: str) -> int:
 
 
 def write(table: PaperTable, results: Path, seeds: list[int], note: str = "",
-          overrides: list[str] | None = None) -> tuple[Path, bool]:
+          overrides: list[str] | None = None, force: bool = False) -> tuple[Path, bool]:
     """Write the table and its CSV; returns (the table's path, whether it changed). A table that differs only in
-    its time stamp is not rewritten, and one with finished runs is never replaced by one without (EmptyTable)."""
+    its time stamp is not rewritten, and one is never replaced by one that counts fewer finished runs unless
+    ``force`` (TableShrinks)."""
     text, rows = build(table, results, seeds, note, overrides)
     out = results / f"{table.name}.md"
     old = out.read_text() if out.exists() else ""
-    if _finished(text) == 0 and _finished(old) > 0:
-        raise EmptyTable(f"no finished runs for seed(s) {', '.join(map(str, seeds))} in {results / table.name}, so "
-                         f"{out} (with {_finished(old)} finished runs) is left as it is. Train them first "
-                         f"(make reproduce-{table.name} SEEDS=...), or pass the seeds that have runs")
+    now, before = _finished(text), _finished(old)
+    if now < before and not force:
+        found = (f"no finished runs for seed(s) {', '.join(map(str, seeds))}" if now == 0 else
+                 f"{now} finished run{'s' * (now != 1)} for seed(s) {', '.join(map(str, seeds))}")
+        raise TableShrinks(f"{found} in {results / table.name}, so {out} (with {before} finished runs) is left as it "
+                           f"is. Train them first (make reproduce-{table.name} SEEDS=...), pass the seeds that have "
+                           "runs, or --force to write the smaller table")
     if _STAMP.sub("", old) == _STAMP.sub("", text):
         return out, False
     buffer = io.StringIO()
