@@ -21,10 +21,11 @@ SIZE = ("adding", 50, 256, 2, 110)  # name, T, B, I, H
 QUICK_SIZE = ("adding (quick)", 10, 8, 2, 8)
 
 
-def matmul_floor(cell: str, size) -> Callable[[], None]:
+def matmul_floor(cell: str, size, forward_only: bool = False) -> Callable[[], None]:
     """The unavoidable fp32 matrix products of one training step at ``size``, timed alone with torch.mm on the same
     shapes: per time step the recurrent forward product [B, I+1+H] x [I+1+H, G·H] and the backward's input-gradient
-    product [B, G·H] x [G·H, H]; once, the weight gradient over all steps [I+1+H, T·B] x [T·B, G·H]."""
+    product [B, G·H] x [G·H, H]; once, the weight gradient over all steps [I+1+H, T·B] x [T·B, G·H].
+    ``forward_only``: the forward products alone."""
     import torch
 
     _, steps, batch, inp, hidden = size
@@ -35,8 +36,10 @@ def matmul_floor(cell: str, size) -> Callable[[], None]:
     def run():
         for _ in range(steps):
             torch.mm(xh, w)
-            torch.mm(dg, w_hh)
-        torch.mm(xh_all, dg_all)
+            if not forward_only:
+                torch.mm(dg, w_hh)
+        if not forward_only:
+            torch.mm(xh_all, dg_all)
 
     return run
 
@@ -61,25 +64,30 @@ def _child(mode: str, threads: int, size: tuple, warmup: int, repeats: int) -> d
         model = SequenceModel(cell, inp, 1, hidden)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-        def step(model=model, opt=opt):
+        def forward(model=model):
             prediction, updates = model(x)
-            loss = torch.nn.functional.mse_loss(prediction, y) + budget_loss(updates, 1e-5)
+            return torch.nn.functional.mse_loss(prediction, y) + budget_loss(updates, 1e-5)
+
+        def step(model=model, opt=opt, forward=forward):
+            loss = forward()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
 
-        floor = matmul_floor(cell.removeprefix("skip_"), size)
+        # the step, its forward pass alone, and the floor of each, alternating
+        runs = {cell: step, f"{cell} forward": forward, f"{cell} floor": matmul_floor(cell.removeprefix("skip_"), size),
+                f"{cell} floor forward": matmul_floor(cell.removeprefix("skip_"), size, forward_only=True)}
         for _ in range(warmup):
-            step()
-            floor()
-        times, floors = [], []
-        for _ in range(repeats):  # the step and its floor alternate
-            for run, into in ((step, times), (floor, floors)):
+            for run in runs.values():
+                run()
+        times = {name: [] for name in runs}
+        for _ in range(repeats):
+            for name, run in runs.items():
                 start = time.perf_counter()
                 run()
-                into.append((time.perf_counter() - start) * 1e3)
-        out[cell], out[f"{cell} floor"] = statistics.median(times), statistics.median(floors)
+                times[name].append((time.perf_counter() - start) * 1e3)
+        out.update({name: statistics.median(ms) for name, ms in times.items()})
     return out
 
 
@@ -122,6 +130,21 @@ def table(results: dict, quick: bool = False) -> list[str]:
             floor_repro = statistics.median(results[("reproducible", threads, f"{cell} floor")])
             lines.append(f"| {cell} | {threads} | {fast:.1f} | {repro:.1f} | {100 * (repro / fast - 1):+.0f}% | "
                          f"{floor_fast:.1f} | {fast / floor_fast:.2f} | {repro / floor_repro:.2f} |")
+    lines += ["", f"## Where a fused training step goes: {name}, numerics=fast", "",
+              "Medians as above. Forward = the forward pass with the loss, timed alone; backward = the step's rest "
+              "(backward, clipping, Adam). Matmuls = the floor's products of that pass (forward: the per-step "
+              "recurrent product; backward: the input-gradient products and the weight gradient); rest = the pass "
+              "minus its matmuls: the elementwise cell and gate work, memory traffic, the read-out, Adam and Python.",
+              "", "| cell | threads | step ms | forward: matmuls | forward: rest | backward: matmuls | backward: rest |",
+              "|---|---|---|---|---|---|---|"]
+    for threads in sorted({t for _, t, _ in results}):
+        for cell in CELLS:
+            med = {part: statistics.median(results[("fast", threads, f"{cell}{part}")])
+                   for part in ("", " forward", " floor", " floor forward")}
+            fwd, bwd = med[" forward"], med[""] - med[" forward"]
+            mm_f, mm_b = med[" floor forward"], med[" floor"] - med[" floor forward"]
+            lines.append(f"| {cell} | {threads} | {med['']:.1f} | {mm_f:.1f} | {fwd - mm_f:.1f} | {mm_b:.1f} | "
+                         f"{bwd - mm_b:.1f} |")
     return lines
 
 
