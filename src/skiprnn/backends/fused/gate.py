@@ -41,6 +41,17 @@ def unflatten(cls: type, tensors: tuple[Tensor, ...]):
     return cls(*tensors[:-gate], GateSaved(*tensors[-gate:]))
 
 
+def step_update(gate: GateForward | None, t: int, gate_in: Tensor, gate_w_t: Tensor | None, gate_b: Tensor | None,
+                mask_t) -> Tensor:
+    """u_t of one Python forward step: the gate's (which also takes δ_t = σ(w·s_t + b) from ``gate_in`` = s_t), or,
+    for an ungated model, the step's mask."""
+    if gate is None:
+        return mask_t[t]
+    u = gate.update(t)
+    torch.addmm(gate_b, gate_in, gate_w_t, out=gate.dl_c[t]).sigmoid_()
+    return u
+
+
 class GateForward:
     """The (Δũ, cum) recursion of the forward pass, on (B, 1) columns of (T, B) buffers."""
 

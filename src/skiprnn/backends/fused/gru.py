@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .common import function_grads, gate_weight_grad, input_buffer, input_grads, mm, or_none, per_step
-from .gate import GateBackward, GateForward, GateSaved, NativeBackwardGate, native_gate_forward, unflatten
+from .gate import GateBackward, GateForward, GateSaved, NativeBackwardGate, native_gate_forward, step_update, unflatten
 from .pool import empty
 
 
@@ -96,11 +96,7 @@ def _forward_python(x, w_rz, w_n, xh, xrh, rz, cand, out, cand_h, mask, gate, ga
             h = torch.lerp(n, h, z, out=out_t[t])
         else:
             h_cand = torch.lerp(n, h, z, out=cand_h_t[t])
-            if gated:
-                u = gate.update(t)
-                torch.addmm(gate_b, h_cand, gw_t, out=gate.dl_c[t]).sigmoid_()
-            else:
-                u = mask_t[t]
+            u = step_update(gate, t, h_cand, gw_t, gate_b, mask_t)  # Δũ from h̃
             h = torch.lerp(h, h_cand, u, out=out_t[t])
             if gated:
                 gate.advance(t, u)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .common import function_grads, gate_weight_grad, input_buffer, input_grads, mm, or_none, per_step
-from .gate import GateBackward, GateForward, GateSaved, NativeBackwardGate, native_gate_forward, unflatten
+from .gate import GateBackward, GateForward, GateSaved, NativeBackwardGate, native_gate_forward, step_update, unflatten
 from .pool import empty
 
 
@@ -100,11 +100,7 @@ def _forward_python(x, w_cat, xh, acts, cand_c, tanh_c, out, cs, cand_h, c0, mas
             c = ct
         else:
             torch.mul(tc, so, out=cand_h_t[t])
-            if gated:
-                u = gate.update(t)
-                torch.addmm(gate_b, ct, gw_t, out=gate.dl_c[t]).sigmoid_()
-            else:
-                u = mask_t[t]
+            u = step_update(gate, t, ct, gw_t, gate_b, mask_t)  # Δũ from c̃
             h = torch.lerp(h, cand_h_t[t], u, out=out_t[t])
             c = torch.lerp(c, ct, u, out=cs_t[t])
             if gated:
