@@ -22,8 +22,6 @@ from .numbers import mean_std
 from .records import MARKERS, RunResult, find_runs, metric_key, read_run
 from .tables import load_run
 
-# Keys that say nothing about what was trained (or are what a group averages over).
-
 
 def _sort_key(value) -> tuple:
     return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
@@ -48,7 +46,7 @@ def collect(roots: list[Path]) -> tuple[dict, list[str], dict, list[str]]:
                     unreadable.append(f"{path}: {tracking.METRICS} holds no config record, and {tracking.RECORD}/ has none")
                 continue  # a curve alone without any config record (not written by this trainer)
             settings = tuple(sorted(group_settings(record.config).items()))
-            groups.setdefault((str(root), settings), []).append((path, load_run(path, record.seed or 0)))
+            groups.setdefault((str(root), settings), []).append((path, load_run(path, record.seed or 0, record)))
     varying, shared = split_keys([dict(settings) for _, settings in groups])
     return groups, varying, shared, unreadable
 

@@ -535,11 +535,12 @@ def _loop(run: RunContext, state: TrainingState) -> dict | None:
                 tick = time.perf_counter()
                 loss, task_loss, fraction = _train_step(run, step, params)
                 sums["seconds"] += time.perf_counter() - tick
-                if not math.isfinite(loss.item()):
-                    raise FloatingPointError(f"loss became {loss.item()} at step {step}")
-                for key, value in (("loss", loss.item()), ("task_loss", task_loss.item()), ("updates", fraction), ("n", 1)):
+                loss = loss.item()
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss} at step {step}")
+                for key, value in (("loss", loss), ("task_loss", task_loss.item()), ("updates", fraction), ("n", 1)):
                     sums[key] += value
-                progress.step({"loss": f"{loss.item():.3g}", "upd": f"{100 * fraction:.0f}%"})
+                progress.step({"loss": f"{loss:.3g}", "upd": f"{100 * fraction:.0f}%"})
 
                 evaluated = step % eval_every == 0 or step == max_steps
                 if evaluated:

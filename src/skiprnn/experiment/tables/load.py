@@ -20,11 +20,12 @@ def _unreadable(path: Path, seed: int | None, error: str) -> RunResult:
     return RunResult(path, status=Status.UNREADABLE, seed=seed, error=error)
 
 
-def load_run(path: Path, seed: int) -> RunResult:
-    """One run directory as the table shows it (records.read_run decides the status): the folder's seed; a run
-    with no evaluation yet is missing; only a finished run keeps its curve, legs and commit. The table is strict:
-    an unreadable line, file or field makes the run unreadable, so that no number rests on part of a record."""
-    record = records.read_run(path)
+def load_run(path: Path, seed: int, record: RunResult | None = None) -> RunResult:
+    """One run directory as the table shows it (records.read_run decides the status; ``record``: its reading, where
+    the caller has it already): the folder's seed; a run with no evaluation yet is missing; only a finished run keeps
+    its curve, legs and commit. The table is strict: an unreadable line, file or field makes the run unreadable, so
+    that no number rests on part of a record."""
+    record = records.read_run(path) if record is None else record
     if record.status == Status.UNREADABLE or record.problems:
         return _unreadable(path, seed, f"{path}: {record.error or '; '.join(record.problems)}")
     try:
