@@ -162,7 +162,7 @@ def test_every_struct_has_the_fields_the_header_declares(dtype):
     k = native.kernels(dtype)
     structs = {"lstm_forward": "LSTM_FWD", "lstm_backward": "LSTM_BWD", "gru_gates": "GRU_FWD",
                "gru_forward": "GRU_FWD", "gru_backward1": "GRU_BWD", "gru_backward2": "GRU_BWD",
-               "skip_sequence": "SKIP_SEQUENCE", "gemm": "GEMM"}
+               "skip_sequence": "SKIP_SEQUENCE", "skip_batch": "SKIP_BATCH", "gemm": "GEMM"}
     assert set(structs) == set(native.KERNELS)
     for kernel, macro in structs.items():
         assert [f for f, _ in getattr(k, kernel).struct._fields_] == _declared_fields(f"{macro}_FIELDS"), kernel

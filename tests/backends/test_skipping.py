@@ -4,12 +4,13 @@ Both must give the same outputs, update patterns and final states, for one seque
 recursion) and for a batch (row compaction), in every mode, with lengths, random skipping and a state.
 """
 import itertools
+import os
 
 import pytest
 import torch
 
 from skiprnn import SkipRNN
-from skiprnn.backends import native
+from skiprnn.backends import native, numerics
 from skiprnn.backends import skipping as inference
 from skiprnn.backends.flags import current as backend_flags
 from skiprnn.cells import SkipState
@@ -20,7 +21,8 @@ T, H = 40, 8
 
 @pytest.fixture(params=["native", "python"])
 def steps(request, monkeypatch):
-    """Batch 1 of a single layer runs in one C call (skip_sequence) or in Python: test both."""
+    """A single layer runs the sequence in one C call (skip_sequence at batch 1, skip_batch above) or in Python:
+    test both."""
     if request.param == "native" and native.kernels(torch.float32) is None:
         pytest.skip("the C kernels could not be built here (no C compiler?)")
     monkeypatch.setattr(backend_flags, "native", request.param == "native")
@@ -102,13 +104,15 @@ def test_stacks_wide_inputs_and_float64(mode, batch):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_one_layer_float64_and_wide_inputs(mode, steps):
-    """Batch 1 of one layer (the C call, or the Python loop that projects only updated steps when the input
+@pytest.mark.parametrize("batch", [1, 3])
+def test_one_layer_float64_and_wide_inputs(mode, batch, steps):
+    """One layer (the C call, or the Python loop, which at batch 1 projects only updated steps when the input
     is wider than the state), in float32 and float64."""
     for dtype in (torch.float32, torch.float64):
         model = make(mode, inp=2 * H + 1, p_skip=0.2, dtype=dtype)
-        x = torch.randn(T, 1, 2 * H + 1, dtype=dtype)
-        dense, skipping = both_paths(model, x, random_state(mode, 1, 1, dtype), torch.tensor([31]))
+        x = torch.randn(T, batch, 2 * H + 1, dtype=dtype)
+        lengths = torch.tensor([31, T, 5][:batch])
+        dense, skipping = both_paths(model, x, random_state(mode, 1, batch, dtype), lengths)
         assert_same(dense, skipping)
 
 
@@ -149,11 +153,12 @@ def test_skipped_steps_do_not_evaluate_the_cell(batch, monkeypatch):
 
 
 @pytest.mark.skipif(native.kernels(torch.float32) is None, reason="the C kernels could not be built here")
-@pytest.mark.parametrize("mode", ["skip_lstm", "gru"])
-def test_one_sequence_of_one_layer_runs_in_one_c_call(mode, monkeypatch):
+@pytest.mark.parametrize("mode, batch", [("skip_lstm", 1), ("gru", 1), ("skip_gru", 6), ("lstm", 6)])
+def test_a_sequence_of_one_layer_runs_in_one_c_call(mode, batch, monkeypatch):
     calls = []
     kernels = native.kernels(torch.float32)
-    real = kernels.skip_sequence
+    name = "skip_sequence" if batch == 1 else "skip_batch"
+    real = getattr(kernels, name)
 
     class Counting:  # the kernel, counting its calls and the steps each covers
         args = real.args
@@ -162,12 +167,33 @@ def test_one_sequence_of_one_layer_runs_in_one_c_call(mode, monkeypatch):
             calls.append(args.T)
             real(args)
 
-    monkeypatch.setattr(kernels, "skip_sequence", Counting())
+    monkeypatch.setattr(kernels, name, Counting())
     monkeypatch.setattr(inference, "_updater", None)  # the Python loop must not run
     model = make(mode, p_skip=0.3)
-    dense, skipping = both_paths(model, torch.randn(T, 1, 3))
+    dense, skipping = both_paths(model, torch.randn(T, batch, 3))
     assert_same(dense, skipping)
     assert calls == [T]
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64" or not {"avx2", "fma"} <= numerics._cpu_flags(),
+                    reason="numerics=reproducible needs an x86-64 CPU with AVX2 and FMA")
+@pytest.mark.parametrize("mode", ["skip_lstm", "skip_gru"])
+def test_a_skipping_batch_gives_the_dense_bits_in_the_reproducible_mode(mode, monkeypatch):
+    """Its matmul sums each element as the dense step's does, whichever rows update with it and whichever thread
+    computes it: the same bits, not merely close ones (wide inputs: more than one block of k)."""
+    if native.kernels(torch.float32, "reproducible") is None:
+        pytest.skip("the C kernels could not be built here")
+    monkeypatch.setitem(numerics._STATE, "mode", "reproducible")  # the matmuls' route; ATen's code is shared
+    model = make(mode, inp=300)
+    batch = 64  # enough work for the kernel's threads, where there are several
+    lengths = torch.randint(1, T + 1, (batch,), generator=torch.Generator().manual_seed(3))
+    dense, skipping = both_paths(model, torch.randn(T, batch, 300), state=random_state(mode, 1, batch, torch.float32),
+                                 lengths=lengths)
+    assert 0 < skipping.updates.mean() < 1
+    assert torch.equal(skipping.output, dense.output) and torch.equal(skipping.updates, dense.updates)
+    for name in SkipState._fields:
+        a, b = getattr(skipping.state, name), getattr(dense.state, name)
+        assert (a is None and b is None) or torch.equal(a, b), name
 
 
 def test_continuing_a_stream_step_by_step():

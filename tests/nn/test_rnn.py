@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import skiprnn.backends.reference as rnn_module
-from skiprnn import SkipRNN, budget_loss
+from skiprnn import SkipRNN, backends, budget_loss
 
 SKIP_MODES = ("skip_lstm", "skip_gru")
 
@@ -426,17 +426,19 @@ def test_skip_inference_setting_chooses_the_path(monkeypatch):
 
     batches, real = [], inference.forward
     monkeypatch.setattr(inference, "forward", lambda rnn, x, *rest: batches.append(x.shape[1]) or real(rnn, x, *rest))
-    model = make("skip_gru").eval()
+    model, stack = make("skip_gru").eval(), SkipRNN("skip_gru", 3, 8, num_layers=2).eval()
     with torch.no_grad():
         model(torch.randn(5, 1, 3))  # "auto": a single sequence skips for real
-        model(torch.randn(5, 4, 3))  # "auto": a batch takes the dense path
-        model.skip_inference = True
-        model(torch.randn(5, 4, 3))
+        model(torch.randn(5, 4, 3))  # "auto": so does a batch of one layer, in one C call where the kernels build
+        stack(torch.randn(5, 3, 3))  # "auto": a stack's batch takes the dense path
+        stack.skip_inference = True
+        stack(torch.randn(5, 2, 3))
         model.skip_inference = False
         model(torch.randn(5, 1, 3))
     model.train()
     model(torch.randn(5, 1, 3))  # training never skips computation
-    assert batches == [1, 4]
+    one_layer_batch = [4] if backends.fused.kernels_for(torch.ones(1), 8) is not None else []
+    assert batches == [1, *one_layer_batch, 2]
     with pytest.raises(ValueError, match="'auto'"):
         SkipRNN("skip_gru", 3, 8, skip_inference="yes")
 

@@ -93,15 +93,21 @@ def _single_sequence(stack, x: Tensor, state, valid, keep):
     return output, updates, _final_state(stack, h, c, up_t, cum_t)
 
 
-def _single_sequence_native(kern, stack, x: Tensor, state, valid, keep):
-    steps, hs, lstm = x.shape[0], stack.hidden_size, stack.has_cell_state
-    length = steps if valid is None else int(valid[:, 0, 0].sum().item())
+def _kernel_weights(stack, x: Tensor) -> Tensor:
+    """(I + 1 + H, G): [W_ih, b, W_hh]ᵀ with the tanh rows scaled by 2, as the C kernels take them."""
+    hs, lstm = stack.hidden_size, stack.has_cell_state
     cell = stack.cells[0]
     bias = cell.project_input(x.new_zeros(1, stack.input_size))[0]  # as in fused_forward
     w_cat = torch.cat([cell.weight_ih, bias.unsqueeze(1), cell.weight_hh], 1)
     w_cat[hs : 2 * hs] *= 2.0 if lstm else 1.0  # tanh(a) = 2σ(2a) − 1: the LSTM's j rows, the GRU's n rows
     w_cat[2 * hs :] *= 1.0 if lstm else 2.0
-    wt = w_cat.t().contiguous()
+    return w_cat.t().contiguous()
+
+
+def _single_sequence_native(kern, stack, x: Tensor, state, valid, keep):
+    steps, hs, lstm = x.shape[0], stack.hidden_size, stack.has_cell_state
+    length = steps if valid is None else int(valid[:, 0, 0].sum().item())
+    wt = _kernel_weights(stack, x)
     xs = x[:, 0].contiguous()
     h = state.h[0, 0].contiguous().clone()
     c = state.c[0, 0].contiguous().clone() if lstm else None
@@ -146,6 +152,9 @@ def _updater(stack):
 
 
 def _row_compacted(stack, x: Tensor, state, valid, keep):
+    kern = kernels_for(x, stack.hidden_size) if stack.num_layers == 1 else None
+    if kern is not None:
+        return _row_compacted_native(kern, stack, x, state, valid, keep)
     steps, batch = x.shape[:2]
     h, c = _state_lists(stack, state)
     up, cum = state.update_prob.clone(), state.cum_update_prob.clone()
@@ -186,3 +195,23 @@ def _row_compacted(stack, x: Tensor, state, valid, keep):
         output[t] = h[-1]
         updates[t] = u
     return output, updates, _final_state(stack, h, c, up, cum)
+
+
+def _row_compacted_native(kern, stack, x: Tensor, state, valid, keep):
+    """_row_compacted for a single-layer model as one C call (``skip_batch``): no Python per step."""
+    steps, batch, hs, lstm = x.shape[0], x.shape[1], stack.hidden_size, stack.has_cell_state
+    h = state.h[0].contiguous().clone()
+    c = state.c[0].contiguous().clone() if lstm else None
+    up = state.update_prob.reshape(batch).to(x.dtype).contiguous().clone()
+    cum = state.cum_update_prob.reshape(batch).to(x.dtype).contiguous().clone()
+    per_row = lambda m: None if m is None else m[:, :, 0].to(x.dtype).contiguous()  # noqa: E731  (T, B)
+    output, updates, status = x.new_empty(steps, batch, hs), x.new_empty(steps, batch), x.new_zeros(1)
+    kern.skip_batch(kern.skip_batch.args(
+        gru=int(not lstm), T=steps, B=batch, I=stack.input_size, H=hs, x=x.contiguous(),
+        wt=_kernel_weights(stack, x), gate_w=stack.update_gate.weight.reshape(-1).contiguous() if stack.gated else None,
+        gate_b=stack.update_gate.bias if stack.gated else None, keep=per_row(keep), valid=per_row(valid), h=h, c=c,
+        up=up, cum=cum, out=output, updates=updates, status=status,
+    ))  # fmt: skip
+    if status.item():
+        raise MemoryError(f"skip_inference: no memory for the work buffers of a batch of {batch} (B x (I + 1 + H) reals)")
+    return output, updates, _final_state(stack, [h], [c], up, cum)

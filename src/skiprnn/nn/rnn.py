@@ -60,8 +60,9 @@ class SkipRNN(nn.Module):
         gate_init: W_p's initialisation, "glorot" (the original code's, default) or "torch" (nn.Linear's).
         batch_first: inputs and outputs are (B, T, ...) instead of (T, B, ...).
         skip_inference: in eval mode under no_grad, do not evaluate the cell on skipped steps (same results).
-            "auto" (default) does so for a single sequence, where it saves the most; True also for batches
-            (only the updating rows are computed, which pays when few rows update); False never.
+            "auto" (default) does so for a single sequence and for a batch of a single-layer model, which one C
+            call runs (each step computes only the updating rows); True also for stacks' batches (a Python loop
+            over the updating rows, which pays only when few rows update); False never.
         original_stack_bug: reproduce the original MultiSkipGRUCell, whose layers >= 2 compute their candidate
             from the network input instead of the layer below (skip_gru stacks only; off by default).
         fused: with one layer, run the dense (training) path as one ``torch.autograd.Function`` with a
@@ -189,20 +190,23 @@ class SkipRNN(nn.Module):
         valid = None if lengths is None else self._valid_mask(lengths, steps, batch, x)
         keep = self._random_keep(steps, batch, x)
 
-        output, updates, state = self._backend(batch)(self.stack(), x, state, valid, keep)
+        output, updates, state = self._backend(x)(self.stack(), x, state, valid, keep)
         if self.batch_first:
             output, updates = output.transpose(0, 1), updates.transpose(0, 1)
         out = SkipRNNOutput(output, updates, state)
         out.batch_first, out.lengths = self.batch_first, lengths
         return out
 
-    def _backend(self, batch: int):
+    def _backend(self, x: Tensor):
         """Which backend computes this call (all give the same results; see skiprnn.backends)."""
         if torch.compiler.is_compiling():  # the fused and skipping paths call C kernels that torch.compile cannot trace
             return backends.reference.forward
-        skipping = self.skip_inference is True or (self.skip_inference == "auto" and batch == 1)
-        if skipping and not self.training and not self.original_stack_bug and not torch.is_grad_enabled():
-            return backends.skipping.forward
+        if self.skip_inference and not self.training and not self.original_stack_bug and not torch.is_grad_enabled():
+            # "auto": a batch skips where one C call runs it (a single layer); a stack's per-step Python loop over
+            # the updating rows pays only when few rows update
+            if self.skip_inference is True or x.shape[1] == 1 or (
+                    self.num_layers == 1 and backends.fused.kernels_for(x, self.hidden_size) is not None):
+                return backends.skipping.forward
         if self.num_layers == 1 and self.fused:
             return backends.fused.forward
         return backends.reference.forward

@@ -54,7 +54,7 @@ _LOADED: dict = {}  # build ("fast" | "reproducible") -> ctypes.CDLL or None (bu
 # The exported kernels. Each takes one pointer to its argument struct, whose name (``<kernel>_takes``), layout
 # and size the library exports: csrc/args.h declares every struct once, and Python builds them from it.
 KERNELS = ("lstm_forward", "lstm_backward", "gru_gates", "gru_forward", "gru_backward1", "gru_backward2",
-           "skip_sequence", "gemm")
+           "skip_sequence", "skip_batch", "gemm")
 GATE_STRUCTS = ("gate_fwd", "gate_bwd")  # what the gated kernels' `gate` field points to
 
 

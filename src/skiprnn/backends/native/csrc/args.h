@@ -83,6 +83,18 @@
     X(real *, state)                     /* (2,) [Δũ, cum], updated in place */                           \
     X(real *, out) X(real *, updates)    /* (T, H), (T,) out */
 
+/* A batch, evaluation only: each step computes only the rows that update (csrc/skip_batch.h). */
+#define SKIP_BATCH_FIELDS(X)                                                                                \
+    X(long, gru) X(long, T) X(long, B) X(long, I) X(long, H)                                              \
+    X(const real *, x)                   /* (T, B, I) */                                                  \
+    X(const real *, wt)                  /* (I + 1 + H, G) as skip_sequence's */                          \
+    X(const real *, gate_w) X(const real *, gate_b) /* NULL: not gated */                                \
+    X(const real *, keep) X(const real *, valid) /* (T, B) or NULL */                                    \
+    X(real *, h) X(real *, c)            /* (B, H) updated in place; c NULL for the GRU */                \
+    X(real *, up) X(real *, cum)         /* (B,) Δũ and cum, updated in place (gated) */                  \
+    X(real *, out) X(real *, updates)    /* (T, B, H), (T, B) out */                                      \
+    X(real *, status)                    /* (1,) out: 0, or 1 when memory ran out (nothing computed) */
+
 /* C (M, N) = [C +] A (M, K) · B (K, N), any strides: the matmuls of numerics=reproducible (csrc/gemm.h). */
 #define GEMM_FIELDS(X)                                                                                      \
     X(long, M) X(long, N) X(long, K)                                                                       \

@@ -68,6 +68,34 @@ static void FN(gemm_edge_avx2)(long mr, long nr, long kc, const real *A, long sa
 }
 #endif
 
+/* Rows k0 .. k0 + kc of B's GEMM_NR-column panel p, copied into bp (kc rows of GEMM_NR), zero past column N. */
+static void FN(gemm_pack)(const real *B, long sbk, long sbn, long N, long k0, long kc, long p, real *bp) {
+    const long j0 = p * GEMM_NR;
+    for (long k = 0; k < kc; k++)
+        for (long j = 0; j < GEMM_NR; j++)
+            bp[k * GEMM_NR + j] = j0 + j < N ? B[(k0 + k) * sbk + (j0 + j) * sbn] : (real)0;
+}
+
+/* C[0:M, 0:nr] (+)= A[0:M, 0:kc] · bp, one block of GEMM_MR rows at a time. */
+static void FN(gemm_panel)(long M, long nr, long kc, const real *A, long sam, long sak, const real *bp, real *C,
+                           long ldc, int load) {
+    for (long i0 = 0; i0 < M; i0 += GEMM_MR) {
+        const long mr = M - i0 < GEMM_MR ? M - i0 : GEMM_MR;
+        const real *Ai = A + i0 * sam;
+        real *Ci = C + i0 * ldc;
+#if GEMM_AVX2
+        if (mr == GEMM_MR && nr == GEMM_NR)
+            FN(gemm_block_avx2)(kc, Ai, sam, sak, bp, Ci, ldc, load);
+        else
+            FN(gemm_edge_avx2)(mr, nr, kc, Ai, sam, sak, bp, Ci, ldc, load);
+#else
+        FN(gemm_block)(mr, nr, kc, Ai, sam, sak, bp, Ci, ldc, load);
+#endif
+    }
+}
+
+static inline long FN(gemm_nr)(long N, long p) { return N - p * GEMM_NR < GEMM_NR ? N - p * GEMM_NR : GEMM_NR; }
+
 /* Column panels are split over the threads: each element is computed whole by one thread. */
 static void FN(gemm_run)(const FN(gemm_args) *g) {
     const long M = g->M, N = g->N, K = g->K, panels = (N + GEMM_NR - 1) / GEMM_NR;
@@ -84,26 +112,32 @@ static void FN(gemm_run)(const FN(gemm_args) *g) {
 #endif
     for (long p = 0; p < panels; p++) {
         real bp[GEMM_KC * GEMM_NR];
-        const long j0 = p * GEMM_NR, nr = N - j0 < GEMM_NR ? N - j0 : GEMM_NR;
         for (long k0 = 0; k0 < K; k0 += GEMM_KC) {
             const long kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
-            for (long k = 0; k < kc; k++)
-                for (long j = 0; j < GEMM_NR; j++)
-                    bp[k * GEMM_NR + j] = j < nr ? g->B[(k0 + k) * g->sbk + (j0 + j) * g->sbn] : (real)0;
-            const int load = k0 > 0 || g->accumulate;
-            for (long i0 = 0; i0 < M; i0 += GEMM_MR) {
-                const long mr = M - i0 < GEMM_MR ? M - i0 : GEMM_MR;
-                const real *A = g->A + i0 * g->sam + k0 * g->sak;
-                real *C = g->C + i0 * g->ldc + j0;
-#if GEMM_AVX2
-                if (mr == GEMM_MR && nr == GEMM_NR)
-                    FN(gemm_block_avx2)(kc, A, g->sam, g->sak, bp, C, g->ldc, load);
-                else
-                    FN(gemm_edge_avx2)(mr, nr, kc, A, g->sam, g->sak, bp, C, g->ldc, load);
-#else
-                FN(gemm_block)(mr, nr, kc, A, g->sam, g->sak, bp, C, g->ldc, load);
-#endif
-            }
+            FN(gemm_pack)(g->B, g->sbk, g->sbn, N, k0, kc, p, bp);
+            FN(gemm_panel)(M, FN(gemm_nr)(N, p), kc, g->A + k0 * g->sak, g->sam, g->sak, bp, g->C + p * GEMM_NR,
+                           g->ldc, k0 > 0 || g->accumulate);
         }
     }
+}
+
+/* A constant B (K, N) packed once, all its panels (panel p: K rows of GEMM_NR), for many products with it. */
+typedef struct {
+    long K, N, panels;
+    real *data;
+} FN(packed);
+
+static FN(packed) FN(gemm_pack_all)(const real *B, long sbk, long sbn, long K, long N) {
+    FN(packed) w = {K, N, (N + GEMM_NR - 1) / GEMM_NR, NULL};
+    w.data = malloc(sizeof(real) * (size_t)(w.panels * K * GEMM_NR + 1));
+    if (w.data)
+        for (long p = 0; p < w.panels; p++) FN(gemm_pack)(B, sbk, sbn, N, 0, K, p, w.data + p * K * GEMM_NR);
+    return w;
+}
+
+/* Panel p of C (M, N) = A (M, K) · w: gemm_run's sums, element for element (the same blocks of k, in order). */
+static void FN(gemm_packed_panel)(long M, const real *A, long sam, const FN(packed) *w, long p, real *C, long ldc) {
+    for (long k0 = 0; k0 < w->K; k0 += GEMM_KC)
+        FN(gemm_panel)(M, FN(gemm_nr)(w->N, p), w->K - k0 < GEMM_KC ? w->K - k0 : GEMM_KC, A + k0, sam, 1,
+                       w->data + (p * w->K + k0) * GEMM_NR, C + p * GEMM_NR, ldc, k0 > 0);
 }

@@ -12,6 +12,7 @@
  */
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "args.h"
 
@@ -22,8 +23,10 @@
 #ifdef _OPENMP
 #include <omp.h>
 #define PARALLEL_ROWS _Pragma("omp parallel for schedule(static) num_threads(THREADS) if (B * H >= 16384)")
+#define OMP(directive) _Pragma(#directive)
 #else
 #define PARALLEL_ROWS
+#define OMP(directive)
 #endif
 #include <stdint.h>
 #include <string.h>

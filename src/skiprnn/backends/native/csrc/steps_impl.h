@@ -28,6 +28,7 @@ ARGS_STRUCT(gru_fwd_args, GRU_FWD_FIELDS)
 ARGS_STRUCT(gru_bwd_args, GRU_BWD_FIELDS)
 ARGS_STRUCT(skip_sequence_args, SKIP_SEQUENCE_FIELDS)
 ARGS_STRUCT(gemm_args, GEMM_FIELDS)
+ARGS_STRUCT(skip_batch_args, SKIP_BATCH_FIELDS)
 
 /* An exported kernel: one pointer to its argument struct, whose name it exports too. */
 #define KERNEL(name, args)                                               \
@@ -303,6 +304,33 @@ static inline void FN(axpy)(long n, real *R y, real a, const real *R w) {
     for (long k = 0; k < n; k++) y[k] += a * w[k];
 }
 
+/* An updating step of one row from its pre-activations, as the dense step with u = 1 (whose h is then exactly h̃).
+ * LSTM: pre (4H) [i, 2j, f, o] is overwritten by its activations; c, h updated; cand gets c̃, the gate's input. */
+static inline void FN(lstm_update_row)(long H, real *R pre, real *R h, real *R c, real *R cand) {
+    for (long g = 0; g < 4 * H; g++) pre[g] = FN(sigmoid)(pre[g]);
+    real *R si = pre, *R tj = pre + H, *R sf = pre + 2 * H, *R so = pre + 3 * H;
+    for (long k = 0; k < H; k++) tj[k] = tj[k] * 2 - 1;
+    FN(lstm_cand)(H, cand, c, sf, si, tj);
+    for (long k = 0; k < H; k++) {
+        c[k] = cand[k];
+        h[k] = (FN(sigmoid)(cand[k] * 2) * 2 - 1) * so[k];
+    }
+}
+
+/* GRU, first half: pre (2H) [r, z] becomes σ(r), σ(z); rh gets r ⊙ h, the candidate's matmul input. */
+static inline void FN(gru_gates_row)(long H, real *R pre, const real *R h, real *R rh) {
+    for (long g = 0; g < 2 * H; g++) pre[g] = FN(sigmoid)(pre[g]);
+    for (long k = 0; k < H; k++) rh[k] = pre[k] * h[k];
+}
+
+/* GRU, second half: pre_n (H, scaled by 2) gives n (into n_tmp); cand and h get h̃ = lerp(n, h, z). */
+static inline void FN(gru_update_row)(long H, const real *R pre_n, const real *R z, real *R h, real *R cand,
+                                      real *R n_tmp) {
+    for (long k = 0; k < H; k++) n_tmp[k] = FN(sigmoid)(pre_n[k]) * 2 - 1;
+    FN(gru_cand)(H, cand, n_tmp, h, z);
+    for (long k = 0; k < H; k++) h[k] = cand[k];
+}
+
 static void FN(skip_sequence_run)(long gru, long T, long I, long H, const real *x, const real *wt, const real *gate_w,
                        const real *gate_b, const real *keep, long length, real *h, real *c, real *state, real *out,
                        real *updates) {
@@ -326,22 +354,12 @@ static void FN(skip_sequence_run)(long gru, long T, long I, long H, const real *
             for (long k = 0; k < I; k++) FN(axpy)(G, pre, xt[k], wt + k * G);
             if (!gru) {
                 for (long k = 0; k < H; k++) FN(axpy)(G, pre, h[k], wh + k * G);
-                for (long g = 0; g < G; g++) pre[g] = FN(sigmoid)(pre[g]);
-                real *R si = pre, *R tj = pre + H, *R sf = pre + 2 * H, *R so = pre + 3 * H;
-                for (long k = 0; k < H; k++) tj[k] = tj[k] * 2 - 1;
-                FN(lstm_cand)(H, cand, c, sf, si, tj);
-                for (long k = 0; k < H; k++) {
-                    c[k] = cand[k];
-                    h[k] = (FN(sigmoid)(cand[k] * 2) * 2 - 1) * so[k];
-                }
+                FN(lstm_update_row)(H, pre, h, c, cand);
             } else {
                 for (long k = 0; k < H; k++) FN(axpy)(2 * H, pre, h[k], wh + k * G);
-                for (long g = 0; g < 2 * H; g++) pre[g] = FN(sigmoid)(pre[g]);
-                for (long k = 0; k < H; k++) tmp[k] = pre[k] * h[k];  /* r ⊙ h */
+                FN(gru_gates_row)(H, pre, h, tmp);
                 for (long k = 0; k < H; k++) FN(axpy)(H, pre + 2 * H, tmp[k], wh + k * G + 2 * H);
-                for (long k = 0; k < H; k++) tmp[k] = FN(sigmoid)(pre[2 * H + k]) * 2 - 1;  /* n */
-                FN(gru_cand)(H, cand, tmp, h, pre + H);
-                for (long k = 0; k < H; k++) h[k] = cand[k];
+                FN(gru_update_row)(H, pre + 2 * H, pre + H, h, cand, tmp);
             }
             if (gate_w) {
                 up = FN(sigmoid)(FN(dot)(H, cand, gate_w) + gate_b[0]);
@@ -358,6 +376,7 @@ static void FN(skip_sequence_run)(long gru, long T, long I, long H, const real *
 }
 
 #include "gemm.h"
+#include "skip_batch.h"
 
 /* ------------------------------------------------------------------------------------- the exports
  * Each finds step t's rows in the whole buffers of its struct (args.h), then runs the step above. */
@@ -416,6 +435,8 @@ KERNEL(skip_sequence, skip_sequence_args) {
 }
 
 KERNEL(gemm, gemm_args) { FN(gemm_run)(a); }
+
+KERNEL(skip_batch, skip_batch_args) { FN(skip_batch_run)(a); }
 
 #undef ROWS
 #undef H_PREV

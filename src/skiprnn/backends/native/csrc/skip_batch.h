@@ -1,0 +1,103 @@
+/* Included by steps_impl.h once per element type. A batch at evaluation, without autograd, as skipping.py's
+ * row-compacted path: at each step only the rows with u_t = 1 go through the matmul and the cell; the others keep
+ * their state and move only the ũ recursion. One call runs the whole sequence of a single-layer model in one
+ * parallel region (a step costs no Python and no thread start), and packs the weights for the matmul once.
+ *
+ * Each updating row gets what the dense step gives it with u = 1: h = h̃ (c = c̃) from the same formulas. In
+ * numerics=reproducible the matmul is gemm_run's sums, element for element, so a row's result does not depend on
+ * which other rows update. */
+
+/* u_t of row b (0 or 1, or the mask's value) and ũ_t into *u_tilde; as skipping.py's _row_compacted. */
+static inline real FN(batch_update)(const FN(skip_batch_args) *a, long t, long b, real *u_tilde) {
+    const long i = t * a->B + b;
+    real u = 1;
+    if (a->gate_w) {
+        const real cum = a->cum[b], one_minus_cum = (real)1 - cum;
+        *u_tilde = cum + (a->up[b] < one_minus_cum ? a->up[b] : one_minus_cum);
+        u = RINT(*u_tilde);
+    }
+    if (a->keep) u *= a->keep[i];
+    if (a->valid) u *= a->valid[i];
+    return u;
+}
+
+/* Step t's updates, its updating rows (rows[0..n)) and their matmul input A (n, K) = [x_t, 1, h_{t-1}]. */
+static long FN(batch_gather)(const FN(skip_batch_args) *a, long t, real *u_tilde, long *rows, real *A) {
+    const long B = a->B, H = a->H, I = a->I, K = I + 1 + H;
+    long n = 0;
+    for (long b = 0; b < B; b++) {
+        const real u = FN(batch_update)(a, t, b, u_tilde + b);
+        a->updates[t * B + b] = u;
+        if (u != 0) rows[n++] = b;
+    }
+    for (long i = 0; i < n; i++) {
+        real *R row = A + i * K;
+        memcpy(row, a->x + (t * B + rows[i]) * I, sizeof(real) * (size_t)I);
+        row[I] = 1;
+        memcpy(row + I + 1, a->h + rows[i] * H, sizeof(real) * (size_t)H);
+    }
+    return n;
+}
+
+/* After the step: cum (0 where it updated; padding leaves it) and the outputs of every row. */
+static void FN(batch_finish)(const FN(skip_batch_args) *a, long t, const real *u_tilde) {
+    const long B = a->B;
+    if (a->gate_w)
+        for (long b = 0; b < B; b++) {
+            const real u = a->updates[t * B + b], next = u_tilde[b] - u * u_tilde[b];
+            if (!a->valid || a->valid[t * B + b] > 0) a->cum[b] = next;
+        }
+    memcpy(a->out + t * B * a->H, a->h, sizeof(real) * (size_t)(B * a->H));
+}
+
+/* The cell of compacted row i (batch row b) from its pre-activations; the gate's next Δũ from c̃ or h̃. */
+static void FN(batch_cell)(const FN(skip_batch_args) *a, long b, real *pre) {
+    const long H = a->H;
+    real cand[H], tmp[H];
+    if (a->gru)
+        FN(gru_update_row)(H, pre + 2 * H, pre + H, a->h + b * H, cand, tmp);
+    else
+        FN(lstm_update_row)(H, pre, a->h + b * H, a->c + b * H, cand);
+    if (a->gate_w) a->up[b] = FN(sigmoid)(FN(dot)(H, cand, a->gate_w) + a->gate_b[0]);
+}
+
+/* w1: every gate's columns (LSTM), or r and z (GRU); w2: the GRU's candidate columns. Work: A (B, K), pre (B, G). */
+static void FN(batch_sequence)(const FN(skip_batch_args) *a, const FN(packed) *w1, const FN(packed) *w2, real *A,
+                               real *pre, real *u_tilde, long *rows) {
+    const long B = a->B, H = a->H, I = a->I, K = I + 1 + H, G = a->gru ? 3 * H : 4 * H;
+    long n = 0;  /* shared: the current step's updating rows */
+    OMP(omp parallel num_threads(THREADS) if (B * G * K >= 262144))
+    for (long t = 0; t < a->T; t++) {  /* every thread runs the loop; the work inside is split */
+        OMP(omp single)
+        n = FN(batch_gather)(a, t, u_tilde, rows, A);
+        OMP(omp for schedule(static))
+        for (long p = 0; p < w1->panels; p++) FN(gemm_packed_panel)(n, A, K, w1, p, pre, G);
+        if (a->gru) {  /* r ⊙ h replaces h in A: the candidate's matmul input */
+            OMP(omp for schedule(static))
+            for (long i = 0; i < n; i++) FN(gru_gates_row)(H, pre + i * G, a->h + rows[i] * H, A + i * K + I + 1);
+            OMP(omp for schedule(static))
+            for (long p = 0; p < w2->panels; p++) FN(gemm_packed_panel)(n, A, K, w2, p, pre + 2 * H, G);
+        }
+        OMP(omp for schedule(static))
+        for (long i = 0; i < n; i++) FN(batch_cell)(a, rows[i], pre + i * G);
+        OMP(omp single)
+        FN(batch_finish)(a, t, u_tilde);
+    }
+}
+
+static void FN(skip_batch_run)(const FN(skip_batch_args) *a) {
+    const long B = a->B, H = a->H, K = a->I + 1 + H, G = a->gru ? 3 * H : 4 * H;
+    FN(packed) w1 = FN(gemm_pack_all)(a->wt, G, 1, K, a->gru ? 2 * H : G);
+    FN(packed) w2 = a->gru ? FN(gemm_pack_all)(a->wt + 2 * H, G, 1, K, H) : w1;
+    real *A = malloc(sizeof(real) * (size_t)(B * K)), *pre = malloc(sizeof(real) * (size_t)(B * G));
+    real *u_tilde = malloc(sizeof(real) * (size_t)B);
+    long *rows = malloc(sizeof(long) * (size_t)B);
+    a->status[0] = !(w1.data && w2.data && A && pre && u_tilde && rows);
+    if (!a->status[0]) FN(batch_sequence)(a, &w1, &w2, A, pre, u_tilde, rows);
+    free(rows);
+    free(u_tilde);
+    free(pre);
+    free(A);
+    if (a->gru) free(w2.data);
+    free(w1.data);
+}
