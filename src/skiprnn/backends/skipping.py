@@ -205,13 +205,11 @@ def _row_compacted_native(kern, stack, x: Tensor, state, valid, keep):
     up = state.update_prob.reshape(batch).to(x.dtype).contiguous().clone()
     cum = state.cum_update_prob.reshape(batch).to(x.dtype).contiguous().clone()
     per_row = lambda m: None if m is None else m[:, :, 0].to(x.dtype).contiguous()  # noqa: E731  (T, B)
-    output, updates, status = x.new_empty(steps, batch, hs), x.new_empty(steps, batch), x.new_zeros(1)
-    kern.skip_batch(kern.skip_batch.args(
+    output, updates = x.new_empty(steps, batch, hs), x.new_empty(steps, batch)
+    kern.skip_batch.run(
         gru=int(not lstm), T=steps, B=batch, I=stack.input_size, H=hs, x=x.contiguous(),
         wt=_kernel_weights(stack, x), gate_w=stack.update_gate.weight.reshape(-1).contiguous() if stack.gated else None,
         gate_b=stack.update_gate.bias if stack.gated else None, keep=per_row(keep), valid=per_row(valid), h=h, c=c,
-        up=up, cum=cum, out=output, updates=updates, status=status,
-    ))  # fmt: skip
-    if status.item():
-        raise MemoryError(f"skip_inference: no memory for the work buffers of a batch of {batch} (B x (I + 1 + H) reals)")
+        up=up, cum=cum, out=output, updates=updates,
+    )  # fmt: skip
     return output, updates, _final_state(stack, [h], [c], up, cum)

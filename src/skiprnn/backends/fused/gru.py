@@ -49,19 +49,11 @@ def forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, valid,
     if kern is None:
         _forward_python(x, w_rz, w_n, xh, xrh, rz, cand, out, cand_h, mask, gate, gate_w, gate_b, masked)
     else:
-        args = kern.gru_forward.args(
-            T=steps, B=batch, H=hs, pre=None, pre_s=0, rz=rz, cand=cand, out=out, xh=xh, xrh=xrh,
+        kern.gru_forward.run(
+            T=steps, B=batch, H=hs, w_rz=w_rz, w_n=w_n, rz=rz, cand=cand, out=out, xh=xh, xrh=xrh,
             xrow=xh.shape[2], h_col=inp + 1, mask=None if mask is None else mask.contiguous(),
             gate=native_gate_forward(kern, gate, mask, valid, gate_w, gate_b) if gated else None,
         )  # fmt: skip
-        xh_t, xrh_t = xh.unbind(0), xrh.unbind(0)
-        for t in range(steps):
-            pre = mm(xh_t[t], w_rz)
-            args.t, args.pre, args.pre_s = t, pre.data_ptr(), pre.stride(0)
-            kern.gru_gates(args)  # σ(r), σ(z), and r ⊙ h_{t-1} into xrh for the candidate's matmul
-            pre = mm(xrh_t[t], w_n)
-            args.pre, args.pre_s = pre.data_ptr(), pre.stride(0)
-            kern.gru_forward(args)
 
     outputs = (out, out[-1].clone())
     if gated:

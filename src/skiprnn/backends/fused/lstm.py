@@ -50,17 +50,11 @@ def forward(x, w_ih, bias, w_hh, h0, c0, up0, cum0, gate_w, gate_b, mask, valid,
     gate = GateForward(x, steps, batch, up0, cum0, mask, valid, kern) if gated else None
     if kern is not None:
         c_init = c0 if c0.stride(1) == 1 else c0.contiguous()
-        args = kern.lstm_forward.args(
-            T=steps, B=batch, H=hs, pre=None, pre_s=0, acts=acts, c0=c_init, c0_s=c_init.stride(0), cs=cs,
-            tanh_c=tanh_c, out=out, xh=xh, xrow=xh.shape[2], h_col=inp + 1,
-            mask=None if mask is None else mask.contiguous(),
+        kern.lstm_forward.run(
+            T=steps, B=batch, H=hs, w=w_cat, acts=acts, c0=c_init, c0_s=c_init.stride(0), cs=cs, tanh_c=tanh_c,
+            out=out, xh=xh, xrow=xh.shape[2], h_col=inp + 1, mask=None if mask is None else mask.contiguous(),
             gate=native_gate_forward(kern, gate, mask, valid, gate_w, gate_b) if gated else None,
         )  # fmt: skip
-        xh_t = xh.unbind(0)
-        for t in range(steps):
-            pre = mm(xh_t[t], w_cat)
-            args.t, args.pre, args.pre_s = t, pre.data_ptr(), pre.stride(0)
-            kern.lstm_forward(args)
     else:
         _forward_python(x, w_cat, xh, acts, cand_c, tanh_c, out, cs, cand_h, c0, mask, gate, gate_w, gate_b, masked)
 

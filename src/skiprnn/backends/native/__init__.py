@@ -53,7 +53,7 @@ _LOADED: dict = {}  # build ("fast" | "reproducible") -> ctypes.CDLL or None (bu
 
 # The exported kernels. Each takes one pointer to its argument struct, whose name (``<kernel>_takes``), layout
 # and size the library exports: csrc/args.h declares every struct once, and Python builds them from it.
-KERNELS = ("lstm_forward", "lstm_backward", "gru_gates", "gru_forward", "gru_backward1", "gru_backward2",
+KERNELS = ("lstm_forward", "lstm_backward", "gru_forward", "gru_backward1", "gru_backward2",
            "skip_sequence", "skip_batch", "gemm")
 GATE_STRUCTS = ("gate_fwd", "gate_bwd")  # what the gated kernels' `gate` field points to
 
@@ -200,8 +200,9 @@ def make_struct(struct: type[ctypes.Structure], **fields) -> ctypes.Structure:
 
 class Kernel:
     """One C kernel for one dtype: ``args = kernel.args(field=..., ...)`` makes its argument struct
-    (:func:`make_struct`) and ``kernel(args)`` runs it. A time loop moves ``args.t`` (and sets ``args.pre``, a
-    buffer's address) between calls."""
+    (:func:`make_struct`) and ``kernel(args)`` runs it. A backward time loop moves ``args.t`` between calls;
+    ``kernel.run(**fields)`` makes the struct of a kernel that allocates its own work buffers (a ``status`` field)
+    and runs it once, raising MemoryError where they could not be allocated."""
 
     __slots__ = ("fn", "struct")
 
@@ -214,6 +215,13 @@ class Kernel:
 
     def __call__(self, args: ctypes.Structure) -> None:
         self.fn(args)
+
+    def run(self, **fields) -> None:
+        status = torch.zeros(1, dtype=self.struct.dtype)
+        self(self.args(**fields, status=status))
+        if status.item():
+            raise MemoryError(f"skiprnn's C kernel {self.fn.__name__} could not allocate its work buffers "
+                              f"({fields.get('B')} rows): lower the batch size")
 
 
 class Kernels:

@@ -4,7 +4,7 @@
  * skiprnn/backends/native/__init__.py builds the ctypes structures from those strings and checks the sizes, so
  * Python and C cannot disagree about a field: a call site sets fields by name, and a misspelt name raises.
  * Every buffer is given whole, as (T, B, N) rows from its start; a kernel finds step t's rows itself, so the
- * caller only moves `t` (and sets `pre`, the one buffer a step's matmul makes anew).
+ * caller only moves `t` (the backward kernels, one call per step; the forward ones run the whole sequence).
  */
 
 /* The update gate's recursion: every array is a (T, B) or (T + 1, B) buffer. */
@@ -27,15 +27,16 @@
 
 /* The input buffer xh is (T, B, xrow) = [x_t, 1, h_{t-1}]: h_{t-1} starts at column h_col of row t. */
 #define LSTM_FWD_FIELDS(X)                                                                                  \
-    X(long, T) X(long, B) X(long, H) X(long, t)                                                            \
-    X(const real *, pre) X(long, pre_s)  /* (B, 4H) step t's pre-activations [i, 2j, f, o], row stride */ \
+    X(long, T) X(long, B) X(long, H)                                                                       \
+    X(const real *, w)                   /* (4H, xrow) [W_ih, b, W_hh], rows i, 2j, f, o: pre = [x, 1, h] wᵀ */ \
     X(real *, acts)                      /* (T, B, 4H) σ(i), tanh(j), σ(f), σ(o) out */                   \
     X(const real *, c0) X(long, c0_s)    /* (B, H) the initial cell state, row stride */                  \
     X(real *, cs)                        /* (T, B, H) c_t out (masked: lerp(c_{t-1}, c̃_t, u); else c̃_t) */  \
     X(real *, tanh_c) X(real *, out)     /* (T, B, H) tanh(c̃_t), h_t out */                              \
     X(real *, xh) X(long, xrow) X(long, h_col) /* h_t is also written into row t + 1 */                 \
     X(const real *, mask)                /* (T, B) the random-skip mask when not gated, or NULL */        \
-    X(const FN(gate_fwd) *, gate)        /* NULL: not gated */
+    X(const FN(gate_fwd) *, gate)        /* NULL: not gated */                                            \
+    X(real *, status)                    /* (1,) out: 0, or 1 when memory ran out (nothing computed) */
 
 #define LSTM_BWD_FIELDS(X)                                                                                  \
     X(long, T) X(long, B) X(long, H) X(long, t)                                                            \
@@ -50,14 +51,15 @@
     X(const real *, gate_w) X(real *, dgw_rows) /* gated: (H,) and (B, H) per-row dz·c̃ accumulator */    \
     X(const FN(gate_bwd) *, gate)
 
-/* One struct for both GRU forward kernels: gates (r, z and r ⊙ h_{t-1} into xrh) then the candidate. */
+/* Each step: the gates (r, z and r ⊙ h_{t-1} into xrh), then the candidate from xrh. */
 #define GRU_FWD_FIELDS(X)                                                                                   \
-    X(long, T) X(long, B) X(long, H) X(long, t)                                                            \
-    X(const real *, pre) X(long, pre_s)  /* step t's [r, z] pre-activations, then its 2n ones */          \
+    X(long, T) X(long, B) X(long, H)                                                                       \
+    X(const real *, w_rz) X(const real *, w_n) /* (2H, xrow) rows r, z; (H, xrow) the n rows scaled by 2 */ \
     X(real *, rz) X(real *, cand) X(real *, out) /* (T, B, 2H) σ(r), σ(z); (T, B, H) tanh(n), h_t out */  \
     X(real *, xh) X(real *, xrh) X(long, xrow) X(long, h_col) /* xrh: [x_t, 1, r_t ⊙ h_{t-1}] */         \
     X(const real *, mask)                                                                                  \
-    X(const FN(gate_fwd) *, gate)
+    X(const FN(gate_fwd) *, gate)                                                                          \
+    X(real *, status)
 
 #define GRU_BWD_FIELDS(X)                                                                                   \
     X(long, T) X(long, B) X(long, H) X(long, t)                                                            \

@@ -375,6 +375,7 @@ static void FN(skip_sequence_run)(long gru, long T, long I, long H, const real *
     state[1] = cum;
 }
 
+
 #include "gemm.h"
 #include "skip_batch.h"
 
@@ -384,15 +385,24 @@ static void FN(skip_sequence_run)(long gru, long T, long I, long H, const real *
 #define H_PREV(t) (a->xh + (t) * a->B * a->xrow + a->h_col)               /* h_{t-1} inside xh's row t */
 #define STEP_OR_NULL(buf, t) ((buf) ? ROWS(buf, t, 1) : NULL)             /* step t of an optional (T, B) one */
 
+/* The forward kernels run the whole sequence: per step the recurrent product, with the weights packed once (for
+ * numerics=reproducible the sums of gemm_run, element for element), then the step's elementwise work. */
 KERNEL(lstm_forward, lstm_fwd_args) {
-    const long t = a->t, H = a->H;
+    const long H = a->H, B = a->B, K = a->xrow, G = 4 * H;
     const int masked = a->gate != NULL || a->mask != NULL;
-    real *cs = ROWS(a->cs, t, H);
-    FN(lstm_forward_step)(t, a->B, H, a->pre, a->pre_s, ROWS(a->acts, t, 4 * H),
-                          t ? ROWS(a->cs, t - 1, H) : a->c0, t ? H : a->c0_s, H_PREV(t), a->xrow,
-                          masked ? NULL : cs, ROWS(a->tanh_c, t, H), ROWS(a->out, t, H), masked ? cs : NULL,
-                          t + 1 < a->T ? H_PREV(t + 1) : NULL, a->xrow, a->gate ? NULL : STEP_OR_NULL(a->mask, t),
-                          a->gate);
+    FN(packed) w = FN(gemm_pack_all)(a->w, 1, K, K, G);  /* B[k, j] = w[j, k] */
+    real *pre = malloc(sizeof(real) * (size_t)(B * G));
+    a->status[0] = !(w.data && pre);
+    for (long t = 0; t < a->T && !a->status[0]; t++) {
+        real *cs = ROWS(a->cs, t, H);
+        FN(gemm_packed_run)(B, ROWS(a->xh, t, K), K, &w, pre, G);
+        FN(lstm_forward_step)(t, B, H, pre, G, ROWS(a->acts, t, G), t ? ROWS(a->cs, t - 1, H) : a->c0,
+                              t ? H : a->c0_s, H_PREV(t), a->xrow, masked ? NULL : cs, ROWS(a->tanh_c, t, H),
+                              ROWS(a->out, t, H), masked ? cs : NULL, t + 1 < a->T ? H_PREV(t + 1) : NULL, a->xrow,
+                              a->gate ? NULL : STEP_OR_NULL(a->mask, t), a->gate);
+    }
+    free(pre);
+    free(w.data);
 }
 
 KERNEL(lstm_backward, lstm_bwd_args) {
@@ -403,17 +413,23 @@ KERNEL(lstm_backward, lstm_bwd_args) {
                            STEP_OR_NULL(a->u, t), H_PREV(t), a->xrow, a->gate_w, a->dgw_rows, a->gate);
 }
 
-KERNEL(gru_gates, gru_fwd_args) {
-    const long t = a->t;
-    FN(gru_gates_step)(a->B, a->H, a->pre, a->pre_s, ROWS(a->rz, t, 2 * a->H), H_PREV(t), a->xrow,
-                       a->xrh + t * a->B * a->xrow + a->h_col, a->xrow);
-}
-
 KERNEL(gru_forward, gru_fwd_args) {
-    const long t = a->t, H = a->H;
-    FN(gru_forward_step)(t, a->B, H, a->pre, a->pre_s, ROWS(a->rz, t, 2 * H), H_PREV(t), a->xrow,
-                         ROWS(a->cand, t, H), ROWS(a->out, t, H), t + 1 < a->T ? H_PREV(t + 1) : NULL, a->xrow,
-                         a->gate ? NULL : STEP_OR_NULL(a->mask, t), a->gate);
+    const long H = a->H, B = a->B, K = a->xrow;
+    FN(packed) w_rz = FN(gemm_pack_all)(a->w_rz, 1, K, K, 2 * H), w_n = FN(gemm_pack_all)(a->w_n, 1, K, K, H);
+    real *pre = malloc(sizeof(real) * (size_t)(B * 2 * H));
+    a->status[0] = !(w_rz.data && w_n.data && pre);
+    for (long t = 0; t < a->T && !a->status[0]; t++) {
+        real *xrh = ROWS(a->xrh, t, K);
+        FN(gemm_packed_run)(B, ROWS(a->xh, t, K), K, &w_rz, pre, 2 * H);
+        FN(gru_gates_step)(B, H, pre, 2 * H, ROWS(a->rz, t, 2 * H), H_PREV(t), a->xrow, xrh + a->h_col, a->xrow);
+        FN(gemm_packed_run)(B, xrh, K, &w_n, pre, H);
+        FN(gru_forward_step)(t, B, H, pre, H, ROWS(a->rz, t, 2 * H), H_PREV(t), a->xrow, ROWS(a->cand, t, H),
+                             ROWS(a->out, t, H), t + 1 < a->T ? H_PREV(t + 1) : NULL, a->xrow,
+                             a->gate ? NULL : STEP_OR_NULL(a->mask, t), a->gate);
+    }
+    free(pre);
+    free(w_n.data);
+    free(w_rz.data);
 }
 
 KERNEL(gru_backward1, gru_bwd_args) {
