@@ -96,7 +96,9 @@ static void FN(gemm_panel)(long M, long nr, long kc, const real *A, long sam, lo
 
 static inline long FN(gemm_nr)(long N, long p) { return N - p * GEMM_NR < GEMM_NR ? N - p * GEMM_NR : GEMM_NR; }
 
-/* Column panels are split over the threads: each element is computed whole by one thread. */
+/* Blocks of k outermost, so that a long reduction (a weight gradient over T·B rows) reads each block of A from
+ * cache for every panel instead of streaming all of A once per panel; each element still sums its blocks in order.
+ * Within a block the column panels are split over the threads: each element is computed whole by one thread. */
 static void FN(gemm_run)(const FN(gemm_args) *g) {
     const long M = g->M, N = g->N, K = g->K, panels = (N + GEMM_NR - 1) / GEMM_NR;
     if (M <= 0 || N <= 0)
@@ -107,13 +109,13 @@ static void FN(gemm_run)(const FN(gemm_args) *g) {
                 for (long j = 0; j < N; j++) g->C[i * g->ldc + j] = 0;
         return;
     }
+    for (long k0 = 0; k0 < K; k0 += GEMM_KC) {
+        const long kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(THREADS) if (M * N * K >= 262144 && panels > 1)
+#pragma omp parallel for schedule(static) num_threads(THREADS) if (M * N * kc >= 262144 && panels > 1)
 #endif
-    for (long p = 0; p < panels; p++) {
-        real bp[GEMM_KC * GEMM_NR];
-        for (long k0 = 0; k0 < K; k0 += GEMM_KC) {
-            const long kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+        for (long p = 0; p < panels; p++) {
+            real bp[GEMM_KC * GEMM_NR];
             FN(gemm_pack)(g->B, g->sbk, g->sbn, N, k0, kc, p, bp);
             FN(gemm_panel)(M, FN(gemm_nr)(N, p), kc, g->A + k0 * g->sak, g->sam, g->sak, bp, g->C + p * GEMM_NR,
                            g->ldc, k0 > 0 || g->accumulate);
