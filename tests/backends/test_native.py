@@ -160,7 +160,7 @@ def _declared_fields(macro: str) -> list[str]:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_every_struct_has_the_fields_the_header_declares(dtype):
     k = native.kernels(dtype)
-    structs = {"lstm_forward": "LSTM_FWD", "lstm_backward": "LSTM_BWD", "gru_forward": "GRU_FWD", "gru_backward1": "GRU_BWD", "gru_backward2": "GRU_BWD",
+    structs = {"lstm_forward": "LSTM_FWD", "lstm_backward": "LSTM_BWD", "gru_forward": "GRU_FWD", "gru_backward": "GRU_BWD",
                "skip_sequence": "SKIP_SEQUENCE", "skip_batch": "SKIP_BATCH", "gemm": "GEMM"}
     assert set(structs) == set(native.KERNELS)
     for kernel, macro in structs.items():
@@ -173,22 +173,22 @@ def test_every_struct_has_the_fields_the_header_declares(dtype):
 def test_a_wrong_field_or_struct_fails_loudly():
     import ctypes
 
-    def blank(kernel):  # every field but t: NULL pointers and zeros
-        return {f: None if ty is ctypes.c_void_p else 0 for f, ty in kernel.struct._fields_ if f != "t"}
+    def blank(kernel):  # every field: NULL pointers and zeros
+        return {f: None if ty is ctypes.c_void_p else 0 for f, ty in kernel.struct._fields_}
 
     k = native.kernels(torch.float32)
-    fields = blank(k.gru_backward2)
-    args = k.gru_backward2.args(**fields)
+    fields = blank(k.gru_backward)
+    args = k.gru_backward.args(**fields)
     with pytest.raises(AttributeError):
-        args.dh_nm = 0  # misspelt: raises instead of setting nothing the kernel reads
+        args.dhh = 0  # misspelt: raises instead of setting nothing the kernel reads
     with pytest.raises(TypeError, match=r"missing fields \['dh'\], unknown fields \['dhh'\]"):
-        k.gru_backward2.args(**{("dhh" if f == "dh" else f): v for f, v in fields.items()})
+        k.gru_backward.args(**{("dhh" if f == "dh" else f): v for f, v in fields.items()})
     with pytest.raises(TypeError, match=r"gru_bwd_args.dh takes a CPU torch.float32 tensor .* not a torch.float64"):
-        k.gru_backward2.args(**{**fields, "dh": torch.zeros(2, 3, dtype=torch.float64)})
+        k.gru_backward.args(**{**fields, "dh": torch.zeros(2, 3, dtype=torch.float64)})
     with pytest.raises(TypeError, match=r"gru_bwd_args.dh takes .* not a torch.float32 tensor on cpu, strides \(1, 2\)"):
-        k.gru_backward2.args(**{**fields, "dh": torch.zeros(3, 2).t()})  # rows not contiguous
+        k.gru_backward.args(**{**fields, "dh": torch.zeros(3, 2).t()})  # rows not contiguous
     with pytest.raises(TypeError, match=r"gru_bwd_args.B takes an int, not a torch.int64 tensor"):
-        k.gru_backward2.args(**{**fields, "B": torch.tensor(4)})
+        k.gru_backward.args(**{**fields, "B": torch.tensor(4)})
     lstm_args = k.lstm_backward.args(**blank(k.lstm_backward))
     with pytest.raises(ctypes.ArgumentError):
-        k.gru_backward2(lstm_args)  # another kernel's struct
+        k.gru_backward(lstm_args)  # another kernel's struct

@@ -186,7 +186,7 @@ def _backward_python(saved: Saved, grads, mask, valid, gated, w_rz_t, w_n_t):
 
 
 def _backward_native(kern, saved: Saved, grads, mask, valid, gated, w_rz_t, w_n_t):
-    """_backward_python with two C kernel calls per step (around the d(r ⊙ h) matmul)."""
+    """_backward_python as one C kernel call (the d(r ⊙ h) and dh matmuls included)."""
     xh, rz, cand = saved.xh, saved.rz, saved.cand
     steps, batch, hs = cand.shape
     two = 2 * hs
@@ -201,20 +201,10 @@ def _backward_native(kern, saved: Saved, grads, mask, valid, gated, w_rz_t, w_n_
     dg_rz, dg_n = empty(cand, steps, batch, two), empty(cand, steps, batch, hs)  # rows r, z | n
     gate = NativeBackwardGate(kern, saved.gate if gated else None, saved.gate_w if gated else None, mask, valid,
                                grads[2:])
-    args = kern.gru_backward1.args(
-        T=steps, B=batch, H=hs, rz=rz, cand=cand, xh=xh, xrow=xh.shape[2], h_col=inp + 1, dh=dh, dh_mm=None,
-        drh=None, dout=dout, dg_rz=dg_rz, dg_n=dg_n, u=gate.u, gate_w=gate.gate_w, dgw_rows=gate.dgw_rows,
-        gate=gate.struct,
+    kern.gru_backward.run(
+        T=steps, B=batch, H=hs, w_rz_t=w_rz_t, w_n_t=w_n_t, rz=rz, cand=cand, xh=xh, xrow=xh.shape[2],
+        h_col=inp + 1, dh=dh, dout=dout, dg_rz=dg_rz, dg_n=dg_n, u=gate.u, gate_w=gate.gate_w,
+        dgw_rows=gate.dgw_rows, gate=gate.struct,
     )  # fmt: skip
-    dg_rz_t, dg_n_t = dg_rz.unbind(0), dg_n.unbind(0)
-    pending = None  # [dr, dz]_{t+1} @ W_rz, added to dh by the next kernel call
-    for t in range(steps - 1, -1, -1):
-        args.t, args.dh_mm = t, None if pending is None else pending.data_ptr()
-        kern.gru_backward1(args)
-        drh = mm(dg_n_t[t], w_n_t)
-        args.drh = drh.data_ptr()
-        kern.gru_backward2(args)  # the d(r ⊙ h_{t-1}) terms
-        pending = mm(dg_rz_t[t], w_rz_t)
-    dh.add_(pending)
     return (dg_rz, dg_n, dh, *gate.results())
 

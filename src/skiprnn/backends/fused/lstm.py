@@ -212,7 +212,7 @@ def _backward_python(saved: Saved, grads, mask, valid, gated, w_hh_t):
 
 
 def _backward_native(kern, saved: Saved, grads, mask, valid, gated, w_hh_t):
-    """_backward_python with one C kernel call per step (plus the dh matmul)."""
+    """_backward_python as one C kernel call (the dh matmuls included)."""
     xh, c0, acts, tanh_c, cs = saved.xh, saved.c0, saved.acts, saved.tanh_c, saved.cs
     steps, batch, g = acts.shape
     hs = g // 4
@@ -230,17 +230,10 @@ def _backward_native(kern, saved: Saved, grads, mask, valid, gated, w_hh_t):
     c_init = c0 if c0.stride(1) == 1 else c0.contiguous()
     gate = NativeBackwardGate(kern, saved.gate if gated else None, saved.gate_w if gated else None, mask, valid,
                                grads[3:])
-    args = kern.lstm_backward.args(
-        T=steps, B=batch, H=hs, acts=acts, tanh_c=tanh_c, cs=cs, c0=c_init, c0_s=c_init.stride(0), xh=xh,
-        xrow=xh.shape[2], h_col=inp + 1, dh=dh, dc=dc, dh_mm=None, dout=dout, dg=dgates, u=gate.u,
-        gate_w=gate.gate_w, dgw_rows=gate.dgw_rows, gate=gate.struct,
+    kern.lstm_backward.run(
+        T=steps, B=batch, H=hs, w_hh_t=w_hh_t, acts=acts, tanh_c=tanh_c, cs=cs, c0=c_init, c0_s=c_init.stride(0),
+        xh=xh, xrow=xh.shape[2], h_col=inp + 1, dh=dh, dc=dc, dout=dout, dg=dgates, u=gate.u, gate_w=gate.gate_w,
+        dgw_rows=gate.dgw_rows, gate=gate.struct,
     )  # fmt: skip
-    dg_t = dgates.unbind(0)
-    pending = None  # dgates_{t+1} @ W_hh, added to dh by the next kernel call
-    for t in range(steps - 1, -1, -1):
-        args.t, args.dh_mm = t, None if pending is None else pending.data_ptr()
-        kern.lstm_backward(args)
-        pending = mm(dg_t[t], w_hh_t)
-    dh.add_(pending)
     return (dgates, dh, dc, *gate.results())
 

@@ -53,7 +53,7 @@ _LOADED: dict = {}  # build ("fast" | "reproducible") -> ctypes.CDLL or None (bu
 
 # The exported kernels. Each takes one pointer to its argument struct, whose name (``<kernel>_takes``), layout
 # and size the library exports: csrc/args.h declares every struct once, and Python builds them from it.
-KERNELS = ("lstm_forward", "lstm_backward", "gru_forward", "gru_backward1", "gru_backward2",
+KERNELS = ("lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
            "skip_sequence", "skip_batch", "gemm")
 GATE_STRUCTS = ("gate_fwd", "gate_bwd")  # what the gated kernels' `gate` field points to
 
@@ -171,12 +171,12 @@ def _address(value):
 
 
 def make_struct(struct: type[ctypes.Structure], **fields) -> ctypes.Structure:
-    """An instance of ``struct`` with every field but ``t`` given by name: a pointer field takes a CPU tensor of the
+    """An instance of ``struct`` with every field given by name: a pointer field takes a CPU tensor of the
     struct's dtype with unit stride in its last dimension, a structure, or None (NULL); a ``long`` field an int.
 
     It keeps the tensors and structures it points to alive: the C side holds raw addresses only."""
     kinds = dict(struct._fields_)
-    missing = [f for f in kinds if f not in fields and f != "t"]
+    missing = [f for f in kinds if f not in fields]
     unknown = [f for f in fields if f not in kinds]
     if missing or unknown:
         raise TypeError(f"{struct.__name__}: missing fields {missing}, unknown fields {unknown}")
@@ -200,9 +200,8 @@ def make_struct(struct: type[ctypes.Structure], **fields) -> ctypes.Structure:
 
 class Kernel:
     """One C kernel for one dtype: ``args = kernel.args(field=..., ...)`` makes its argument struct
-    (:func:`make_struct`) and ``kernel(args)`` runs it. A backward time loop moves ``args.t`` between calls;
-    ``kernel.run(**fields)`` makes the struct of a kernel that allocates its own work buffers (a ``status`` field)
-    and runs it once, raising MemoryError where they could not be allocated."""
+    (:func:`make_struct`) and ``kernel(args)`` runs it; ``kernel.run(**fields)`` does both for a kernel that
+    allocates its own work buffers (a ``status`` field), raising MemoryError where they could not be allocated."""
 
     __slots__ = ("fn", "struct")
 

@@ -4,7 +4,7 @@
  * skiprnn/backends/native/__init__.py builds the ctypes structures from those strings and checks the sizes, so
  * Python and C cannot disagree about a field: a call site sets fields by name, and a misspelt name raises.
  * Every buffer is given whole, as (T, B, N) rows from its start; a kernel finds step t's rows itself, so the
- * caller only moves `t` (the backward kernels, one call per step; the forward ones run the whole sequence).
+ * caller makes one call per pass (the kernels run the whole sequence).
  */
 
 /* The update gate's recursion: every array is a (T, B) or (T + 1, B) buffer. */
@@ -39,17 +39,18 @@
     X(real *, status)                    /* (1,) out: 0, or 1 when memory ran out (nothing computed) */
 
 #define LSTM_BWD_FIELDS(X)                                                                                  \
-    X(long, T) X(long, B) X(long, H) X(long, t)                                                            \
+    X(long, T) X(long, B) X(long, H)                                                                       \
+    X(const real *, w_hh_t)              /* (H, 4H) W_hhᵀ of the scaled w: dh_{t-1} gets dgates_t · W_hh */ \
     X(const real *, acts) X(const real *, tanh_c) X(const real *, cs) /* the forward pass's, (T, B, ·) */ \
     X(const real *, c0) X(long, c0_s)                                                                      \
     X(const real *, xh) X(long, xrow) X(long, h_col)                                                       \
-    X(real *, dh) X(real *, dc)          /* (B, H) carried gradients of h_t, c_t */                       \
-    X(const real *, dh_mm)               /* (B, H) dgates_{t+1} @ W_hh, to add to dh; NULL at the last step */ \
+    X(real *, dh) X(real *, dc)          /* (B, H) gradients of h_T, c_T on entry, of h_0, c_0 on exit */  \
     X(const real *, dout)                /* (T, B, H) gradient of the outputs, or NULL */                 \
     X(real *, dg)                        /* (T, B, 4H) gate pre-activation gradients out */               \
     X(const real *, u)                   /* (T, B) the updates when masked or gated, else NULL */         \
     X(const real *, gate_w) X(real *, dgw_rows) /* gated: (H,) and (B, H) per-row dz·c̃ accumulator */    \
-    X(const FN(gate_bwd) *, gate)
+    X(const FN(gate_bwd) *, gate)                                                                          \
+    X(real *, status)
 
 /* Each step: the gates (r, z and r ⊙ h_{t-1} into xrh), then the candidate from xrh. */
 #define GRU_FWD_FIELDS(X)                                                                                   \
@@ -62,16 +63,16 @@
     X(real *, status)
 
 #define GRU_BWD_FIELDS(X)                                                                                   \
-    X(long, T) X(long, B) X(long, H) X(long, t)                                                            \
+    X(long, T) X(long, B) X(long, H)                                                                       \
+    X(const real *, w_rz_t) X(const real *, w_n_t) /* (H, 2H), (H, H): the h columns of W_rz and W_n, transposed */ \
     X(const real *, rz) X(const real *, cand) X(const real *, xh) X(long, xrow) X(long, h_col)            \
-    X(real *, dh)                        /* (B, H) carried */                                             \
-    X(const real *, dh_mm)               /* (B, H) [dr, dz]_{t+1} @ W_rz, or NULL at the last step */      \
-    X(const real *, drh)                 /* (B, H) step 2's input: dg_n_t @ W_n */                        \
+    X(real *, dh)                        /* (B, H) the gradient of h_T on entry, of h_0 on exit */        \
     X(const real *, dout)                                                                                  \
     X(real *, dg_rz) X(real *, dg_n)     /* (T, B, 2H), (T, B, H) out */                                  \
     X(const real *, u)                                                                                     \
     X(const real *, gate_w) X(real *, dgw_rows)                                                            \
-    X(const FN(gate_bwd) *, gate)
+    X(const FN(gate_bwd) *, gate)                                                                          \
+    X(real *, status)
 
 /* One sequence at batch 1, evaluation only (skiprnn/backends/skipping.py). */
 #define SKIP_SEQUENCE_FIELDS(X)                                                                             \

@@ -405,12 +405,25 @@ KERNEL(lstm_forward, lstm_fwd_args) {
     free(w.data);
 }
 
+/* The backward kernels run the whole sequence in reverse: per step the elementwise work, whose dh_{t-1} then gets
+ * the step's product dgates_t · W_hh (added at the start of the next step, and to dh_0 at the end). */
 KERNEL(lstm_backward, lstm_bwd_args) {
-    const long t = a->t, H = a->H;
-    FN(lstm_backward_step)(t, a->B, H, ROWS(a->acts, t, 4 * H), ROWS(a->tanh_c, t, H),
-                           t ? ROWS(a->cs, t - 1, H) : a->c0, t ? H : a->c0_s, a->dh, a->dc, a->dh_mm,
-                           a->dout && t > 0 ? ROWS(a->dout, t - 1, H) : NULL, ROWS(a->dg, t, 4 * H),
-                           STEP_OR_NULL(a->u, t), H_PREV(t), a->xrow, a->gate_w, a->dgw_rows, a->gate);
+    const long H = a->H, B = a->B, G = 4 * H;
+    FN(packed) w = FN(gemm_pack_all)(a->w_hh_t, 1, G, G, H);  /* B[k, j] = w_hh_t[j, k] */
+    real *mm = malloc(sizeof(real) * (size_t)(B * H));
+    a->status[0] = !(w.data && mm);
+    for (long t = a->T - 1; t >= 0 && !a->status[0]; t--) {
+        FN(lstm_backward_step)(t, B, H, ROWS(a->acts, t, G), ROWS(a->tanh_c, t, H),
+                               t ? ROWS(a->cs, t - 1, H) : a->c0, t ? H : a->c0_s, a->dh, a->dc,
+                               t + 1 < a->T ? mm : NULL, a->dout && t > 0 ? ROWS(a->dout, t - 1, H) : NULL,
+                               ROWS(a->dg, t, G), STEP_OR_NULL(a->u, t), H_PREV(t), a->xrow, a->gate_w, a->dgw_rows,
+                               a->gate);
+        FN(gemm_packed_run)(B, ROWS(a->dg, t, G), G, &w, mm, H);
+    }
+    if (!a->status[0] && a->T > 0)
+        for (long i = 0; i < B * H; i++) a->dh[i] += mm[i];
+    free(mm);
+    free(w.data);
 }
 
 KERNEL(gru_forward, gru_fwd_args) {
@@ -432,17 +445,27 @@ KERNEL(gru_forward, gru_fwd_args) {
     free(w_rz.data);
 }
 
-KERNEL(gru_backward1, gru_bwd_args) {
-    const long t = a->t, H = a->H;
-    FN(gru_backward_step1)(t, a->B, H, ROWS(a->rz, t, 2 * H), ROWS(a->cand, t, H), H_PREV(t), a->xrow, a->dh,
-                           a->dh_mm, a->dout && t > 0 ? ROWS(a->dout, t - 1, H) : NULL, ROWS(a->dg_rz, t, 2 * H),
-                           ROWS(a->dg_n, t, H), STEP_OR_NULL(a->u, t), a->gate_w, a->dgw_rows, a->gate);
-}
-
-KERNEL(gru_backward2, gru_bwd_args) {
-    const long t = a->t;
-    FN(gru_backward_step2)(a->B, a->H, ROWS(a->rz, t, 2 * a->H), H_PREV(t), a->xrow, a->drh,
-                           ROWS(a->dg_rz, t, 2 * a->H), a->dh);
+/* Per step: step 1, then d(r ⊙ h_{t-1}) = dg_n · W_n for step 2, then [dr, dz] · W_rz for the next step. */
+KERNEL(gru_backward, gru_bwd_args) {
+    const long H = a->H, B = a->B;
+    FN(packed) w_rz = FN(gemm_pack_all)(a->w_rz_t, 1, 2 * H, 2 * H, H), w_n = FN(gemm_pack_all)(a->w_n_t, 1, H, H, H);
+    real *mm = malloc(sizeof(real) * (size_t)(B * H)), *drh = malloc(sizeof(real) * (size_t)(B * H));
+    a->status[0] = !(w_rz.data && w_n.data && mm && drh);
+    for (long t = a->T - 1; t >= 0 && !a->status[0]; t--) {
+        real *dg_rz = ROWS(a->dg_rz, t, 2 * H), *dg_n = ROWS(a->dg_n, t, H);
+        FN(gru_backward_step1)(t, B, H, ROWS(a->rz, t, 2 * H), ROWS(a->cand, t, H), H_PREV(t), a->xrow, a->dh,
+                               t + 1 < a->T ? mm : NULL, a->dout && t > 0 ? ROWS(a->dout, t - 1, H) : NULL, dg_rz,
+                               dg_n, STEP_OR_NULL(a->u, t), a->gate_w, a->dgw_rows, a->gate);
+        FN(gemm_packed_run)(B, dg_n, H, &w_n, drh, H);
+        FN(gru_backward_step2)(B, H, ROWS(a->rz, t, 2 * H), H_PREV(t), a->xrow, drh, dg_rz, a->dh);
+        FN(gemm_packed_run)(B, dg_rz, 2 * H, &w_rz, mm, H);
+    }
+    if (!a->status[0] && a->T > 0)
+        for (long i = 0; i < B * H; i++) a->dh[i] += mm[i];
+    free(drh);
+    free(mm);
+    free(w_n.data);
+    free(w_rz.data);
 }
 
 KERNEL(skip_sequence, skip_sequence_args) {
