@@ -32,10 +32,11 @@ Implementation choices (timings: ``python -m skiprnn.experiment.bench``, and one
   same way: torch's CPU tanh took ~60 µs for a (256, 110) block, its sigmoid ~7 µs. Results agree with
   ``torch.tanh`` to a few ulps.
 * Large buffers are reused across calls (see ``pool.empty``).
-* The matmuls (forward, dh per step, one dW) are the same as cuDNN's and torch's, through oneDNN on CPU
-  in float32 (see ``common.mm``). The rest of a step is elementwise: on CPU one call of a C kernel per step
-  (``skiprnn.backends.native``, two for the GRU), else ~25 small tensor ops whose dispatch overhead (~1-3 µs each)
-  cost as much as the arithmetic. The two implementations save different tensors for the backward pass
+* The matmuls (forward, dh per step, one dW) are the same as cuDNN's and torch's. On CPU each pass is one call
+  of a C kernel for the whole sequence (``skiprnn.backends.native``: its per-step products on weights packed once,
+  and the elementwise work); the dW is one ``torch.mm``. Without the kernels each step is a oneDNN matmul in
+  float32 (see ``common.mm``) and ~25 small tensor ops whose dispatch overhead (~1-3 µs each) costs as much as
+  the arithmetic. The two implementations save different tensors for the backward pass
   (the kernels recompute h̃ and c̃ instead of keeping them), so the backward pass takes the forward's.
 
 The package, by concern: ``function`` (the autograd Function and the module's call), ``lstm`` and ``gru`` (each

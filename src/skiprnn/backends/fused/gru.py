@@ -1,5 +1,5 @@
 """The fused GRU: its forward pass into preallocated buffers and its hand-written backward pass, each as one C
-kernel call per step or as tensor ops."""
+kernel call for the whole sequence or as tensor ops per step."""
 from __future__ import annotations
 
 import functools

@@ -1,7 +1,8 @@
 """The C step kernels of the fused path (``csrc/steps.c``): built on first use, loaded with ctypes.
 
-One call per time step replaces the ~25 small tensor ops of the Python step in ``backends/fused/`` (lstm.py,
-gru.py), whose dispatch overhead (a few µs each) costs as much as the arithmetic at the paper's sizes. The library is
+One call per pass runs a whole sequence (its per-step products included), in place of the Python steps of
+``backends/fused/`` (lstm.py, gru.py): ~25 small tensor ops each, whose dispatch overhead (a few µs each) costs as
+much as the arithmetic at the paper's sizes. The library is
 compiled once per machine, source version and build with the system C compiler (:func:`build_flags`; the fast
 build's vectorised ``exp`` comes from glibc's libmvec) into ``$SKIPRNN_CACHE`` (default
 ``~/.cache/skiprnn``). Without a compiler, or when ``SKIPRNN_NATIVE=0``, :func:`kernels` returns None

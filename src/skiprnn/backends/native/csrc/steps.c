@@ -1,8 +1,8 @@
-/* One time step of the fused SkipRNN (skiprnn/backends/fused/), elementwise part only.
+/* The fused SkipRNN (skiprnn/backends/fused/) in C: its time steps, whole passes over a sequence, and inference.
  *
  * The Python loop in fused/lstm.py and fused/gru.py spends most of a step in ~25 small tensor ops, each a dispatch of a few µs.
- * These functions do the same arithmetic, row by row, in one call per step (two for the GRU, whose
- * candidate needs a matmul in between). The matmuls stay in torch (oneDNN). Every formula mirrors the
+ * These functions do the same arithmetic, row by row; each exported kernel runs a whole sequence, with the
+ * per-step products on packed weights (csrc/gemm.h) between the elementwise steps. Every formula mirrors the
  * Python path line by line, including torch.lerp's two-sided form and round-half-to-even, so the two
  * paths agree to float rounding (tests/backends/test_fused.py runs both).
  *
