@@ -54,15 +54,20 @@ static void FN(gemm_block_avx2)(long kc, const real *A, long sam, long sak, cons
     }
 }
 
-/* An edge block (fewer rows or columns): the same kernel on zero-padded copies, then its mr × nr corner. */
+/* An edge block (fewer rows or columns): the same kernel into a zero-padded copy of C, then its mr × nr corner. A is
+ * read in place when all GEMM_MR rows exist (the last column panel), from a zero-padded copy otherwise. */
 static void FN(gemm_edge_avx2)(long mr, long nr, long kc, const real *A, long sam, long sak, const real *bp, real *C,
                                long ldc, int load) {
     real ap[GEMM_KC * GEMM_MR], ct[GEMM_MR * GEMM_NR];
-    for (long k = 0; k < kc; k++)
-        for (long i = 0; i < GEMM_MR; i++) ap[k * GEMM_MR + i] = i < mr ? A[i * sam + k * sak] : (real)0;
     for (long i = 0; i < GEMM_MR; i++)
         for (long j = 0; j < GEMM_NR; j++) ct[i * GEMM_NR + j] = i < mr && j < nr ? C[i * ldc + j] : (real)0;
-    FN(gemm_block_avx2)(kc, ap, 1, GEMM_MR, bp, ct, GEMM_NR, load);
+    if (mr == GEMM_MR) {
+        FN(gemm_block_avx2)(kc, A, sam, sak, bp, ct, GEMM_NR, load);
+    } else {
+        for (long k = 0; k < kc; k++)
+            for (long i = 0; i < GEMM_MR; i++) ap[k * GEMM_MR + i] = i < mr ? A[i * sam + k * sak] : (real)0;
+        FN(gemm_block_avx2)(kc, ap, 1, GEMM_MR, bp, ct, GEMM_NR, load);
+    }
     for (long i = 0; i < mr; i++)
         for (long j = 0; j < nr; j++) C[i * ldc + j] = ct[i * GEMM_NR + j];
 }
@@ -71,6 +76,10 @@ static void FN(gemm_edge_avx2)(long mr, long nr, long kc, const real *A, long sa
 /* Rows k0 .. k0 + kc of B's GEMM_NR-column panel p, copied into bp (kc rows of GEMM_NR), zero past column N. */
 static void FN(gemm_pack)(const real *B, long sbk, long sbn, long N, long k0, long kc, long p, real *bp) {
     const long j0 = p * GEMM_NR;
+    if (sbn == 1 && j0 + GEMM_NR <= N) {  /* a full panel of contiguous rows: plain copies the compiler vectorises */
+        for (long k = 0; k < kc; k++) memcpy(bp + k * GEMM_NR, B + (k0 + k) * sbk + j0, sizeof(real) * GEMM_NR);
+        return;
+    }
     for (long k = 0; k < kc; k++)
         for (long j = 0; j < GEMM_NR; j++)
             bp[k * GEMM_NR + j] = j0 + j < N ? B[(k0 + k) * sbk + (j0 + j) * sbn] : (real)0;
