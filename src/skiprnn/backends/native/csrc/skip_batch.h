@@ -21,33 +21,31 @@ static inline real FN(batch_update)(const FN(skip_batch_args) *a, long t, long b
     return u;
 }
 
-/* Step t's updates, its updating rows (rows[0..n)) and their matmul input A (n, K) = [x_t, 1, h_{t-1}]. */
-static long FN(batch_gather)(const FN(skip_batch_args) *a, long t, real *u_tilde, long *rows, real *A) {
-    const long B = a->B, H = a->H, I = a->I, K = I + 1 + H;
+/* Step t's updates and its updating rows (rows[0..n)); returns n. */
+static long FN(batch_select)(const FN(skip_batch_args) *a, long t, real *u_tilde, long *rows) {
+    const long B = a->B;
     long n = 0;
     for (long b = 0; b < B; b++) {
         const real u = FN(batch_update)(a, t, b, u_tilde + b);
         a->updates[t * B + b] = u;
         if (u != 0) rows[n++] = b;
     }
-    for (long i = 0; i < n; i++) {
-        real *R row = A + i * K;
-        memcpy(row, a->x + (t * B + rows[i]) * I, sizeof(real) * (size_t)I);
-        row[I] = 1;
-        memcpy(row + I + 1, a->h + rows[i] * H, sizeof(real) * (size_t)H);
-    }
     return n;
 }
 
-/* After the step: cum (0 where it updated; padding leaves it) and the outputs of every row. */
-static void FN(batch_finish)(const FN(skip_batch_args) *a, long t, const real *u_tilde) {
-    const long B = a->B;
-    if (a->gate_w)
-        for (long b = 0; b < B; b++) {
-            const real u = a->updates[t * B + b], next = u_tilde[b] - u * u_tilde[b];
-            if (!a->valid || a->valid[t * B + b] > 0) a->cum[b] = next;
-        }
-    memcpy(a->out + t * B * a->H, a->h, sizeof(real) * (size_t)(B * a->H));
+/* The matmul input of batch row b, [x_t, 1, h_{t-1}], into row (K values). */
+static inline void FN(batch_input)(const FN(skip_batch_args) *a, long t, long b, real *R row) {
+    const long H = a->H, I = a->I;
+    memcpy(row, a->x + (t * a->B + b) * I, sizeof(real) * (size_t)I);
+    row[I] = 1;
+    memcpy(row + I + 1, a->h + b * H, sizeof(real) * (size_t)H);
+}
+
+/* After the step, row b: cum (0 where it updated; padding leaves it) and its output. */
+static inline void FN(batch_finish)(const FN(skip_batch_args) *a, long t, long b, const real *u_tilde) {
+    const long i = t * a->B + b;
+    if (a->gate_w && (!a->valid || a->valid[i] > 0)) a->cum[b] = u_tilde[b] - a->updates[i] * u_tilde[b];
+    memcpy(a->out + i * a->H, a->h + b * a->H, sizeof(real) * (size_t)a->H);
 }
 
 /* The cell of compacted row i (batch row b) from its pre-activations; the gate's next Δũ from c̃ or h̃. */
@@ -69,7 +67,9 @@ static void FN(batch_sequence)(const FN(skip_batch_args) *a, const FN(packed) *w
     OMP(omp parallel num_threads(THREADS) if (B * G * K >= 262144))
     for (long t = 0; t < a->T; t++) {  /* every thread runs the loop; the work inside is split */
         OMP(omp single)
-        n = FN(batch_gather)(a, t, u_tilde, rows, A);
+        n = FN(batch_select)(a, t, u_tilde, rows);
+        OMP(omp for schedule(static))
+        for (long i = 0; i < n; i++) FN(batch_input)(a, t, rows[i], A + i * K);
         OMP(omp for schedule(static))
         for (long p = 0; p < w1->panels; p++) FN(gemm_packed_panel)(n, A, K, w1, p, pre, G);
         if (a->gru) {  /* r ⊙ h replaces h in A: the candidate's matmul input */
@@ -80,8 +80,8 @@ static void FN(batch_sequence)(const FN(skip_batch_args) *a, const FN(packed) *w
         }
         OMP(omp for schedule(static))
         for (long i = 0; i < n; i++) FN(batch_cell)(a, rows[i], pre + i * G);
-        OMP(omp single)
-        FN(batch_finish)(a, t, u_tilde);
+        OMP(omp for schedule(static))
+        for (long b = 0; b < B; b++) FN(batch_finish)(a, t, b, u_tilde);
     }
 }
 
