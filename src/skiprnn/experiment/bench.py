@@ -373,7 +373,7 @@ def main(argv=None) -> None:
 
     # ------------------------------------------------------------------------------ numerics cost
     say()
-    measured = bench_numerics.measure((1,) if args.quick else (1, 2), rounds=1 if args.quick else 3, quick=args.quick)
+    measured = bench_numerics.measure((1,) if args.quick else (1, 2), quick=args.quick)
     for line in bench_numerics.table(measured, args.quick):
         say(line)
 

@@ -1,6 +1,7 @@
 """What ``numerics=reproducible`` costs: a fused training step (Skip LSTM and Skip GRU, with the linear read-out, the
-loss and an Adam step, as the trainer runs it) timed in each mode at 1 and 2 threads, beside the step's matmul floor
-(its unavoidable fp32 matrix products alone, torch.mm on the same shapes, timed in the same process).
+loss and an Adam step, as the trainer runs it) timed in each mode at 1 and 2 threads, at the adding and the sequential
+MNIST sizes, beside the step's matmul floor (its unavoidable fp32 matrix products alone, torch.mm on the same shapes,
+timed in the same process).
 
 The mode is fixed for a process at torch's first operation, so each measurement is a fresh process; the processes
 alternate between the modes (round robin, rotating the order) so that a change in the machine's load hits both alike.
@@ -17,8 +18,9 @@ from collections.abc import Callable
 
 MODES = ("fast", "reproducible")
 CELLS = ("skip_lstm", "skip_gru")
-SIZE = ("adding", 50, 256, 2, 110)  # name, T, B, I, H
-QUICK_SIZE = ("adding (quick)", 10, 8, 2, 8)
+# name, T, B, I, H; then warm-up steps, timed steps per process, processes per mode and thread count
+SIZES = ((("adding", 50, 256, 2, 110), 3, 15, 3), (("sequential MNIST", 784, 256, 1, 110), 1, 5, 2))
+QUICK_SIZES = ((("adding (quick)", 10, 8, 2, 8), 1, 2, 1),)
 
 
 def matmul_floor(cell: str, size, forward_only: bool = False) -> Callable[[], None]:
@@ -91,60 +93,67 @@ def _child(mode: str, threads: int, size: tuple, warmup: int, repeats: int) -> d
     return out
 
 
-def measure(threads_list=(1, 2), rounds: int = 3, quick: bool = False) -> dict:
-    """{(mode, threads, cell): [median ms of each round]}."""
-    size = QUICK_SIZE if quick else SIZE
-    warmup, repeats = (1, 2) if quick else (3, 15)
+def measure(threads_list=(1, 2), quick: bool = False) -> dict:
+    """{(size name, mode, threads, cell): [median ms of each process]}."""
     results: dict = {}
-    for threads in threads_list:
-        for r in range(rounds):
-            for mode in MODES[r % 2:] + MODES[: r % 2]:
-                args = json.dumps({"mode": mode, "threads": threads, "size": size, "warmup": warmup, "repeats": repeats})
-                done = subprocess.run([sys.executable, "-m", "skiprnn.experiment.bench_numerics", "--child", args],
-                                      capture_output=True, text=True, timeout=600)
-                if done.returncode != 0:
-                    raise RuntimeError(f"the {mode} measurement failed: {done.stderr.strip().splitlines()[-1:]}")
-                for cell, ms in json.loads(done.stdout.strip().splitlines()[-1]).items():
-                    results.setdefault((mode, threads, cell), []).append(ms)
+    for size, warmup, repeats, rounds in QUICK_SIZES if quick else SIZES:
+        for threads in threads_list:
+            for r in range(rounds):
+                for mode in MODES[r % 2:] + MODES[: r % 2]:
+                    args = json.dumps({"mode": mode, "threads": threads, "size": size, "warmup": warmup,
+                                       "repeats": repeats})
+                    done = subprocess.run([sys.executable, "-m", "skiprnn.experiment.bench_numerics", "--child", args],
+                                          capture_output=True, text=True, timeout=900)
+                    if done.returncode != 0:
+                        raise RuntimeError(f"the {mode} measurement failed: {done.stderr.strip().splitlines()[-1:]}")
+                    for cell, ms in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                        results.setdefault((size[0], mode, threads, cell), []).append(ms)
     return results
+
+
+def _size_label(size) -> str:
+    name, steps, batch, inp, hidden = size
+    return f"{name} (T={steps}, B={batch}, I={inp}, H={hidden})"
 
 
 def table(results: dict, quick: bool = False) -> list[str]:
     """The section's markdown lines."""
-    name, steps, batch, inp, hidden = QUICK_SIZE if quick else SIZE
-    lines = [f"## The cost of numerics=reproducible: {name}, T={steps}, B={batch}, I={inp}, H={hidden}, training step",
-             "",
+    sizes = [size for size, *_ in (QUICK_SIZES if quick else SIZES)]
+    counts = ", ".join(f"{size[0]}: {rounds} per mode and thread count, {repeats} steps each"
+                       for size, _, repeats, rounds in (QUICK_SIZES if quick else SIZES))
+    lines = ["## The cost of numerics=reproducible and the distance to the matmul floor: training step", "",
              "A step as the trainer runs it (forward, linear read-out, loss with the budget term, backward, clipping, "
              "Adam). Each cell: the median over fresh processes (one per mode, alternating) of each process's median "
-             "step; `cost` = reproducible / fast − 1. `/ floor`: the step over its matmul floor (the step's fp32 "
-             "matrix products alone with torch.mm, alternating with the step in the same process; in the "
-             "reproducible mode torch.mm runs MKL pinned to AVX2 on ATen's one thread, while the step uses "
-             "skiprnn's fixed-order kernel on the run's threads, so at 2 threads that ratio can fall below 1).",
-             "", "| cell | threads | fast ms | reproducible ms | cost | floor ms (fast) | fast / floor | "
-             "reproducible / floor |", "|---|---|---|---|---|---|---|---|"]
-    for threads in sorted({t for _, t, _ in results}):
-        for cell in CELLS:
-            fast = statistics.median(results[("fast", threads, cell)])
-            repro = statistics.median(results[("reproducible", threads, cell)])
-            floor_fast = statistics.median(results[("fast", threads, f"{cell} floor")])
-            floor_repro = statistics.median(results[("reproducible", threads, f"{cell} floor")])
-            lines.append(f"| {cell} | {threads} | {fast:.1f} | {repro:.1f} | {100 * (repro / fast - 1):+.0f}% | "
-                         f"{floor_fast:.1f} | {fast / floor_fast:.2f} | {repro / floor_repro:.2f} |")
-    lines += ["", f"## Where a fused training step goes: {name}, numerics=fast", "",
+             f"step (processes: {counts}); `cost` = reproducible / fast − 1. The floor is the step's fp32 matrix "
+             "products alone with torch.mm at the same threads, interleaved with the fast step in its process; both "
+             "modes are divided by it (in a reproducible process torch runs on one thread, so its own torch.mm is "
+             "no floor at 2 threads). The target: within 1.4x of the floor.",
+             "", "| size | cell | threads | fast ms | reproducible ms | cost | floor ms | fast / floor | "
+             "reproducible / floor |", "|---|---|---|---|---|---|---|---|---|"]
+    for size in sizes:
+        for threads in sorted({t for _, _, t, _ in results}):
+            for cell in CELLS:
+                fast, repro = (statistics.median(results[(size[0], mode, threads, cell)]) for mode in MODES)
+                floor = statistics.median(results[(size[0], "fast", threads, f"{cell} floor")])
+                lines.append(f"| {size[0]} | {cell} | {threads} | {fast:.1f} | {repro:.1f} | "
+                             f"{100 * (repro / fast - 1):+.0f}% | {floor:.1f} | {fast / floor:.2f} | "
+                             f"{repro / floor:.2f} |")
+    lines += ["", "## Where a fused training step goes: numerics=fast", "",
               "Medians as above. Forward = the forward pass with the loss, timed alone; backward = the step's rest "
               "(backward, clipping, Adam). Matmuls = the floor's products of that pass (forward: the per-step "
               "recurrent product; backward: the input-gradient products and the weight gradient); rest = the pass "
               "minus its matmuls: the elementwise cell and gate work, memory traffic, the read-out, Adam and Python.",
-              "", "| cell | threads | step ms | forward: matmuls | forward: rest | backward: matmuls | backward: rest |",
-              "|---|---|---|---|---|---|---|"]
-    for threads in sorted({t for _, t, _ in results}):
-        for cell in CELLS:
-            med = {part: statistics.median(results[("fast", threads, f"{cell}{part}")])
-                   for part in ("", " forward", " floor", " floor forward")}
-            fwd, bwd = med[" forward"], med[""] - med[" forward"]
-            mm_f, mm_b = med[" floor forward"], med[" floor"] - med[" floor forward"]
-            lines.append(f"| {cell} | {threads} | {med['']:.1f} | {mm_f:.1f} | {fwd - mm_f:.1f} | {mm_b:.1f} | "
-                         f"{bwd - mm_b:.1f} |")
+              "", "| size | cell | threads | step ms | forward: matmuls | forward: rest | backward: matmuls | "
+              "backward: rest |", "|---|---|---|---|---|---|---|---|"]
+    for size in sizes:
+        for threads in sorted({t for _, _, t, _ in results}):
+            for cell in CELLS:
+                med = {part: statistics.median(results[(size[0], "fast", threads, f"{cell}{part}")])
+                       for part in ("", " forward", " floor", " floor forward")}
+                fwd, bwd = med[" forward"], med[""] - med[" forward"]
+                mm_f, mm_b = med[" floor forward"], med[" floor"] - med[" floor forward"]
+                lines.append(f"| {size[0]} | {cell} | {threads} | {med['']:.1f} | {mm_f:.1f} | {fwd - mm_f:.1f} | "
+                             f"{mm_b:.1f} | {bwd - mm_b:.1f} |")
     return lines
 
 
@@ -152,14 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m skiprnn.experiment.bench_numerics", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--rounds", type=int, default=3, help="processes per mode and thread count (default 3)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     args = parser.parse_args(argv)
     if args.child:
         spec = json.loads(args.child)
         print(json.dumps(_child(spec["mode"], spec["threads"], tuple(spec["size"]), spec["warmup"], spec["repeats"])))
         return 0
-    print("\n".join(table(measure(rounds=args.rounds, quick=args.quick), args.quick)))
+    print("\n".join(table(measure(quick=args.quick), args.quick)))
     return 0
 
 
