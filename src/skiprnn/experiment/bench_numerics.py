@@ -111,14 +111,18 @@ def measure(threads_list=(1, 2), quick: bool = False) -> dict:
     return results
 
 
-def _size_label(size) -> str:
-    name, steps, batch, inp, hidden = size
-    return f"{name} (T={steps}, B={batch}, I={inp}, H={hidden})"
+def _rows(results: dict, quick: bool):
+    """Per size, thread count and cell: its label and {(mode, part): median ms over the processes}."""
+    for (name, steps, batch, inp, hidden), *_ in QUICK_SIZES if quick else SIZES:
+        for threads in sorted({t for _, _, t, _ in results}):
+            for cell in CELLS:
+                med = {(mode, part): statistics.median(results[(name, mode, threads, cell + part)])
+                       for mode in MODES for part in ("", " forward", " floor", " floor forward")}
+                yield f"{name} (T={steps}, B={batch}, I={inp}, H={hidden}) | {cell} | {threads}", med
 
 
 def table(results: dict, quick: bool = False) -> list[str]:
     """The section's markdown lines."""
-    sizes = [size for size, *_ in (QUICK_SIZES if quick else SIZES)]
     counts = ", ".join(f"{size[0]}: {rounds} per mode and thread count, {repeats} steps each"
                        for size, _, repeats, rounds in (QUICK_SIZES if quick else SIZES))
     lines = ["## The cost of numerics=reproducible and the distance to the matmul floor: training step", "",
@@ -130,14 +134,10 @@ def table(results: dict, quick: bool = False) -> list[str]:
              "no floor at 2 threads). The target: within 1.4x of the floor.",
              "", "| size | cell | threads | fast ms | reproducible ms | cost | floor ms | fast / floor | "
              "reproducible / floor |", "|---|---|---|---|---|---|---|---|---|"]
-    for size in sizes:
-        for threads in sorted({t for _, _, t, _ in results}):
-            for cell in CELLS:
-                fast, repro = (statistics.median(results[(size[0], mode, threads, cell)]) for mode in MODES)
-                floor = statistics.median(results[(size[0], "fast", threads, f"{cell} floor")])
-                lines.append(f"| {size[0]} | {cell} | {threads} | {fast:.1f} | {repro:.1f} | "
-                             f"{100 * (repro / fast - 1):+.0f}% | {floor:.1f} | {fast / floor:.2f} | "
-                             f"{repro / floor:.2f} |")
+    for label, med in _rows(results, quick):
+        fast, repro, floor = med[("fast", "")], med[("reproducible", "")], med[("fast", " floor")]
+        lines.append(f"| {label} | {fast:.1f} | {repro:.1f} | {100 * (repro / fast - 1):+.0f}% | {floor:.1f} | "
+                     f"{fast / floor:.2f} | {repro / floor:.2f} |")
     lines += ["", "## Where a fused training step goes: numerics=fast", "",
               "Medians as above. Forward = the forward pass with the loss, timed alone; backward = the step's rest "
               "(backward, clipping, Adam). Matmuls = the floor's products of that pass (forward: the per-step "
@@ -145,15 +145,10 @@ def table(results: dict, quick: bool = False) -> list[str]:
               "minus its matmuls: the elementwise cell and gate work, memory traffic, the read-out, Adam and Python.",
               "", "| size | cell | threads | step ms | forward: matmuls | forward: rest | backward: matmuls | "
               "backward: rest |", "|---|---|---|---|---|---|---|---|"]
-    for size in sizes:
-        for threads in sorted({t for _, _, t, _ in results}):
-            for cell in CELLS:
-                med = {part: statistics.median(results[(size[0], "fast", threads, f"{cell}{part}")])
-                       for part in ("", " forward", " floor", " floor forward")}
-                fwd, bwd = med[" forward"], med[""] - med[" forward"]
-                mm_f, mm_b = med[" floor forward"], med[" floor"] - med[" floor forward"]
-                lines.append(f"| {size[0]} | {cell} | {threads} | {med['']:.1f} | {mm_f:.1f} | {fwd - mm_f:.1f} | "
-                             f"{mm_b:.1f} | {bwd - mm_b:.1f} |")
+    for label, med in _rows(results, quick):
+        step, fwd = med[("fast", "")], med[("fast", " forward")]
+        mm_f, mm_b = med[("fast", " floor forward")], med[("fast", " floor")] - med[("fast", " floor forward")]
+        lines.append(f"| {label} | {step:.1f} | {mm_f:.1f} | {fwd - mm_f:.1f} | {mm_b:.1f} | {step - fwd - mm_b:.1f} |")
     return lines
 
 
