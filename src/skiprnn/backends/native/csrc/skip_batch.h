@@ -1,7 +1,7 @@
 /* Included by steps_impl.h once per element type. A batch at evaluation, without autograd, as skipping.py's
  * row-compacted path: at each step only the rows with u_t = 1 go through the matmul and the cell; the others keep
- * their state and move only the ũ recursion. One call runs the whole sequence of a single-layer model in one
- * parallel region (a step costs no Python and no thread start), and packs the weights for the matmul once.
+ * their state and move only the ũ recursion. One call runs the whole sequence of a single-layer model, each thread
+ * its own rows (a step costs no Python and no barrier), and packs the weights for the matmul once.
  *
  * Each updating row gets what the dense step gives it with u = 1: h = h̃ (c = c̃) from the same formulas. In
  * numerics=reproducible the matmul is gemm_run's sums, element for element, so a row's result does not depend on
@@ -19,18 +19,6 @@ static inline real FN(batch_update)(const FN(skip_batch_args) *a, long t, long b
     if (a->keep) u *= a->keep[i];
     if (a->valid) u *= a->valid[i];
     return u;
-}
-
-/* Step t's updates and its updating rows (rows[0..n)); returns n. */
-static long FN(batch_select)(const FN(skip_batch_args) *a, long t, real *u_tilde, long *rows) {
-    const long B = a->B;
-    long n = 0;
-    for (long b = 0; b < B; b++) {
-        const real u = FN(batch_update)(a, t, b, u_tilde + b);
-        a->updates[t * B + b] = u;
-        if (u != 0) rows[n++] = b;
-    }
-    return n;
 }
 
 /* The matmul input of batch row b, [x_t, 1, h_{t-1}], into row (K values). */
@@ -59,29 +47,44 @@ static void FN(batch_cell)(const FN(skip_batch_args) *a, long b, real *pre) {
     if (a->gate_w) a->up[b] = FN(sigmoid)(FN(dot)(H, cand, a->gate_w) + a->gate_b[0]);
 }
 
-/* w1: every gate's columns (LSTM), or r and z (GRU); w2: the GRU's candidate columns. Work: A (B, K), pre (B, G). */
-static void FN(batch_sequence)(const FN(skip_batch_args) *a, const FN(packed) *w1, const FN(packed) *w2, real *A,
-                               real *pre, real *u_tilde, long *rows) {
-    const long B = a->B, H = a->H, I = a->I, K = I + 1 + H, G = a->gru ? 3 * H : 4 * H;
-    long n = 0;  /* shared: the current step's updating rows */
-    OMP(omp parallel num_threads(THREADS) if (B * G * K >= 262144))
-    for (long t = 0; t < a->T; t++) {  /* every thread runs the loop; the work inside is split */
-        OMP(omp single)
-        n = FN(batch_select)(a, t, u_tilde, rows);
-        OMP(omp for schedule(static))
+/* Rows b0 .. b1 over the whole sequence. w1: every gate's columns (LSTM), or r and z (GRU); w2: the GRU's candidate
+ * columns. Work for these rows: A (b1 − b0, K), pre (b1 − b0, G), rows (b1 − b0); u_tilde (B). */
+static void FN(batch_rows)(const FN(skip_batch_args) *a, long b0, long b1, const FN(packed) *w1,
+                           const FN(packed) *w2, real *A, real *pre, real *u_tilde, long *rows) {
+    const long H = a->H, I = a->I, K = I + 1 + H, G = a->gru ? 3 * H : 4 * H;
+    for (long t = 0; t < a->T; t++) {
+        long n = 0;
+        for (long b = b0; b < b1; b++) {
+            const real u = FN(batch_update)(a, t, b, u_tilde + b);
+            a->updates[t * a->B + b] = u;
+            if (u != 0) rows[n++] = b;
+        }
         for (long i = 0; i < n; i++) FN(batch_input)(a, t, rows[i], A + i * K);
-        OMP(omp for schedule(static))
         for (long p = 0; p < w1->panels; p++) FN(gemm_packed_panel)(n, A, K, w1, p, pre, G);
         if (a->gru) {  /* r ⊙ h replaces h in A: the candidate's matmul input */
-            OMP(omp for schedule(static))
             for (long i = 0; i < n; i++) FN(gru_gates_row)(H, pre + i * G, a->h + rows[i] * H, A + i * K + I + 1);
-            OMP(omp for schedule(static))
             for (long p = 0; p < w2->panels; p++) FN(gemm_packed_panel)(n, A, K, w2, p, pre + 2 * H, G);
         }
-        OMP(omp for schedule(static))
         for (long i = 0; i < n; i++) FN(batch_cell)(a, rows[i], pre + i * G);
-        OMP(omp for schedule(static))
-        for (long b = 0; b < B; b++) FN(batch_finish)(a, t, b, u_tilde);
+        for (long b = b0; b < b1; b++) FN(batch_finish)(a, t, b, u_tilde);
+    }
+}
+
+/* Rows never meet (each row's state, gate and output are its own, and the matmul gives a row the same sums whichever
+ * rows share its block), so each thread runs its own rows through the whole sequence, without a barrier. */
+static void FN(batch_sequence)(const FN(skip_batch_args) *a, const FN(packed) *w1, const FN(packed) *w2, real *A,
+                               real *pre, real *u_tilde, long *rows) {
+    const long B = a->B, K = a->I + 1 + a->H, G = a->gru ? 3 * a->H : 4 * a->H;
+    OMP(omp parallel num_threads(THREADS) if (B * G * K >= 262144))
+    {
+        long id = 0, threads = 1;
+#ifdef _OPENMP
+        id = omp_get_thread_num();
+        threads = omp_get_num_threads();
+#endif
+        const long share = ((B + threads - 1) / threads + GEMM_MR - 1) / GEMM_MR * GEMM_MR;  /* whole blocks of rows */
+        const long b0 = id * share < B ? id * share : B, b1 = b0 + share < B ? b0 + share : B;
+        if (b0 < b1) FN(batch_rows)(a, b0, b1, w1, w2, A + b0 * K, pre + b0 * G, u_tilde, rows + b0);
     }
 }
 
