@@ -153,10 +153,7 @@ static void FN(gemm_packed_panel)(long M, const real *A, long sam, const FN(pack
                        w->data + (p * w->K + k0) * GEMM_NR, C + p * GEMM_NR, ldc, k0 > 0);
 }
 
-/* C (M, N) = A (M, K) · w, its panels split over the threads (outside any parallel region). */
+/* C (M, N) = A (M, K) · w, on the calling thread. */
 static void FN(gemm_packed_run)(long M, const real *A, long sam, const FN(packed) *w, real *C, long ldc) {
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(THREADS) if (M * w->N * w->K >= 262144 && w->panels > 1)
-#endif
     for (long p = 0; p < w->panels; p++) FN(gemm_packed_panel)(M, A, sam, w, p, C, ldc);
 }

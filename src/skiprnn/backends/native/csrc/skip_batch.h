@@ -75,15 +75,10 @@ static void FN(batch_rows)(const FN(skip_batch_args) *a, long b0, long b1, const
 static void FN(batch_sequence)(const FN(skip_batch_args) *a, const FN(packed) *w1, const FN(packed) *w2, real *A,
                                real *pre, real *u_tilde, long *rows) {
     const long B = a->B, K = a->I + 1 + a->H, G = a->gru ? 3 * a->H : 4 * a->H;
-    OMP(omp parallel num_threads(THREADS) if (B * G * K >= 262144))
+    OMP(omp parallel num_threads(THREADS) if (B >= 4 * GEMM_MR))
     {
-        long id = 0, threads = 1;
-#ifdef _OPENMP
-        id = omp_get_thread_num();
-        threads = omp_get_num_threads();
-#endif
-        const long share = ((B + threads - 1) / threads + GEMM_MR - 1) / GEMM_MR * GEMM_MR;  /* whole blocks of rows */
-        const long b0 = id * share < B ? id * share : B, b1 = b0 + share < B ? b0 + share : B;
+        long b0, b1;
+        thread_rows(B, GEMM_MR, &b0, &b1);
         if (b0 < b1) FN(batch_rows)(a, b0, b1, w1, w2, A + b0 * K, pre + b0 * G, u_tilde, rows + b0);
     }
 }

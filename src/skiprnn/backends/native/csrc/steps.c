@@ -16,16 +16,13 @@
 
 #include "args.h"
 
-/* Rows are independent: split them over torch's OpenMP threads when a step has enough work to pay for
- * it, as torch's own elementwise kernels do. Torch's Linux wheels load libgomp.so.1, and this library's
- * libgomp.so.1 resolves to that same copy by soname (one thread pool, torch.set_num_threads applies);
- * with another OpenMP runtime in torch the kernels get a pool of their own. */
+/* Rows are independent: each kernel splits them over torch's OpenMP threads. Torch's Linux wheels load libgomp.so.1,
+ * and this library's libgomp.so.1 resolves to that same copy by soname (one thread pool, torch.set_num_threads
+ * applies); with another OpenMP runtime in torch the kernels get a pool of their own. */
 #ifdef _OPENMP
 #include <omp.h>
-#define PARALLEL_ROWS _Pragma("omp parallel for schedule(static) num_threads(THREADS) if (B * H >= 16384)")
 #define OMP(directive) _Pragma(#directive)
 #else
-#define PARALLEL_ROWS
 #define OMP(directive)
 #endif
 #include <stdint.h>
@@ -42,6 +39,19 @@ void set_threads(long n) { skiprnn_threads = (int)n; }
 #ifdef _OPENMP
 #define THREADS (skiprnn_threads > 0 ? skiprnn_threads : omp_get_max_threads())
 #endif
+
+/* This thread's rows b0 .. b1 of B in a region over a batch: an even share, in whole blocks of `block` rows (a thread
+ * left without rows gets b0 = b1). */
+static inline void thread_rows(long B, long block, long *b0, long *b1) {
+    long id = 0, threads = 1;
+#ifdef _OPENMP
+    id = omp_get_thread_num();
+    threads = omp_get_num_threads();
+#endif
+    const long share = ((B + threads - 1) / threads + block - 1) / block * block;
+    *b0 = id * share < B ? id * share : B;
+    *b1 = *b0 + share < B ? *b0 + share : B;
+}
 
 #ifdef SKIPRNN_REPRODUCIBLE
 /* e^x in float from +, −, × and bit operations only, so that it is the same function on every CPU and at every

@@ -111,13 +111,12 @@ static inline void FN(lstm_cand)(long H, real *R cc, const real *R cp, const rea
     for (long k = 0; k < H; k++) cc[k] = cp[k] * sf[k] + si[k] * tj[k];
 }
 
-static void FN(lstm_forward_step)(long t, long B, long H, const real *pre, long pre_s, real *acts, const real *c_prev, long cp_s,
+static void FN(lstm_forward_step)(long t, long b0, long b1, long H, const real *pre, long pre_s, real *acts, const real *c_prev, long cp_s,
                            const real *h_prev, long hp_s, real *cand_c, real *tanh_c, real *h_out, real *c_out,
                            real *h_next, long hn_s, const real *mask, const FN(gate_fwd) *gate) {
     const long G = 4 * H;
     const int masked = gate != NULL || mask != NULL;
-    PARALLEL_ROWS
-    for (long b = 0; b < B; b++) {
+    for (long b = b0; b < b1; b++) {
         real scratch_c[H], scratch_h[H];
         real u = 1;
         if (gate) u = FN(gate_update)(gate, t, b);
@@ -149,13 +148,12 @@ static void FN(lstm_forward_step)(long t, long B, long H, const real *pre, long 
  * term dgates_t @ W_hh is left to the caller, who passes it to the next call as dh_mm.
  * dg: (B, 4H) gate pre-activation gradients out. u: (B,) updates when masked, else NULL.
  * Gated: dgw_rows (B, H) accumulates dz·c̃ per row (the update gate's weight gradient, summed by the caller). */
-static void FN(lstm_backward_step)(long t, long B, long H, const real *acts, const real *tanh_c, const real *c_prev, long cp_s,
+static void FN(lstm_backward_step)(long t, long b0, long b1, long H, const real *acts, const real *tanh_c, const real *c_prev, long cp_s,
                             real *dh, real *dc, const real *dh_mm, const real *dout_prev, real *dg, const real *u,
                             const real *h_prev, long hp_s, const real *gate_w, real *dgw_rows,
                             const FN(gate_bwd) *gate) {
     const long G = 4 * H;
-    PARALLEL_ROWS
-    for (long b = 0; b < B; b++) {
+    for (long b = b0; b < b1; b++) {
         real dcn[H], cc[H], terms[H];
         real *R dhr = dh + b * H, *R dcr = dc + b * H;
         const real *R cp = c_prev + b * cp_s;
@@ -198,10 +196,9 @@ static void FN(lstm_backward_step)(long t, long B, long H, const real *acts, con
 
 /* -------------------------------------------------------------------------------------------- GRU
  * Step 1 (before the candidate's matmul): rz = σ(pre_rz); rh = r ⊙ h_prev, the candidate's matmul input. */
-static void FN(gru_gates_step)(long B, long H, const real *pre, long pre_s, real *rz, const real *h_prev, long hp_s,
+static void FN(gru_gates_step)(long b0, long b1, long H, const real *pre, long pre_s, real *rz, const real *h_prev, long hp_s,
                         real *rh, long rh_s) {
-    PARALLEL_ROWS
-    for (long b = 0; b < B; b++) {
+    for (long b = b0; b < b1; b++) {
         const real *R p = pre + b * pre_s, *R hp = h_prev + b * hp_s;
         real *R a = rz + b * 2 * H, *R o = rh + b * rh_s;
         for (long k = 0; k < 2 * H; k++) a[k] = FN(sigmoid)(p[k]);
@@ -217,11 +214,10 @@ static inline void FN(gru_cand)(long H, real *R hc, const real *R n, const real 
 
 /* Step 2: n = tanh (pre_n arrives scaled by 2), h̃ = lerp(n, h_prev, z), h = lerp(h_prev, h̃, u).
  * h̃ is not kept: the backward step recomputes it. */
-static void FN(gru_forward_step)(long t, long B, long H, const real *pre_n, long pn_s, const real *rz, const real *h_prev, long hp_s,
+static void FN(gru_forward_step)(long t, long b0, long b1, long H, const real *pre_n, long pn_s, const real *rz, const real *h_prev, long hp_s,
                           real *cand, real *h_out, real *h_next, long hn_s, const real *mask, const FN(gate_fwd) *gate) {
     const int masked = gate != NULL || mask != NULL;
-    PARALLEL_ROWS
-    for (long b = 0; b < B; b++) {
+    for (long b = b0; b < b1; b++) {
         real scratch[H];
         real u = 1;
         if (gate) u = FN(gate_update)(gate, t, b);
@@ -242,11 +238,10 @@ static void FN(gru_forward_step)(long t, long B, long H, const real *pre_n, long
 
 /* Backward step 1: everything but the terms of d(r ⊙ h_prev) = dg_n @ W_n, which the caller computes
  * next and passes to step 2. dg_rz gets dz_pre and r(1 − r) (completed by step 2); dg_n gets dn_pre. */
-static void FN(gru_backward_step1)(long t, long B, long H, const real *rz, const real *cand, const real *h_prev, long hp_s, real *dh,
+static void FN(gru_backward_step1)(long t, long b0, long b1, long H, const real *rz, const real *cand, const real *h_prev, long hp_s, real *dh,
                             const real *dh_mm, const real *dout_prev, real *dg_rz, real *dg_n, const real *u,
                             const real *gate_w, real *dgw_rows, const FN(gate_bwd) *gate) {
-    PARALLEL_ROWS
-    for (long b = 0; b < B; b++) {
+    for (long b = b0; b < b1; b++) {
         real dhn[H], hc[H], diff[H];
         real *R dhr = dh + b * H;
         const real *R hp = h_prev + b * hp_s;
@@ -282,10 +277,9 @@ static void FN(gru_backward_step1)(long t, long B, long H, const real *rz, const
 }
 
 /* Backward step 2: drh = dg_n @ W_n (B, H); dr_pre = r(1 − r) h_prev drh; dh += r drh. */
-static void FN(gru_backward_step2)(long B, long H, const real *rz, const real *h_prev, long hp_s, const real *drh,
+static void FN(gru_backward_step2)(long b0, long b1, long H, const real *rz, const real *h_prev, long hp_s, const real *drh,
                             real *dg_rz, real *dh) {
-    PARALLEL_ROWS
-    for (long b = 0; b < B; b++) {
+    for (long b = b0; b < b1; b++) {
         const real *R r = rz + b * 2 * H, *R hp = h_prev + b * hp_s, *R d = drh + b * H;
         real *R dr = dg_rz + b * 2 * H, *R dhr = dh + b * H;
         for (long k = 0; k < H; k++) dr[k] = dr[k] * hp[k] * d[k];
@@ -385,43 +379,57 @@ static void FN(skip_sequence_run)(long gru, long T, long I, long H, const real *
 #define H_PREV(t) (a->xh + (t) * a->B * a->xrow + a->h_col)               /* h_{t-1} inside xh's row t */
 #define STEP_OR_NULL(buf, t) ((buf) ? ROWS(buf, t, 1) : NULL)             /* step t of an optional (T, B) one */
 
-/* The forward kernels run the whole sequence: per step the recurrent product, with the weights packed once (for
- * numerics=reproducible the sums of gemm_run, element for element), then the step's elementwise work. */
+/* Each kernel below runs the whole sequence, each thread for its own rows b0 .. b1 (thread_rows): rows never meet
+ * (each row's state, gate and gradients are its own, and the products give a row the same sums whichever rows share
+ * its block), so the threads need no barrier. The weights are packed once per call. */
+#define ROW_REGION OMP(omp parallel num_threads(THREADS) if (a->B >= 4 * GEMM_MR))
+
+/* Forward: per step the recurrent product (for numerics=reproducible the sums of gemm_run, element for element),
+ * then the step's elementwise work. */
 KERNEL(lstm_forward, lstm_fwd_args) {
     const long H = a->H, B = a->B, K = a->xrow, G = 4 * H;
     const int masked = a->gate != NULL || a->mask != NULL;
     FN(packed) w = FN(gemm_pack_all)(a->w, 1, K, K, G);  /* B[k, j] = w[j, k] */
     real *pre = malloc(sizeof(real) * (size_t)(B * G));
     a->status[0] = !(w.data && pre);
-    for (long t = 0; t < a->T && !a->status[0]; t++) {
-        real *cs = ROWS(a->cs, t, H);
-        FN(gemm_packed_run)(B, ROWS(a->xh, t, K), K, &w, pre, G);
-        FN(lstm_forward_step)(t, B, H, pre, G, ROWS(a->acts, t, G), t ? ROWS(a->cs, t - 1, H) : a->c0,
-                              t ? H : a->c0_s, H_PREV(t), a->xrow, masked ? NULL : cs, ROWS(a->tanh_c, t, H),
-                              ROWS(a->out, t, H), masked ? cs : NULL, t + 1 < a->T ? H_PREV(t + 1) : NULL, a->xrow,
-                              a->gate ? NULL : STEP_OR_NULL(a->mask, t), a->gate);
-    }
+    if (!a->status[0])
+        ROW_REGION {
+            long b0, b1;
+            thread_rows(a->B, GEMM_MR, &b0, &b1);
+            for (long t = 0; t < a->T; t++) {
+                real *cs = ROWS(a->cs, t, H);
+                FN(gemm_packed_run)(b1 - b0, ROWS(a->xh, t, K) + b0 * K, K, &w, pre + b0 * G, G);
+                FN(lstm_forward_step)(t, b0, b1, H, pre, G, ROWS(a->acts, t, G), t ? ROWS(a->cs, t - 1, H) : a->c0,
+                                      t ? H : a->c0_s, H_PREV(t), a->xrow, masked ? NULL : cs, ROWS(a->tanh_c, t, H),
+                                      ROWS(a->out, t, H), masked ? cs : NULL, t + 1 < a->T ? H_PREV(t + 1) : NULL,
+                                      a->xrow, a->gate ? NULL : STEP_OR_NULL(a->mask, t), a->gate);
+            }
+        }
     free(pre);
     free(w.data);
 }
 
-/* The backward kernels run the whole sequence in reverse: per step the elementwise work, whose dh_{t-1} then gets
- * the step's product dgates_t · W_hh (added at the start of the next step, and to dh_0 at the end). */
+/* Backward, in reverse: per step the elementwise work, whose dh_{t-1} then gets the step's product dgates_t · W_hh
+ * (added at the start of the next step, and to dh_0 at the end). */
 KERNEL(lstm_backward, lstm_bwd_args) {
     const long H = a->H, B = a->B, G = 4 * H;
     FN(packed) w = FN(gemm_pack_all)(a->w_hh_t, 1, G, G, H);  /* B[k, j] = w_hh_t[j, k] */
     real *mm = malloc(sizeof(real) * (size_t)(B * H));
     a->status[0] = !(w.data && mm);
-    for (long t = a->T - 1; t >= 0 && !a->status[0]; t--) {
-        FN(lstm_backward_step)(t, B, H, ROWS(a->acts, t, G), ROWS(a->tanh_c, t, H),
-                               t ? ROWS(a->cs, t - 1, H) : a->c0, t ? H : a->c0_s, a->dh, a->dc,
-                               t + 1 < a->T ? mm : NULL, a->dout && t > 0 ? ROWS(a->dout, t - 1, H) : NULL,
-                               ROWS(a->dg, t, G), STEP_OR_NULL(a->u, t), H_PREV(t), a->xrow, a->gate_w, a->dgw_rows,
-                               a->gate);
-        FN(gemm_packed_run)(B, ROWS(a->dg, t, G), G, &w, mm, H);
-    }
     if (!a->status[0] && a->T > 0)
-        for (long i = 0; i < B * H; i++) a->dh[i] += mm[i];
+        ROW_REGION {
+            long b0, b1;
+            thread_rows(a->B, GEMM_MR, &b0, &b1);
+            for (long t = a->T - 1; t >= 0; t--) {
+                FN(lstm_backward_step)(t, b0, b1, H, ROWS(a->acts, t, G), ROWS(a->tanh_c, t, H),
+                                       t ? ROWS(a->cs, t - 1, H) : a->c0, t ? H : a->c0_s, a->dh, a->dc,
+                                       t + 1 < a->T ? mm : NULL, a->dout && t > 0 ? ROWS(a->dout, t - 1, H) : NULL,
+                                       ROWS(a->dg, t, G), STEP_OR_NULL(a->u, t), H_PREV(t), a->xrow, a->gate_w,
+                                       a->dgw_rows, a->gate);
+                FN(gemm_packed_run)(b1 - b0, ROWS(a->dg, t, G) + b0 * G, G, &w, mm + b0 * H, H);
+            }
+            for (long i = b0 * H; i < b1 * H; i++) a->dh[i] += mm[i];
+        }
     free(mm);
     free(w.data);
 }
@@ -431,15 +439,22 @@ KERNEL(gru_forward, gru_fwd_args) {
     FN(packed) w_rz = FN(gemm_pack_all)(a->w_rz, 1, K, K, 2 * H), w_n = FN(gemm_pack_all)(a->w_n, 1, K, K, H);
     real *pre = malloc(sizeof(real) * (size_t)(B * 2 * H));
     a->status[0] = !(w_rz.data && w_n.data && pre);
-    for (long t = 0; t < a->T && !a->status[0]; t++) {
-        real *xrh = ROWS(a->xrh, t, K);
-        FN(gemm_packed_run)(B, ROWS(a->xh, t, K), K, &w_rz, pre, 2 * H);
-        FN(gru_gates_step)(B, H, pre, 2 * H, ROWS(a->rz, t, 2 * H), H_PREV(t), a->xrow, xrh + a->h_col, a->xrow);
-        FN(gemm_packed_run)(B, xrh, K, &w_n, pre, H);
-        FN(gru_forward_step)(t, B, H, pre, H, ROWS(a->rz, t, 2 * H), H_PREV(t), a->xrow, ROWS(a->cand, t, H),
-                             ROWS(a->out, t, H), t + 1 < a->T ? H_PREV(t + 1) : NULL, a->xrow,
-                             a->gate ? NULL : STEP_OR_NULL(a->mask, t), a->gate);
-    }
+    if (!a->status[0])
+        ROW_REGION {
+            long b0, b1;
+            thread_rows(a->B, GEMM_MR, &b0, &b1);
+            for (long t = 0; t < a->T; t++) {
+                real *xrh = ROWS(a->xrh, t, K);
+                FN(gemm_packed_run)(b1 - b0, ROWS(a->xh, t, K) + b0 * K, K, &w_rz, pre + b0 * 2 * H, 2 * H);
+                FN(gru_gates_step)(b0, b1, H, pre, 2 * H, ROWS(a->rz, t, 2 * H), H_PREV(t), a->xrow, xrh + a->h_col,
+                                   a->xrow);
+                /* n's pre-activations in the first H columns of the rows' own 2H: other rows belong to others */
+                FN(gemm_packed_run)(b1 - b0, xrh + b0 * K, K, &w_n, pre + b0 * 2 * H, 2 * H);
+                FN(gru_forward_step)(t, b0, b1, H, pre, 2 * H, ROWS(a->rz, t, 2 * H), H_PREV(t), a->xrow, ROWS(a->cand, t, H),
+                                     ROWS(a->out, t, H), t + 1 < a->T ? H_PREV(t + 1) : NULL, a->xrow,
+                                     a->gate ? NULL : STEP_OR_NULL(a->mask, t), a->gate);
+            }
+        }
     free(pre);
     free(w_n.data);
     free(w_rz.data);
@@ -451,17 +466,22 @@ KERNEL(gru_backward, gru_bwd_args) {
     FN(packed) w_rz = FN(gemm_pack_all)(a->w_rz_t, 1, 2 * H, 2 * H, H), w_n = FN(gemm_pack_all)(a->w_n_t, 1, H, H, H);
     real *mm = malloc(sizeof(real) * (size_t)(B * H)), *drh = malloc(sizeof(real) * (size_t)(B * H));
     a->status[0] = !(w_rz.data && w_n.data && mm && drh);
-    for (long t = a->T - 1; t >= 0 && !a->status[0]; t--) {
-        real *dg_rz = ROWS(a->dg_rz, t, 2 * H), *dg_n = ROWS(a->dg_n, t, H);
-        FN(gru_backward_step1)(t, B, H, ROWS(a->rz, t, 2 * H), ROWS(a->cand, t, H), H_PREV(t), a->xrow, a->dh,
-                               t + 1 < a->T ? mm : NULL, a->dout && t > 0 ? ROWS(a->dout, t - 1, H) : NULL, dg_rz,
-                               dg_n, STEP_OR_NULL(a->u, t), a->gate_w, a->dgw_rows, a->gate);
-        FN(gemm_packed_run)(B, dg_n, H, &w_n, drh, H);
-        FN(gru_backward_step2)(B, H, ROWS(a->rz, t, 2 * H), H_PREV(t), a->xrow, drh, dg_rz, a->dh);
-        FN(gemm_packed_run)(B, dg_rz, 2 * H, &w_rz, mm, H);
-    }
     if (!a->status[0] && a->T > 0)
-        for (long i = 0; i < B * H; i++) a->dh[i] += mm[i];
+        ROW_REGION {
+            long b0, b1;
+            thread_rows(a->B, GEMM_MR, &b0, &b1);
+            for (long t = a->T - 1; t >= 0; t--) {
+                real *dg_rz = ROWS(a->dg_rz, t, 2 * H), *dg_n = ROWS(a->dg_n, t, H);
+                FN(gru_backward_step1)(t, b0, b1, H, ROWS(a->rz, t, 2 * H), ROWS(a->cand, t, H), H_PREV(t), a->xrow,
+                                       a->dh, t + 1 < a->T ? mm : NULL,
+                                       a->dout && t > 0 ? ROWS(a->dout, t - 1, H) : NULL, dg_rz, dg_n,
+                                       STEP_OR_NULL(a->u, t), a->gate_w, a->dgw_rows, a->gate);
+                FN(gemm_packed_run)(b1 - b0, dg_n + b0 * H, H, &w_n, drh + b0 * H, H);
+                FN(gru_backward_step2)(b0, b1, H, ROWS(a->rz, t, 2 * H), H_PREV(t), a->xrow, drh, dg_rz, a->dh);
+                FN(gemm_packed_run)(b1 - b0, dg_rz + b0 * 2 * H, 2 * H, &w_rz, mm + b0 * H, H);
+            }
+            for (long i = b0 * H; i < b1 * H; i++) a->dh[i] += mm[i];
+        }
     free(drh);
     free(mm);
     free(w_n.data);
@@ -480,6 +500,7 @@ KERNEL(skip_batch, skip_batch_args) { FN(skip_batch_run)(a); }
 #undef ROWS
 #undef H_PREV
 #undef STEP_OR_NULL
+#undef ROW_REGION
 #undef FIELD
 #undef LAYOUT
 #undef ARGS_STRUCT
