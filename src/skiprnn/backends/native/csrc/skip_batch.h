@@ -60,10 +60,10 @@ static void FN(batch_rows)(const FN(skip_batch_args) *a, long b0, long b1, const
             if (u != 0) rows[n++] = b;
         }
         for (long i = 0; i < n; i++) FN(batch_input)(a, t, rows[i], A + i * K);
-        for (long p = 0; p < w1->panels; p++) FN(gemm_packed_panel)(n, A, K, w1, p, pre, G);
+        FN(gemm_packed_run)(n, A, K, w1, pre, G);
         if (a->gru) {  /* r ⊙ h replaces h in A: the candidate's matmul input */
             for (long i = 0; i < n; i++) FN(gru_gates_row)(H, pre + i * G, a->h + rows[i] * H, A + i * K + I + 1);
-            for (long p = 0; p < w2->panels; p++) FN(gemm_packed_panel)(n, A, K, w2, p, pre + 2 * H, G);
+            FN(gemm_packed_run)(n, A, K, w2, pre + 2 * H, G);
         }
         for (long i = 0; i < n; i++) FN(batch_cell)(a, rows[i], pre + i * G);
         for (long b = b0; b < b1; b++) FN(batch_finish)(a, t, b, u_tilde);
