@@ -41,7 +41,7 @@ def two_threads():
 @needs_kernels
 @pytest.mark.parametrize("mode", MODES)
 def test_float32_kernels_match_python_steps(mode, monkeypatch, two_threads):
-    """At B·H = 16384, where the kernels split rows over threads, in float32: the same updates, and values
+    """At B = 128, which the kernels split over two threads, in float32: the same updates, and values
     and gradients equal to float rounding (the float64 comparison with the reference loop is in test_fused)."""
     model = gated_model(mode, 3, 128)
     x = torch.randn(12, 128, 3)

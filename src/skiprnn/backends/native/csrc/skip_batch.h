@@ -36,7 +36,7 @@ static inline void FN(batch_finish)(const FN(skip_batch_args) *a, long t, long b
     memcpy(a->out + i * a->H, a->h + b * a->H, sizeof(real) * (size_t)a->H);
 }
 
-/* The cell of compacted row i (batch row b) from its pre-activations; the gate's next Δũ from c̃ or h̃. */
+/* The cell of batch row b from its pre-activations (its compacted row of pre); the gate's next Δũ from c̃ or h̃. */
 static void FN(batch_cell)(const FN(skip_batch_args) *a, long b, real *pre) {
     const long H = a->H;
     real cand[H], tmp[H];
@@ -75,7 +75,7 @@ static void FN(batch_rows)(const FN(skip_batch_args) *a, long b0, long b1, const
 static void FN(batch_sequence)(const FN(skip_batch_args) *a, const FN(packed) *w1, const FN(packed) *w2, real *A,
                                real *pre, real *u_tilde, long *rows) {
     const long B = a->B, K = a->I + 1 + a->H, G = a->gru ? 3 * a->H : 4 * a->H;
-    OMP(omp parallel num_threads(THREADS) if (B >= 4 * GEMM_MR))
+    OMP(omp parallel num_threads(row_threads(B, GEMM_MR)) if (B > GEMM_MR))
     {
         long b0, b1;
         thread_rows(B, GEMM_MR, &b0, &b1);

@@ -16,9 +16,10 @@
 
 #include "args.h"
 
-/* Rows are independent: each kernel splits them over torch's OpenMP threads. Torch's Linux wheels load libgomp.so.1,
- * and this library's libgomp.so.1 resolves to that same copy by soname (one thread pool, torch.set_num_threads
- * applies); with another OpenMP runtime in torch the kernels get a pool of their own. */
+/* Rows are independent: the sequence kernels split them over torch's OpenMP threads (gemm_run splits column
+ * panels). Torch's Linux wheels load libgomp.so.1, and this library's libgomp.so.1 resolves to that same copy by
+ * soname (one thread pool, torch.set_num_threads applies); with another OpenMP runtime in torch the kernels get a
+ * pool of their own. */
 #ifdef _OPENMP
 #include <omp.h>
 #define OMP(directive) _Pragma(#directive)
@@ -40,17 +41,25 @@ void set_threads(long n) { skiprnn_threads = (int)n; }
 #define THREADS (skiprnn_threads > 0 ? skiprnn_threads : omp_get_max_threads())
 #endif
 
-/* This thread's rows b0 .. b1 of B in a region over a batch: an even share, in whole blocks of `block` rows (a thread
- * left without rows gets b0 = b1). */
+#ifdef _OPENMP
+/* The rows of a batch are split over the threads in whole blocks of `block` rows (the product's row blocks, so
+ * each thread's blocks start where they would on one thread): at most one thread per block. */
+static inline long row_threads(long B, long block) {
+    const long blocks = (B + block - 1) / block;
+    return blocks < THREADS ? blocks : THREADS;
+}
+#endif
+
+/* This thread's rows b0 .. b1 of B in a region of row_threads(B, block) threads: its even share of the blocks. */
 static inline void thread_rows(long B, long block, long *b0, long *b1) {
     long id = 0, threads = 1;
 #ifdef _OPENMP
     id = omp_get_thread_num();
     threads = omp_get_num_threads();
 #endif
-    const long share = ((B + threads - 1) / threads + block - 1) / block * block;
-    *b0 = id * share < B ? id * share : B;
-    *b1 = *b0 + share < B ? *b0 + share : B;
+    const long blocks = (B + block - 1) / block, first = id * blocks / threads, end = (id + 1) * blocks / threads;
+    *b0 = first * block < B ? first * block : B;
+    *b1 = end * block < B ? end * block : B;
 }
 
 #ifdef SKIPRNN_REPRODUCIBLE

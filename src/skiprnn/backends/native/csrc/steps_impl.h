@@ -382,7 +382,7 @@ static void FN(skip_sequence_run)(long gru, long T, long I, long H, const real *
 /* Each kernel below runs the whole sequence, each thread for its own rows b0 .. b1 (thread_rows): rows never meet
  * (each row's state, gate and gradients are its own, and the products give a row the same sums whichever rows share
  * its block), so the threads need no barrier. The weights are packed once per call. */
-#define ROW_REGION OMP(omp parallel num_threads(THREADS) if (a->B >= 4 * GEMM_MR))
+#define ROW_REGION OMP(omp parallel num_threads(row_threads(a->B, GEMM_MR)) if (a->B > GEMM_MR))
 
 /* Forward: per step the recurrent product (for numerics=reproducible the sums of gemm_run, element for element),
  * then the step's elementwise work. */
