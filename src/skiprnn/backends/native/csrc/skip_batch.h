@@ -75,7 +75,7 @@ static void FN(batch_rows)(const FN(skip_batch_args) *a, long b0, long b1, const
 static void FN(batch_sequence)(const FN(skip_batch_args) *a, const FN(packed) *w1, const FN(packed) *w2, real *A,
                                real *pre, real *u_tilde, long *rows) {
     const long B = a->B, K = a->I + 1 + a->H, G = a->gru ? 3 * a->H : 4 * a->H;
-    OMP(omp parallel num_threads(row_threads(B, GEMM_MR)) if (B > GEMM_MR))
+    ROW_REGION(B)
     {
         long b0, b1;
         thread_rows(B, GEMM_MR, &b0, &b1);

@@ -49,6 +49,8 @@ static inline long row_threads(long B, long block) {
     return blocks < THREADS ? blocks : THREADS;
 }
 #endif
+/* A region whose threads each take their rows of a batch of B (thread_rows), from more than one row block up. */
+#define ROW_REGION(B) OMP(omp parallel num_threads(row_threads(B, GEMM_MR)) if ((B) > GEMM_MR))
 
 /* This thread's rows b0 .. b1 of B in a region of row_threads(B, block) threads: its even share of the blocks. */
 static inline void thread_rows(long B, long block, long *b0, long *b1) {

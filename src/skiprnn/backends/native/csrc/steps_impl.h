@@ -379,10 +379,9 @@ static void FN(skip_sequence_run)(long gru, long T, long I, long H, const real *
 #define H_PREV(t) (a->xh + (t) * a->B * a->xrow + a->h_col)               /* h_{t-1} inside xh's row t */
 #define STEP_OR_NULL(buf, t) ((buf) ? ROWS(buf, t, 1) : NULL)             /* step t of an optional (T, B) one */
 
-/* Each kernel below runs the whole sequence, each thread for its own rows b0 .. b1 (thread_rows): rows never meet
- * (each row's state, gate and gradients are its own, and the products give a row the same sums whichever rows share
- * its block), so the threads need no barrier. The weights are packed once per call. */
-#define ROW_REGION OMP(omp parallel num_threads(row_threads(a->B, GEMM_MR)) if (a->B > GEMM_MR))
+/* Each kernel below runs the whole sequence, each thread for its own rows b0 .. b1 (ROW_REGION, thread_rows): rows
+ * never meet (each row's state, gate and gradients are its own, and the products give a row the same sums whichever
+ * rows share its block), so the threads need no barrier. The weights are packed once per call. */
 
 /* Forward: per step the recurrent product (for numerics=reproducible the sums of gemm_run, element for element),
  * then the step's elementwise work. */
@@ -393,7 +392,7 @@ KERNEL(lstm_forward, lstm_fwd_args) {
     real *pre = malloc(sizeof(real) * (size_t)(B * G));
     a->status[0] = !(w.data && pre);
     if (!a->status[0])
-        ROW_REGION {
+        ROW_REGION(a->B) {
             long b0, b1;
             thread_rows(a->B, GEMM_MR, &b0, &b1);
             for (long t = 0; t < a->T; t++) {
@@ -417,7 +416,7 @@ KERNEL(lstm_backward, lstm_bwd_args) {
     real *mm = malloc(sizeof(real) * (size_t)(B * H));
     a->status[0] = !(w.data && mm);
     if (!a->status[0] && a->T > 0)
-        ROW_REGION {
+        ROW_REGION(a->B) {
             long b0, b1;
             thread_rows(a->B, GEMM_MR, &b0, &b1);
             for (long t = a->T - 1; t >= 0; t--) {
@@ -440,7 +439,7 @@ KERNEL(gru_forward, gru_fwd_args) {
     real *pre = malloc(sizeof(real) * (size_t)(B * 2 * H));
     a->status[0] = !(w_rz.data && w_n.data && pre);
     if (!a->status[0])
-        ROW_REGION {
+        ROW_REGION(a->B) {
             long b0, b1;
             thread_rows(a->B, GEMM_MR, &b0, &b1);
             for (long t = 0; t < a->T; t++) {
@@ -467,7 +466,7 @@ KERNEL(gru_backward, gru_bwd_args) {
     real *mm = malloc(sizeof(real) * (size_t)(B * H)), *drh = malloc(sizeof(real) * (size_t)(B * H));
     a->status[0] = !(w_rz.data && w_n.data && mm && drh);
     if (!a->status[0] && a->T > 0)
-        ROW_REGION {
+        ROW_REGION(a->B) {
             long b0, b1;
             thread_rows(a->B, GEMM_MR, &b0, &b1);
             for (long t = a->T - 1; t >= 0; t--) {
@@ -500,7 +499,6 @@ KERNEL(skip_batch, skip_batch_args) { FN(skip_batch_run)(a); }
 #undef ROWS
 #undef H_PREV
 #undef STEP_OR_NULL
-#undef ROW_REGION
 #undef FIELD
 #undef LAYOUT
 #undef ARGS_STRUCT
